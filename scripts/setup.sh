@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh Debian 12 machine (run as root) for building
+# and testing this project: apt packages, the VM tooling (virtme-ng in a venv,
+# qemu, Debian's kernel package), the eBPF toolchain (rust-src, bpf-linker
+# against LLVM 22) and the real peers later tests use.
+#
+# Fast when everything is already there: each step checks before it acts.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${HOSTNET_VENV:-/opt/hostnet/venv}"
+BPF_LINKER_VERSION=0.13.0
+VIRTME_NG_VERSION=1.42
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh must run as root (it installs packages and creates namespaces)" >&2
+  exit 1
+fi
+
+APT_PACKAGES=(
+  # build
+  build-essential pkg-config clang llvm-22-dev libclang-dev zlib1g-dev libzstd-dev
+  libelf-dev libssl-dev git curl ca-certificates python3-venv jq
+  # VM runner: Debian's kernel booted by virtme-ng under qemu
+  qemu-system-x86 linux-image-amd64 busybox-static
+  # networking tools and real peers
+  iproute2 iputils-ping ethtool bridge-utils nftables tcpdump tshark
+  openvswitch-switch pmacct snmpd snmp rrdtool lldpd ifupdown2 dbus-daemon
+  iperf3 socat netcat-openbsd procps kmod
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Never start the daemons we install (lldpd, snmpd, openvswitch, ...) on the
+  # host: tests start their own instances inside namespaces or the VM.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "apt packages: all present"
+fi
+
+# virtme-ng in a venv (Debian's python blocks system pip, PEP 668).
+if [ ! -x "$VENV/bin/vng" ] || ! "$VENV/bin/vng" --version 2>/dev/null | grep -q "$VIRTME_NG_VERSION"; then
+  log "installing virtme-ng $VIRTME_NG_VERSION in $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION"
+else
+  log "virtme-ng: present"
+fi
+
+# Rust: rust-src for the eBPF target (built with RUSTC_BOOTSTRAP via aya-build).
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  log "adding rust-src"
+  rustup component add rust-src
+fi
+
+# bpf-linker built against Debian's LLVM 22 (without LLVM_PREFIX it finds llvm-config 14).
+if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
+  log "building bpf-linker $BPF_LINKER_VERSION against LLVM 22 (~2 min)"
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked "bpf-linker@$BPF_LINKER_VERSION" \
+    --no-default-features --features llvm-22
+else
+  log "bpf-linker: present"
+fi
+
+log "ready"
