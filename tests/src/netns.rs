@@ -38,7 +38,11 @@ impl NetNs {
         let name = format!("{PREFIX}{}-{seq}{role}", std::process::id());
         run_checked(Command::new("ip").args(["netns", "add", &name]))
             .with_context(|| format!("creating namespace {name}"))?;
-        let ns = Self { name, role: role.to_owned(), children: Mutex::new(Vec::new()) };
+        let ns = Self {
+            name,
+            role: role.to_owned(),
+            children: Mutex::new(Vec::new()),
+        };
         ns.try_ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -109,7 +113,8 @@ impl NetNs {
 
     /// Sets a sysctl inside the namespace (`net.ipv6.conf.all.disable_ipv6`).
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        self.try_run(&["sysctl", "-q", "-w", &format!("{key}={value}")]).map(drop)
+        self.try_run(&["sysctl", "-q", "-w", &format!("{key}={value}")])
+            .map(drop)
     }
 
     /// Starts `argv` in the background inside the namespace; it is killed
@@ -125,7 +130,10 @@ impl NetNs {
             .spawn()
             .with_context(|| format!("spawning {argv:?} in {}", self.name))?;
         let pid = child.id();
-        self.children.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(child);
+        self.children
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .push(child);
         Ok(pid)
     }
 
@@ -158,7 +166,10 @@ impl Drop for NetNs {
         }
         // Kill anything else still running in the namespace (e.g. daemons
         // that forked), then delete it.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
                     let _ = nix::sys::signal::kill(
@@ -168,19 +179,29 @@ impl Drop for NetNs {
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 /// Removes namespaces named `lab<pid>-*` whose process is gone (left by a
 /// test killed with SIGKILL or a VM timeout).
 fn sweep_stale() {
-    let Ok(dir) = std::fs::read_dir("/run/netns") else { return };
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let Some((pid, _)) = rest.split_once('-') else { continue };
-        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some((pid, _)) = rest.split_once('-') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             tracing::info!(namespace = %name, "removing stale lab namespace");
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
@@ -220,7 +241,11 @@ fn batch(argv: &[&str], lines: &[String]) -> anyhow::Result<()> {
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("{argv:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{argv:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

@@ -14,7 +14,10 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 }
 
 /// Like [`wait_until`] but returns `Err(elapsed)` instead of panicking.
-pub fn try_wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<Duration, Duration> {
+pub fn try_wait_until(
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Result<Duration, Duration> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(20);
     loop {

@@ -77,7 +77,10 @@ impl Telemetry {
                 .load()
                 .map_err(|source| TelemetryError::Program { name, source })?;
         }
-        let mode = if aya::util::KernelVersion::at_least(6, 6, 0) {
+        // aya attaches with TCX from 6.6 on and with netlink (clsact) before.
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        let mode = if tcx {
             AttachMode::Tcx
         } else {
             AttachMode::Clsact
