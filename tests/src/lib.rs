@@ -19,6 +19,7 @@
 //! Nothing here touches the host's own namespace: links are created inside
 //! lab namespaces (`ip -n NS link add ... peer ... netns OTHER`).
 
+pub mod bonding;
 pub mod kernel;
 pub mod netns;
 pub mod rack;

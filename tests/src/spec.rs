@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
 /// The whole rack.
@@ -334,6 +334,7 @@ fn check_vlans(path: &str, v: &VlanMembership) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context as _;
 
     fn rack() -> RackSpec {
         serde_json::from_value(serde_json::json!({

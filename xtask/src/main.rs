@@ -1,1 +1,178 @@
-fn main(){}
+//! Build orchestration for the workspace.
+//!
+//! - `cargo xtask test [--quick]`: every test of the workspace. Privileged
+//!   test binaries (`tests/tests/kernel_*.rs`) run through [`vm`]'s runner:
+//!   natively when this kernel can build bonds, 802.1Q VLANs, VLAN-filtering
+//!   bridges and OVS datapaths, otherwise inside a VM booting Debian's kernel.
+//! - `cargo xtask demo`: builds everything and brings up the demo rack in the
+//!   lab (inside the VM when needed), printing what was built.
+//! - `cargo xtask vm -- CMD...`: runs a command in the VM (debugging).
+//! - `cargo xtask runner BIN ARGS...`: the cargo target runner used by `test`.
+
+mod vm;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build orchestration: tests in the lab VM, the demo")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every test: unit tests natively, privileged lab tests natively or
+    /// in the VM (see `runner`).
+    Test {
+        /// Only run test binaries whose name contains one of these.
+        #[arg(long = "only")]
+        only: Vec<String>,
+        /// Pass-through filter for the test harness.
+        filter: Vec<String>,
+    },
+    /// Build, then bring up the demo rack and show it working.
+    Demo,
+    /// Run a command inside the VM (Debian's kernel, TCG).
+    Vm {
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Cargo target runner: runs BIN natively, or in the VM for privileged
+    /// lab tests when this kernel lacks what they need.
+    Runner {
+        bin: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Test { only, filter } => test(&only, &filter),
+        Cmd::Demo => demo(),
+        Cmd::Vm { cmd } => {
+            let status = vm::run_in_vm(&cmd, &vm::VmOptions::from_env()?)?;
+            std::process::exit(status)
+        }
+        Cmd::Runner { bin, args } => std::process::exit(vm::runner(&bin, &args)?),
+    }
+}
+
+/// Prints a timing line per phase (CI logs read these).
+struct Phase {
+    name: &'static str,
+    start: Instant,
+}
+
+impl Phase {
+    fn start(name: &'static str) -> Self {
+        eprintln!("==> phase {name}");
+        Self {
+            name,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Phase {
+    fn drop(&mut self) {
+        eprintln!(
+            "==> phase {} took {:.1}s",
+            self.name,
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("spawning {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// The path of this xtask binary, used as cargo's target runner.
+fn runner_env(cmd: &mut Command) -> anyhow::Result<()> {
+    let me = std::env::current_exe().context("current_exe")?;
+    cmd.env(
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
+        format!("{} runner", me.display()),
+    );
+    Ok(())
+}
+
+fn test(only: &[String], filter: &[String]) -> anyhow::Result<()> {
+    {
+        let _p = Phase::start("build (workspace, all targets)");
+        run(cargo().args(["build", "--workspace", "--all-targets"]))?;
+    }
+    let _p = Phase::start("test");
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    if !only.is_empty() {
+        cmd.env("LAB_ONLY", only.join(","));
+    }
+    runner_env(&mut cmd)?;
+    // The eBPF test runs on this kernel (TCX) and in the VM's 6.1 (clsact).
+    if std::env::var_os("LAB_ALSO_NATIVE").is_none() {
+        cmd.env("LAB_ALSO_NATIVE", "kernel_ebpf");
+    }
+    if !filter.is_empty() {
+        cmd.arg("--").args(filter);
+    }
+    run(&mut cmd)
+}
+
+fn demo() -> anyhow::Result<()> {
+    {
+        let _p = Phase::start("build");
+        run(cargo().args(["build", "--workspace", "--bins"]))?;
+        run(cargo().args(["build", "-p", "lab", "--bin", "lab-demo"]))?;
+    }
+    let _p = Phase::start("demo");
+    let bin = target_dir()?.join("debug/lab-demo");
+    let code = vm::runner(&bin, &[])?;
+    if code != 0 {
+        bail!("demo failed with exit code {code}");
+    }
+    Ok(())
+}
+
+fn target_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("cargo metadata")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("cargo metadata json")?;
+    v["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("target_directory missing")
+}
