@@ -1,0 +1,103 @@
+//! The InstanceArray firewall, pure part: the schema ([`FirewallSpec`]),
+//! validation with field paths ([`FirewallSpec::validate`]), rendering of
+//! the complete nftables table hostd owns ([`render()`], [`Ruleset`]) and
+//! decoding of its counters from `nft -j` output ([`parse_listing`]).
+//!
+//! The side-effecting part (running `nft`) lives in the `hostd` crate,
+//! `hostd/hostd/src/firewall/`. User documentation: `docs/firewall.md`.
+
+mod counters;
+mod render;
+mod spec;
+mod validate;
+
+pub use counters::{parse_listing, ListingError, RuleCounter, ShowRow, TableState};
+pub use render::{
+    remove_script, render, Chain, NamedSet, NftRule, RuleTag, Ruleset, FAMILY, TABLE,
+};
+pub use spec::{
+    Action, Cidr, Comment, Direction, FirewallSpec, IfaceMatch, Management, OutboundPolicy, Port,
+    PortRange, Protocol, Rule, COMMENT_MAX,
+};
+pub use validate::FieldError;
+
+/// Why a firewall spec was refused. Nothing is applied when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    /// The document does not deserialize (unknown field, bad port, invalid CIDR...).
+    #[error("{path}: {message}")]
+    Parse {
+        /// Field path (`firewall.rules[2].ports[0]`).
+        path: String,
+        /// What is wrong, quoting the value.
+        message: String,
+    },
+    /// Fields that are valid alone but not together.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldError>),
+}
+
+impl FirewallError {
+    /// Every field error, one per line.
+    pub fn fields(&self) -> Vec<FieldError> {
+        match self {
+            Self::Parse { path, message } => vec![FieldError {
+                path: path.clone(),
+                message: message.clone(),
+            }],
+            Self::Invalid(v) => v.clone(),
+        }
+    }
+}
+
+impl FirewallSpec {
+    /// Checks what types alone cannot: management present when enabled, ports
+    /// only with tcp/udp, ICMP versus address family, sources and
+    /// destinations sharing a family. All problems are reported, with paths
+    /// under `firewall`.
+    pub fn validate(&self) -> Result<(), FirewallError> {
+        self.validate_at("firewall")
+    }
+
+    /// [`FirewallSpec::validate`] with paths under `prefix`.
+    pub fn validate_at(&self, prefix: &str) -> Result<(), FirewallError> {
+        let errs = validate::check(self, prefix);
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(FirewallError::Invalid(errs))
+        }
+    }
+
+    /// Parses and validates a YAML (or JSON) document holding the firewall
+    /// section itself (the value of `firewall:`); error paths start with
+    /// `firewall`.
+    pub fn from_yaml(text: &str) -> Result<Self, FirewallError> {
+        let de = serde_norway::Deserializer::from_str(text);
+        let spec: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let inner = e.path().to_string();
+            let path = if inner == "." {
+                "firewall".to_owned()
+            } else {
+                format!("firewall.{inner}")
+            };
+            // serde_norway already prefixes its message with the path: keep one.
+            let msg = e.inner().to_string();
+            let message = match msg.split_once(": ") {
+                Some((p, rest))
+                    if p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)) =>
+                {
+                    rest.to_owned()
+                }
+                _ => msg,
+            };
+            FirewallError::Parse { path, message }
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests;

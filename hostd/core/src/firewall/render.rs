@@ -1,0 +1,450 @@
+//! Renders a validated [`FirewallSpec`] into the complete nftables table hostd
+//! owns (`inet hostd`), as a value ([`Ruleset`]) and as nft script text.
+//!
+//! Layout of the table:
+//!
+//! - named interval sets for every CIDR list (`mgmt4_<hash>`,
+//!   `r3_src6_<hash>`): 10,000 CIDRs are one set lookup. Lists are
+//!   aggregated first (duplicates, overlaps and neighbours merged). The
+//!   name carries a hash of the content, so a set whose content changes gets
+//!   a new name.
+//! - chain `input` (policy drop): established/related, loopback, the ICMP and
+//!   ICMPv6 needed for path MTU discovery and neighbour discovery, invalid
+//!   dropped, then the management exception, then the user rules in order,
+//!   then a counter of what the policy drops.
+//! - chain `output` only when there are outbound rules or the outbound
+//!   policy is drop.
+//!
+//! Every rule carries a counter and a comment whose first word is a tag
+//! (`default:established`, `mgmt/v4`, `rule:3/v6`): `hostd firewall show`
+//! maps counters back to spec rules with it ([`RuleTag::parse`]).
+
+use std::{
+    fmt::{self, Write as _},
+    hash::{Hash, Hasher},
+};
+
+use ipnet::IpNet;
+
+use super::{
+    spec::{Action, Cidr, Direction, FirewallSpec, OutboundPolicy, Protocol, Rule},
+    validate::rule_families,
+};
+
+/// Family of hostd's table.
+pub const FAMILY: &str = "inet";
+/// Name of hostd's table. Nothing else in nftables is ever touched.
+pub const TABLE: &str = "hostd";
+
+/// The complete content of hostd's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Named CIDR sets, in order of first use.
+    pub sets: Vec<NamedSet>,
+    /// `input`, then `output` when present.
+    pub chains: Vec<Chain>,
+}
+
+/// A named interval set of IPv4 or IPv6 networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSet {
+    /// `r3_src4_1a2b3c4d`.
+    pub name: String,
+    /// `ipv6_addr` when true, `ipv4_addr` otherwise.
+    pub v6: bool,
+    /// Aggregated, sorted networks.
+    pub elements: Vec<IpNet>,
+}
+
+/// A base chain of hostd's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// `input` or `output` (also the hook).
+    pub name: &'static str,
+    /// Policy verdict: `drop` or `accept`.
+    pub policy: &'static str,
+    /// Rules in evaluation order.
+    pub rules: Vec<NftRule>,
+}
+
+/// One nftables rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftRule {
+    /// Where the rule comes from; the first word of its comment.
+    pub tag: RuleTag,
+    /// The nft statement without the comment (`tcp dport { 22 } counter accept`).
+    pub statement: String,
+    /// The user's comment, if any (follows the tag in the nft comment).
+    pub comment: Option<String>,
+}
+
+impl NftRule {
+    /// The full nft comment: tag, then the user's comment.
+    pub fn nft_comment(&self) -> String {
+        match &self.comment {
+            Some(c) => format!("{} {c}", self.tag),
+            None => self.tag.to_string(),
+        }
+    }
+}
+
+/// Origin of an nftables rule, stored as the first word of its comment.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleTag {
+    /// A built-in default (`default:established`, `default:policy`...).
+    Default(String),
+    /// The protected management exception (`mgmt/v4`).
+    Management(String),
+    /// User rule `rules[index]`; `variant` tells the nft rules of one spec
+    /// rule apart (`v4`, `v6/tcp`), empty when there is only one.
+    User {
+        /// Index in `firewall.rules`.
+        index: usize,
+        /// Sub-rule (`v4`, `v6`, `tcp`, `v4/tcp`), possibly empty.
+        variant: String,
+    },
+}
+
+impl fmt::Display for RuleTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default(n) => write!(f, "default:{n}"),
+            Self::Management(v) => write!(f, "mgmt/{v}"),
+            Self::User { index, variant } if variant.is_empty() => write!(f, "rule:{index}"),
+            Self::User { index, variant } => write!(f, "rule:{index}/{variant}"),
+        }
+    }
+}
+
+impl RuleTag {
+    /// Parses the first word of an nft comment written by [`render`];
+    /// `None` for comments hostd did not write.
+    pub fn parse(comment: &str) -> Option<(Self, Option<String>)> {
+        let (tag, rest) = match comment.split_once(' ') {
+            Some((t, r)) => (t, Some(r.to_owned())),
+            None => (comment, None),
+        };
+        let parsed = if let Some(n) = tag.strip_prefix("default:") {
+            Self::Default(n.to_owned())
+        } else if let Some(v) = tag.strip_prefix("mgmt/") {
+            Self::Management(v.to_owned())
+        } else if let Some(r) = tag.strip_prefix("rule:") {
+            let (idx, variant) = r.split_once('/').unwrap_or((r, ""));
+            Self::User {
+                index: idx.parse().ok()?,
+                variant: variant.to_owned(),
+            }
+        } else {
+            return None;
+        };
+        Some((parsed, rest))
+    }
+}
+
+/// Renders `spec` (already validated). A disabled spec renders to `None`:
+/// hostd's table is removed.
+pub fn render(spec: &FirewallSpec) -> Option<Ruleset> {
+    if !spec.enabled {
+        return None;
+    }
+    let mut sets = Vec::new();
+    let mut input = Vec::new();
+    let mut output = Vec::new();
+    let d = |n: &str, statement: &str| NftRule {
+        tag: RuleTag::Default(n.to_owned()),
+        statement: statement.to_owned(),
+        comment: None,
+    };
+
+    // Defaults, before everything: nothing below can break them.
+    input.push(d(
+        "established",
+        "ct state established,related counter accept",
+    ));
+    input.push(d("loopback", "iifname \"lo\" counter accept"));
+    input.push(d(
+        "icmp",
+        "icmp type { destination-unreachable, time-exceeded, parameter-problem } counter accept",
+    ));
+    input.push(d(
+        "icmpv6",
+        "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } counter accept",
+    ));
+    input.push(d(
+        "icmpv6-nd",
+        "ip6 hoplimit 255 icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, \
+         nd-neighbor-advert, nd-redirect } counter accept",
+    ));
+    input.push(d(
+        "icmpv6-mld",
+        "ip6 saddr fe80::/10 icmpv6 type mld-listener-query counter accept",
+    ));
+    input.push(d("invalid", "ct state invalid counter drop"));
+
+    let outbound_chain = spec.outbound_policy == OutboundPolicy::Drop
+        || spec
+            .rules
+            .iter()
+            .any(|r| r.direction == Direction::Outbound);
+    if outbound_chain {
+        output.push(d(
+            "established",
+            "ct state established,related counter accept",
+        ));
+        output.push(d("loopback", "oifname \"lo\" counter accept"));
+        output.push(d("icmp", "icmp type { destination-unreachable, time-exceeded, parameter-problem } counter accept"));
+        output.push(d(
+            "icmpv6",
+            "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, \
+             nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, \
+             mld-listener-report, mld2-listener-report } counter accept",
+        ));
+    }
+
+    // The protected management exception.
+    if let Some(m) = &spec.management {
+        let mut ports: Vec<(u16, u16)> = std::iter::once(m.channel_port)
+            .chain(m.extra_tcp_ports.iter().copied())
+            .map(|p| (p.get(), p.get()))
+            .collect();
+        let ports = port_set(&mut ports);
+        for (v6, fam, ver) in [(false, "ip", "v4"), (true, "ip6", "v6")] {
+            let Some(set) = add_set(&mut sets, "mgmt", &m.controllers, v6) else {
+                continue;
+            };
+            input.push(NftRule {
+                tag: RuleTag::Management(ver.to_owned()),
+                statement: format!("{fam} saddr @{set} tcp dport {ports} counter accept"),
+                comment: None,
+            });
+            if outbound_chain {
+                output.push(NftRule {
+                    tag: RuleTag::Management(ver.to_owned()),
+                    statement: format!("{fam} daddr @{set} counter accept"),
+                    comment: None,
+                });
+            }
+        }
+    }
+
+    for (index, rule) in spec.rules.iter().enumerate() {
+        let chain = match rule.direction {
+            Direction::Inbound => &mut input,
+            Direction::Outbound => &mut output,
+        };
+        render_rule(index, rule, &mut sets, chain);
+    }
+
+    input.push(d("policy", "counter"));
+    let mut chains = vec![Chain {
+        name: "input",
+        policy: "drop",
+        rules: input,
+    }];
+    if outbound_chain {
+        let policy = match spec.outbound_policy {
+            OutboundPolicy::Accept => "accept",
+            OutboundPolicy::Drop => "drop",
+        };
+        output.push(d("policy", "counter"));
+        chains.push(Chain {
+            name: "output",
+            policy,
+            rules: output,
+        });
+    }
+    Some(Ruleset { sets, chains })
+}
+
+fn render_rule(index: usize, rule: &Rule, sets: &mut Vec<NamedSet>, chain: &mut Vec<NftRule>) {
+    let iface = rule.interface.as_ref().map(|i| {
+        let kw = match rule.direction {
+            Direction::Inbound => "iifname",
+            Direction::Outbound => "oifname",
+        };
+        format!("{kw} \"{}\" ", i.as_str())
+    });
+    let l4 = match rule.protocol {
+        Protocol::Tcp | Protocol::Udp if !rule.ports.is_empty() => {
+            let mut ranges: Vec<(u16, u16)> =
+                rule.ports.iter().map(|r| (r.first(), r.last())).collect();
+            format!(
+                "{} dport {} ",
+                rule.protocol.as_str(),
+                port_set(&mut ranges)
+            )
+        }
+        Protocol::Tcp => "meta l4proto tcp ".to_owned(),
+        Protocol::Udp => "meta l4proto udp ".to_owned(),
+        Protocol::Icmp => "meta nfproto ipv4 meta l4proto icmp ".to_owned(),
+        Protocol::Icmpv6 => "meta nfproto ipv6 meta l4proto ipv6-icmp ".to_owned(),
+        Protocol::Any => String::new(),
+    };
+
+    // One nft rule per address family when addresses are matched.
+    let mut addr_variants: Vec<(String, String)> = Vec::new();
+    if rule.sources.is_empty() && rule.destinations.is_empty() {
+        addr_variants.push((String::new(), String::new()));
+    } else {
+        let fams = rule_families(rule);
+        for (v6, fam, ver, on) in [(false, "ip", "v4", fams.v4), (true, "ip6", "v6", fams.v6)] {
+            if !on {
+                continue;
+            }
+            let mut m = String::new();
+            if let Some(s) = add_set(sets, &format!("r{index}_src"), &rule.sources, v6) {
+                let _ = write!(m, "{fam} saddr @{s} ");
+            }
+            if let Some(s) = add_set(sets, &format!("r{index}_dst"), &rule.destinations, v6) {
+                let _ = write!(m, "{fam} daddr @{s} ");
+            }
+            addr_variants.push((ver.to_owned(), m));
+        }
+    }
+
+    // Reject answers TCP with a reset and the rest with ICMP port unreachable.
+    let verdicts: Vec<(&str, &str, &str)> = match (rule.action, rule.protocol) {
+        (Action::Accept, _) => vec![("", "", "accept")],
+        (Action::Drop, _) => vec![("", "", "drop")],
+        (Action::Reject, Protocol::Tcp) => vec![("", "", "reject with tcp reset")],
+        (Action::Reject, Protocol::Any) => vec![
+            ("tcp", "meta l4proto tcp ", "reject with tcp reset"),
+            ("other", "", "reject with icmpx port-unreachable"),
+        ],
+        (Action::Reject, _) => vec![("", "", "reject with icmpx port-unreachable")],
+    };
+
+    for (ver, addrs) in &addr_variants {
+        for (vname, pre, verdict) in &verdicts {
+            let variant = [ver.as_str(), vname]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
+            let statement = format!(
+                "{}{pre}{l4}{addrs}counter {verdict}",
+                iface.as_deref().unwrap_or("")
+            );
+            chain.push(NftRule {
+                tag: RuleTag::User { index, variant },
+                statement,
+                comment: rule.comment.as_ref().map(|c| c.as_str().to_owned()),
+            });
+        }
+    }
+}
+
+/// Adds the `v6` (or v4) part of `cidrs` as a named set; `None` when that
+/// family is absent from the list.
+fn add_set(sets: &mut Vec<NamedSet>, base: &str, cidrs: &[Cidr], v6: bool) -> Option<String> {
+    let nets: Vec<IpNet> = cidrs
+        .iter()
+        .filter(|c| c.is_v4() != v6)
+        .map(|c| c.net())
+        .collect();
+    if nets.is_empty() {
+        return None;
+    }
+    let elements = IpNet::aggregate(&nets);
+    let mut h = std::hash::DefaultHasher::new();
+    elements.hash(&mut h);
+    let name = format!("{base}{}_{:08x}", if v6 { 6 } else { 4 }, h.finish() as u32);
+    if !sets.iter().any(|s| s.name == name) {
+        sets.push(NamedSet {
+            name: name.clone(),
+            v6,
+            elements,
+        });
+    }
+    Some(name)
+}
+
+/// `{ 22, 8000-8080 }` with overlapping and adjacent ranges merged (nft
+/// rejects overlapping intervals in one set).
+fn port_set(ranges: &mut [(u16, u16)]) -> String {
+    ranges.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::new();
+    for &(a, b) in ranges.iter() {
+        match merged.last_mut() {
+            Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let items: Vec<String> = merged
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    format!("{{ {} }}", items.join(", "))
+}
+
+impl Ruleset {
+    /// The table as an nft script block (`table inet hostd { ... }`).
+    pub fn table_script(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "table {FAMILY} {TABLE} {{");
+        let _ = writeln!(
+            s,
+            "\tcomment \"managed by hostd: replaced on every change, do not edit\""
+        );
+        for set in &self.sets {
+            let _ = writeln!(s, "\tset {} {{", set.name);
+            let _ = writeln!(
+                s,
+                "\t\ttype {}",
+                if set.v6 { "ipv6_addr" } else { "ipv4_addr" }
+            );
+            let _ = writeln!(s, "\t\tflags interval");
+            s.push_str("\t\telements = { ");
+            for (i, e) in set.elements.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(if i % 8 == 0 { ",\n\t\t\t" } else { ", " });
+                }
+                let _ = write!(s, "{e}");
+            }
+            s.push_str(" }\n\t}\n");
+        }
+        for chain in &self.chains {
+            let _ = writeln!(s, "\tchain {} {{", chain.name);
+            let _ = writeln!(
+                s,
+                "\t\ttype filter hook {} priority filter; policy {};",
+                chain.name, chain.policy
+            );
+            for r in &chain.rules {
+                let _ = writeln!(s, "\t\t{} comment \"{}\"", r.statement, r.nft_comment());
+            }
+            s.push_str("\t}\n");
+        }
+        s.push_str("}\n");
+        s
+    }
+
+    /// One nft transaction that replaces hostd's table and nothing else:
+    /// create it if absent, delete it, create it with the new content. nft
+    /// sends the whole file as one batch: the kernel applies all of it or
+    /// none, and packets see either the old table or the new one.
+    pub fn replace_script(&self) -> String {
+        format!(
+            "add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n{}",
+            self.table_script()
+        )
+    }
+
+    /// Number of CIDR set elements (after aggregation).
+    pub fn element_count(&self) -> usize {
+        self.sets.iter().map(|s| s.elements.len()).sum()
+    }
+}
+
+/// One nft transaction that removes hostd's table if present (and succeeds
+/// when it is absent); nothing else is touched.
+pub fn remove_script() -> String {
+    format!("add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+}
