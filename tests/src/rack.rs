@@ -228,9 +228,11 @@ impl Rack {
                 || ports.iter().any(|(_, v)| !v.is_default());
             let system_mac = self.spec.system_mac(&switches[0].name);
 
+            // vlan_filtering is only named when needed: kernels without
+            // CONFIG_BRIDGE_VLAN_FILTERING reject the attribute even as 0.
             let mut ip = vec![format!(
-                "link add {SWITCH_BRIDGE} type bridge stp_state 0 mcast_snooping 0 vlan_filtering {}",
-                u8::from(filtering)
+                "link add {SWITCH_BRIDGE} type bridge stp_state 0 mcast_snooping 0{}",
+                if filtering { " vlan_filtering 1" } else { "" }
             )];
             for port in &cabled {
                 ip.push(format!("link set {port} mtu {SWITCH_MTU}"));
