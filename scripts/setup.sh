@@ -61,11 +61,13 @@ else
   log "virtme-ng: present"
 fi
 
-# Rust: rust-src for the eBPF target (built with RUSTC_BOOTSTRAP via aya-build).
-if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
-  log "adding rust-src"
-  rustup component add rust-src
-fi
+# Rust: rustfmt and clippy for CI, rust-src for the eBPF target (built with RUSTC_BOOTSTRAP via aya-build).
+for component in rust-src rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    log "adding $component"
+    rustup component add "$component"
+  fi
+done
 
 # bpf-linker built against Debian's LLVM 22 (without LLVM_PREFIX it finds llvm-config 14).
 if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null | grep -q "$BPF_LINKER_VERSION"; then
