@@ -21,6 +21,7 @@
 
 pub mod bonding;
 pub mod kernel;
+pub mod lldp;
 pub mod netns;
 pub mod rack;
 pub mod spec;

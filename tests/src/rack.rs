@@ -292,30 +292,35 @@ impl Rack {
     fn start_lldp(&self) -> anyhow::Result<()> {
         for sw in self.spec.switches.iter().filter(|s| s.lldp) {
             let ns = self.switch(&sw.name);
-            let ports: Vec<String> = self
+            let cabled: Vec<&PortRef> = self
                 .spec
                 .servers
                 .iter()
                 .flat_map(|s| &s.nics)
                 .filter(|n| n.cable.switch == sw.name)
-                .map(|n| self.spec.switch_port_ifname(&n.cable))
+                .map(|n| &n.cable)
                 .collect();
-            if ports.is_empty() {
+            if cabled.is_empty() {
                 bail!("switch {} has lldp on but no cabled ports", sw.name);
             }
+            let ifnames: Vec<String> = cabled
+                .iter()
+                .map(|p| self.spec.switch_port_ifname(p))
+                .collect();
             let socket = format!("/run/{}-{}-lldpd.socket", ns.name(), sw.name);
             // -d: foreground; -u: a private control socket per instance; -I:
             // only this switch's ports; -S: system description; -M 4: network
             // connectivity device. The hostname is set through lldpcli below.
+            let descr = format!("lab switch {}", sw.name);
             ns.spawn(&[
                 "lldpd",
                 "-d",
                 "-u",
                 &socket,
                 "-I",
-                &ports.join(","),
+                &ifnames.join(","),
                 "-S",
-                &format!("lab switch {}", sw.name),
+                &descr,
                 "-M",
                 "4",
             ])?;
@@ -324,33 +329,28 @@ impl Rack {
                 crate::wait::scaled(std::time::Duration::from_secs(10)),
                 || std::path::Path::new(&socket).exists(),
             );
-            ns.try_run(&[
-                "lldpcli",
-                "-u",
-                &socket,
-                "configure",
-                "system",
-                "hostname",
-                &sw.name,
-            ])?;
-            ns.try_run(&[
-                "lldpcli",
-                "-u",
-                &socket,
-                "configure",
-                "lldp",
-                "portidsubtype",
-                "ifname",
-            ])?;
-            ns.try_run(&[
-                "lldpcli",
-                "-u",
-                &socket,
-                "configure",
-                "lldp",
-                "tx-interval",
-                "1",
-            ])?;
+            let lldpcli = |args: &[&str]| -> anyhow::Result<()> {
+                let mut argv = vec!["lldpcli", "-u", &socket];
+                argv.extend_from_slice(args);
+                ns.try_run(&argv).map(drop)
+            };
+            lldpcli(&["configure", "system", "hostname", &sw.name])?;
+            // Port IDs are the switch's own port names ("Ethernet1"), also
+            // inside a pair's namespace where the kernel name is prefixed.
+            for (port, ifname) in cabled.iter().zip(&ifnames) {
+                lldpcli(&[
+                    "configure",
+                    "ports",
+                    ifname,
+                    "lldp",
+                    "portidsubtype",
+                    "local",
+                    &port.port,
+                    "description",
+                    &port.port,
+                ])?;
+            }
+            lldpcli(&["configure", "lldp", "tx-interval", "1"])?;
         }
         Ok(())
     }
