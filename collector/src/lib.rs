@@ -1,1 +1,18 @@
-//! sFlow v5 collector.
+//! The sFlow v5 collector: switches (and our hosts) push sFlow datagrams; we
+//! account their samples per configured subnet and per interface into
+//! round-robin series that the controller queries over HTTP.
+//!
+//! Pure parts (no I/O, tested without root):
+//! - [`sflow`]: zero-copy sFlow v5 datagram decoder (+ an encoder for tests);
+//! - [`header`]: the sampled packet header, L2-L4 (etherparse);
+//! - [`subnets`]: longest-prefix match over IPv4/IPv6 subnets;
+//! - [`accounting`]: samples -> scaled per-subnet and per-interface counters;
+//! - [`rrd`]: the round-robin database (rrdtool semantics, checked against it).
+//!
+//! Edges: [`ingest`] (UDP sockets, recvmmsg), [`store`] (series registry and
+//! snapshots), [`api`] (HTTP+JSON, Prometheus), [`config`], and [`run`], which
+//! ties them together until a shutdown future resolves.
+
+pub mod header;
+pub mod rrd;
+pub mod sflow;
