@@ -1,0 +1,669 @@
+//! The desired-state schema: what a server's network should be, as data.
+//!
+//! Its shape follows nmstate (a list of `interfaces` with `name`, `type` and
+//! `state`; `routes.config`; `dns-resolver.config`) so that people who know
+//! nmstate can read it. Every struct refuses unknown fields, and every value
+//! with a range is a validated newtype ([`IfName`], [`VlanId`], [`Mtu`]).
+//! Cross-field rules (references, duplicates, cycles, MTU ordering, overlaps)
+//! are checked by [`crate::validate`].
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{IfName, MacAddr, Mtu, VlanId};
+
+/// The whole desired state of one server's network.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NetworkState {
+    /// Interfaces hostd manages.
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    /// Static routes.
+    #[serde(default, skip_serializing_if = "Routes::is_empty")]
+    pub routes: Routes,
+    /// DNS servers and search domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_resolver: Option<DnsResolver>,
+    /// The InstanceArray firewall (see `crate::firewall`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::firewall::FirewallSpec>,
+}
+
+/// Interface types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InterfaceType {
+    /// A NIC (physical, or a veth in the lab). Never created or deleted.
+    Ethernet,
+    /// A Linux bond.
+    Bond,
+    /// An 802.1Q / 802.1ad VLAN device.
+    Vlan,
+    /// A Linux bridge.
+    LinuxBridge,
+    /// Loopback: shown, never managed.
+    Loopback,
+    /// Any other kind of link: shown, never managed.
+    Unknown,
+}
+
+impl InterfaceType {
+    /// The name used in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ethernet => "ethernet",
+            Self::Bond => "bond",
+            Self::Vlan => "vlan",
+            Self::LinuxBridge => "linux-bridge",
+            Self::Loopback => "loopback",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// True for the link types hostd creates and deletes.
+    pub fn is_virtual(self) -> bool {
+        matches!(self, Self::Bond | Self::Vlan | Self::LinuxBridge)
+    }
+}
+
+/// Administrative state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IfState {
+    /// Exists and is up.
+    #[default]
+    Up,
+    /// Exists and is down.
+    Down,
+    /// Does not exist (virtual links), or down and unconfigured (NICs).
+    Absent,
+}
+
+/// One interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Interface {
+    /// Kernel name.
+    pub name: IfName,
+    /// Type.
+    #[serde(rename = "type")]
+    pub kind: InterfaceType,
+    /// up (default), down or absent.
+    #[serde(default)]
+    pub state: IfState,
+    /// MTU; unset keeps the current one (a VLAN follows its base's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<Mtu>,
+    /// Ethernet: identify the NIC by MAC; it is renamed to `name` if needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<MacAddr>,
+    /// IPv4 addresses; when present, the exact set on this interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<IpConfig>,
+    /// IPv6 addresses (link-local ones are the kernel's and ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<IpConfig>,
+    /// Bond settings (type bond).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_aggregation: Option<BondConfig>,
+    /// VLAN settings (type vlan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<VlanConfig>,
+    /// Bridge settings (type linux-bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeConfig>,
+}
+
+impl Interface {
+    /// A bare interface of `kind`, state up.
+    pub fn new(name: IfName, kind: InterfaceType) -> Self {
+        Self {
+            name,
+            kind,
+            state: IfState::Up,
+            mtu: None,
+            mac_address: None,
+            ipv4: None,
+            ipv6: None,
+            link_aggregation: None,
+            vlan: None,
+            bridge: None,
+        }
+    }
+}
+
+/// Static addresses of one family.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IpConfig {
+    /// The addresses.
+    #[serde(default)]
+    pub address: Vec<IpAddress>,
+}
+
+/// One address with its prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IpAddress {
+    /// The address.
+    pub ip: IpAddr,
+    /// Prefix length (0..=32 for IPv4, 0..=128 for IPv6).
+    pub prefix_length: u8,
+}
+
+/// Bond modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BondMode {
+    /// balance-rr (0)
+    #[serde(rename = "balance-rr")]
+    BalanceRr,
+    /// active-backup (1)
+    #[serde(rename = "active-backup")]
+    ActiveBackup,
+    /// balance-xor (2)
+    #[serde(rename = "balance-xor")]
+    BalanceXor,
+    /// broadcast (3)
+    #[serde(rename = "broadcast")]
+    Broadcast,
+    /// 802.3ad / LACP (4)
+    #[serde(rename = "802.3ad")]
+    Lacp,
+    /// balance-tlb (5)
+    #[serde(rename = "balance-tlb")]
+    BalanceTlb,
+    /// balance-alb (6)
+    #[serde(rename = "balance-alb")]
+    BalanceAlb,
+}
+
+impl BondMode {
+    /// Kernel name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BalanceRr => "balance-rr",
+            Self::ActiveBackup => "active-backup",
+            Self::BalanceXor => "balance-xor",
+            Self::Broadcast => "broadcast",
+            Self::Lacp => "802.3ad",
+            Self::BalanceTlb => "balance-tlb",
+            Self::BalanceAlb => "balance-alb",
+        }
+    }
+}
+
+/// Bond: mode, ports and options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BondConfig {
+    /// Mode.
+    pub mode: BondMode,
+    /// Ports (ethernet interfaces declared in the same state).
+    #[serde(default)]
+    pub port: Vec<IfName>,
+    /// Kernel bonding options, with the kernel's names.
+    #[serde(default, skip_serializing_if = "BondOptions::is_empty")]
+    pub options: BondOptions,
+}
+
+macro_rules! kebab_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $s)] $var),+
+        }
+        impl $name {
+            /// Kernel name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$var => $s),+ }
+            }
+        }
+    };
+}
+
+kebab_enum!(
+    /// LACPDU rate.
+    LacpRate { /** every 30 s */ Slow = "slow", /** every second */ Fast = "fast" }
+);
+kebab_enum!(
+    /// Transmit hash policy.
+    XmitHashPolicy {
+        /** layer2 */ Layer2 = "layer2",
+        /** layer3+4 */ Layer34 = "layer3+4",
+        /** layer2+3 */ Layer23 = "layer2+3",
+        /** encap2+3 */ Encap23 = "encap2+3",
+        /** encap3+4 */ Encap34 = "encap3+4",
+        /** vlan+srcmac */ VlanSrcMac = "vlan+srcmac",
+    }
+);
+kebab_enum!(
+    /// Aggregator selection.
+    AdSelect { /** stable */ Stable = "stable", /** bandwidth */ Bandwidth = "bandwidth", /** count */ Count = "count" }
+);
+kebab_enum!(
+    /// Primary reselection.
+    PrimaryReselect { /** always */ Always = "always", /** better */ Better = "better", /** failure */ Failure = "failure" }
+);
+kebab_enum!(
+    /// ARP validation.
+    ArpValidate {
+        /** none */ None = "none",
+        /** active */ Active = "active",
+        /** backup */ Backup = "backup",
+        /** all */ All = "all",
+        /** filter */ Filter = "filter",
+        /** filter_active */ FilterActive = "filter_active",
+        /** filter_backup */ FilterBackup = "filter_backup",
+    }
+);
+kebab_enum!(
+    /// ARP targets that must be up.
+    ArpAllTargets { /** any */ Any = "any", /** all */ All = "all" }
+);
+kebab_enum!(
+    /// MAC policy on failover.
+    FailOverMac { /** none */ None = "none", /** active */ Active = "active", /** follow */ Follow = "follow" }
+);
+
+/// Kernel bonding options (names as in /sys/class/net/BOND/bonding/).
+/// Unset options keep the kernel's current value.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct BondOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miimon: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updelay: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downdelay: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_carrier: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lacp_rate: Option<LacpRate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lacp_active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xmit_hash_policy: Option<XmitHashPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_links: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<IfName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_reselect: Option<PrimaryReselect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_select: Option<AdSelect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_actor_sys_prio: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_actor_system: Option<MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ad_user_port_key: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_interval: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_ip_target: Option<Vec<Ipv4Addr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_validate: Option<ArpValidate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_all_targets: Option<ArpAllTargets>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_over_mac: Option<FailOverMac>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_slaves_active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resend_igmp: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_grat_arp: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets_per_slave: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lp_interval: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tlb_dynamic_lb: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_notif_delay: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_max: Option<u8>,
+}
+
+impl BondOptions {
+    /// True when no option is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// VLAN protocol.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum VlanProtocol {
+    /// 802.1Q (C-tag, 0x8100).
+    #[default]
+    #[serde(rename = "802.1q")]
+    Dot1Q,
+    /// 802.1ad (S-tag, 0x88a8).
+    #[serde(rename = "802.1ad")]
+    Dot1Ad,
+}
+
+impl VlanProtocol {
+    /// Name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dot1Q => "802.1q",
+            Self::Dot1Ad => "802.1ad",
+        }
+    }
+}
+
+/// VLAN device settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VlanConfig {
+    /// Lower device.
+    pub base_iface: IfName,
+    /// VLAN id.
+    pub id: VlanId,
+    /// 802.1q (default) or 802.1ad.
+    #[serde(default)]
+    pub protocol: VlanProtocol,
+}
+
+/// Linux bridge settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BridgeConfig {
+    /// Bridge options.
+    #[serde(default, skip_serializing_if = "BridgeOptions::is_empty")]
+    pub options: BridgeOptions,
+    /// Ports.
+    #[serde(default)]
+    pub port: Vec<BridgePort>,
+}
+
+/// Bridge options; unset ones keep the kernel's value.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BridgeOptions {
+    /// Spanning tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stp: Option<StpOptions>,
+    /// VLAN filtering; defaults to on when any port has `vlan` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_filtering: Option<bool>,
+    /// VLAN protocol of a VLAN-filtering bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_protocol: Option<VlanProtocol>,
+    /// FDB ageing time in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_ageing_time: Option<u32>,
+    /// IGMP/MLD snooping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multicast_snooping: Option<bool>,
+}
+
+impl BridgeOptions {
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Spanning tree settings (timers in seconds, as `ip link` takes them /100).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StpOptions {
+    /// STP on or off.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Forward delay, 2..=30 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_delay: Option<u32>,
+    /// Hello time, 1..=10 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello_time: Option<u32>,
+    /// Max age, 6..=40 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u32>,
+    /// Bridge priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u16>,
+}
+
+/// A bridge port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BridgePort {
+    /// Port interface (declared in the same state).
+    pub name: IfName,
+    /// VLAN membership on a VLAN-filtering bridge; when present, exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<PortVlan>,
+}
+
+/// Port VLAN mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PortVlanMode {
+    /// Carries the trunk tags tagged (and `tag` untagged if `enable-native`).
+    Trunk,
+    /// Carries `tag` untagged only (PVID).
+    Access,
+}
+
+/// VLAN membership of a bridge port (nmstate's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PortVlan {
+    /// trunk or access.
+    pub mode: PortVlanMode,
+    /// Access VLAN, or the native VLAN of a trunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<VlanId>,
+    /// Trunk: carry `tag` untagged as PVID.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_native: bool,
+    /// Trunk: tagged VLANs, single ids or ranges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trunk_tags: Vec<TrunkTag>,
+}
+
+/// One trunk entry: `id: N` or `id-range: {min, max}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrunkTag {
+    /// A single VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<VlanId>,
+    /// A range of VLANs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_range: Option<VlanRange>,
+}
+
+/// Inclusive VLAN range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanRange {
+    /// First id.
+    pub min: VlanId,
+    /// Last id.
+    pub max: VlanId,
+}
+
+/// Routes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routes {
+    /// Route entries.
+    #[serde(default)]
+    pub config: Vec<Route>,
+}
+
+impl Routes {
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.config.is_empty()
+    }
+}
+
+/// Route state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteState {
+    /// The route exists.
+    #[default]
+    Present,
+    /// The route with this key is removed.
+    Absent,
+}
+
+/// A static route. Identified by [`crate::route::RouteKey`]
+/// `{table, destination, metric}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Route {
+    /// Destination prefix (`0.0.0.0/0` / `::/0` for the default route).
+    pub destination: IpNet,
+    /// Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_address: Option<IpAddr>,
+    /// Output interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_interface: Option<IfName>,
+    /// ECMP next hops with weights (instead of `next-hop-*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub multipath: Vec<NextHop>,
+    /// Metric (default 0 for IPv4, 1024 for IPv6, as the kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<u32>,
+    /// Routing table (default 254, main).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_id: Option<u32>,
+    /// present (default) or absent.
+    #[serde(default, skip_serializing_if = "is_present")]
+    pub state: RouteState,
+}
+
+fn is_present(s: &RouteState) -> bool {
+    *s == RouteState::Present
+}
+
+/// One ECMP next hop.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NextHop {
+    /// Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_address: Option<IpAddr>,
+    /// Output interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_interface: Option<IfName>,
+    /// Weight 1..=256 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+}
+
+/// DNS resolver section.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsResolver {
+    /// The configuration to write.
+    pub config: DnsConfig,
+}
+
+/// Name servers and search domains.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Name servers (at most 3: the resolver ignores more).
+    #[serde(default)]
+    pub server: Vec<IpAddr>,
+    /// Search domains.
+    #[serde(default)]
+    pub search: Vec<String>,
+}
+
+/// A parse failure, with the field path and the parser's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ParseError {
+    /// Field path, e.g. `interfaces[3].vlan.id`, or `.` for the document.
+    pub path: String,
+    /// What was wrong (includes the offending value).
+    pub message: String,
+}
+
+fn path_string(p: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut s = String::new();
+    for seg in p.iter() {
+        match seg {
+            Segment::Seq { index } => s.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(variant);
+            }
+            Segment::Unknown => s.push_str(".?"),
+        }
+    }
+    if s.is_empty() {
+        ".".into()
+    } else {
+        s
+    }
+}
+
+/// Parses YAML, reporting the field path of the first error.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ParseError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = path_string(e.path());
+        let mut message = e.inner().to_string();
+        // The YAML error repeats the enclosing path ("interfaces[1]: ...").
+        if let Some((prefix, rest)) = message.split_once(": ") {
+            if !prefix.contains(' ') && path.starts_with(prefix) {
+                message = rest.to_owned();
+            }
+        }
+        ParseError { path, message }
+    })
+}
+
+/// Parses JSON, reporting the field path of the first error.
+pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ParseError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| ParseError {
+        path: path_string(e.path()),
+        message: e.inner().to_string(),
+    })
+}
+
+impl NetworkState {
+    /// Parses YAML or JSON (JSON when the first non-blank character is `{`).
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        if text.trim_start().starts_with('{') {
+            from_json(text)
+        } else {
+            from_yaml(text)
+        }
+    }
+
+    /// The interface named `name`.
+    pub fn interface(&self, name: &str) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.name.as_str() == name)
+    }
+}
