@@ -87,6 +87,15 @@ fn main() -> anyhow::Result<()> {
         );
         println!("{srv} bond0 LACP negotiated: {}", st.summary());
     }
+    for srv in ["srv1", "srv2"] {
+        let lldp = lab::lldp::LldpListener::start(rack.server(srv), &["eth0", "eth1"])?;
+        for n in lldp.wait_for(&["eth0", "eth1"], scaled(Duration::from_secs(30)))? {
+            println!(
+                "{srv} {} LLDP neighbour: {} port {}",
+                n.local_interface, n.system_name, n.port_id
+            );
+        }
+    }
     let srv1 = rack.server("srv1");
     lab::wait_until(
         "VLAN 100 srv1 -> srv2",
