@@ -13,6 +13,10 @@
 //! snapshots), [`api`] (HTTP+JSON, Prometheus), [`config`], and [`run`], which
 //! ties them together until a shutdown future resolves.
 
+pub mod accounting;
+pub mod config;
 pub mod header;
 pub mod rrd;
 pub mod sflow;
+pub mod store;
+pub mod subnets;
