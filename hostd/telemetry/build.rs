@@ -15,7 +15,9 @@ fn main() -> anyhow::Result<()> {
     let ebpf_dir = ebpf_dir
         .canonicalize()
         .with_context(|| format!("eBPF crate not found at {}", ebpf_dir.display()))?;
-    let ebpf_dir = ebpf_dir.to_str().context("non-UTF-8 path to the eBPF crate")?;
+    let ebpf_dir = ebpf_dir
+        .to_str()
+        .context("non-UTF-8 path to the eBPF crate")?;
     // The toolchain rustup picked for this build (stable unless overridden).
     let toolchain = std::env::var("RUSTUP_TOOLCHAIN").unwrap_or_else(|_| "stable".to_owned());
     // SAFETY (edition 2021: set_var is safe): build scripts are single-threaded here.

@@ -2,24 +2,198 @@
 //! userspace loader in `hostd/telemetry`.
 //!
 //! Everything here is `#[repr(C)]`, `no_std`, and laid out identically on both
-//! sides of the map boundary. The `user` feature derives `aya::Pod` so the
-//! loader can read these values out of BPF maps.
+//! sides of the map boundary (no implicit padding: every struct is made of
+//! `u32`/`u64` fields in an order that needs none). The `user` feature derives
+//! `aya::Pod` so the loader can read and write these values in BPF maps.
+//!
+//! Maps (names are the ELF symbols the loader looks up):
+//!
+//! | map | type | key | value |
+//! |---|---|---|---|
+//! | `CONFIG` | array[1] | 0 | [`Config`] |
+//! | `IF_COUNTERS` | per-CPU hash | [`IfVlanKey`] | [`IfVlanCounters`] |
+//! | `SUBNETS_V4` | LPM trie | prefix length + 4 address bytes | slot (`u32`) |
+//! | `SUBNETS_V6` | LPM trie | prefix length + 16 address bytes | slot (`u32`) |
+//! | `SUBNET_COUNTERS` | per-CPU array | slot | [`SubnetCounters`] |
+//! | `SAMPLES` | ring buffer | - | [`SampleRecord`] |
 #![no_std]
 
-/// Index of the ingress slot in per-direction arrays.
+/// Index of the ingress direction (`DirCounters` in `IfVlanCounters::rx`).
 pub const DIR_INGRESS: u32 = 0;
-/// Index of the egress slot in per-direction arrays.
+/// Index of the egress direction.
 pub const DIR_EGRESS: u32 = 1;
 
-/// Packet and byte counters for one direction, kept per CPU by the program and
-/// summed by userspace.
+/// Largest number of header bytes a sample can carry.
+pub const MAX_HEADER_BYTES: usize = 256;
+/// Default number of header bytes copied into a sample (as hsflowd).
+pub const DEFAULT_HEADER_BYTES: u32 = 128;
+
+/// Map names, shared so the loader cannot drift from the program.
+pub mod maps {
+    pub const CONFIG: &str = "CONFIG";
+    pub const IF_COUNTERS: &str = "IF_COUNTERS";
+    pub const SUBNETS_V4: &str = "SUBNETS_V4";
+    pub const SUBNETS_V6: &str = "SUBNETS_V6";
+    pub const SUBNET_COUNTERS: &str = "SUBNET_COUNTERS";
+    pub const SAMPLES: &str = "SAMPLES";
+}
+
+/// Program names (ELF symbols).
+pub mod programs {
+    pub const INGRESS: &str = "telemetry_ingress";
+    pub const EGRESS: &str = "telemetry_egress";
+    /// Returns `TC_ACT_UNSPEC` and does nothing else: the "no program"
+    /// baseline of the BPF_PROG_TEST_RUN benchmark. hostd never attaches it.
+    pub const NOOP: &str = "telemetry_noop";
+}
+
+/// Runtime configuration, written by userspace into `CONFIG[0]`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
+pub struct Config {
+    /// A packet is sampled when `bpf_get_prandom_u32() < sample_threshold`:
+    /// `2^32 / N` samples 1 in N on average; 0 turns sampling off; `2^32`
+    /// samples every packet. See [`Config::threshold_for_rate`].
+    pub sample_threshold: u64,
+    /// Bytes of each sampled packet copied into the ring buffer
+    /// (1..=[`MAX_HEADER_BYTES`]; fewer when the packet is shorter).
+    pub header_bytes: u32,
+    /// Bit 0: IPv4 subnets configured; bit 1: IPv6 subnets configured. Saves
+    /// the LPM lookups when there is nothing to find.
+    pub flags: u32,
+}
+
+/// [`Config::flags`] bit: look IPv4 packets up in `SUBNETS_V4`.
+pub const FLAG_SUBNETS_V4: u32 = 1;
+/// [`Config::flags`] bit: look IPv6 packets up in `SUBNETS_V6`.
+pub const FLAG_SUBNETS_V6: u32 = 2;
+
+impl Config {
+    /// The threshold that samples 1 in `rate` packets (0 = off).
+    pub const fn threshold_for_rate(rate: u32) -> u64 {
+        if rate == 0 {
+            0
+        } else {
+            (1u64 << 32) / rate as u64
+        }
+    }
+}
+
+/// Key of the per-interface, per-VLAN counters. `vlan` is the 802.1Q VLAN id
+/// (0..=4095) of the outermost tag, whether the kernel carries it in the skb
+/// metadata (offloaded) or in the frame; [`NO_VLAN`] for untagged frames.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfVlanKey {
+    pub ifindex: u32,
+    pub vlan: u32,
+}
+
+/// [`IfVlanKey::vlan`] of untagged frames.
+pub const NO_VLAN: u32 = 0xffff;
+
+/// Counters of one direction of one (interface, VLAN).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirCounters {
+    /// Every frame seen (the sFlow sample pool).
     pub packets: u64,
+    /// Frame length from the Ethernet header on, without FCS, with the
+    /// 802.1Q tag counted whether or not it was offloaded into skb metadata
+    /// (`skb->len + 4` when offloaded): the frame as on the wire.
     pub bytes: u64,
+    /// Frames with the group bit of the destination MAC set (broadcast
+    /// included).
+    pub multicast: u64,
+    /// Frames to ff:ff:ff:ff:ff:ff.
+    pub broadcast: u64,
+    /// Frames chosen for sampling and written to the ring buffer.
+    pub samples: u64,
+    /// Frames chosen for sampling that did not fit into the ring buffer.
+    pub sample_drops: u64,
+}
+
+impl DirCounters {
+    /// Field-wise sum (for per-CPU values and totals over VLANs).
+    pub fn add(&mut self, o: &Self) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.multicast += o.multicast;
+        self.broadcast += o.broadcast;
+        self.samples += o.samples;
+        self.sample_drops += o.sample_drops;
+    }
+}
+
+/// Value of `IF_COUNTERS`: both directions of one (interface, VLAN).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfVlanCounters {
+    /// Received (TC ingress).
+    pub rx: DirCounters,
+    /// Sent (TC egress).
+    pub tx: DirCounters,
+}
+
+impl IfVlanCounters {
+    pub fn add(&mut self, o: &Self) {
+        self.rx.add(&o.rx);
+        self.tx.add(&o.tx);
+    }
+}
+
+/// Value of `SUBNET_COUNTERS`, per configured subnet (slot).
+///
+/// `to_*` counts IP packets whose destination is in the subnet, `from_*`
+/// those whose source is; a packet between two configured subnets counts in
+/// both. Every hook a packet passes counts it (as interface counters do).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubnetCounters {
+    pub to_packets: u64,
+    pub to_bytes: u64,
+    pub from_packets: u64,
+    pub from_bytes: u64,
+}
+
+impl SubnetCounters {
+    pub fn add(&mut self, o: &Self) {
+        self.to_packets += o.to_packets;
+        self.to_bytes += o.to_bytes;
+        self.from_packets += o.from_packets;
+        self.from_bytes += o.from_bytes;
+    }
+}
+
+/// One sampled packet, as written into the `SAMPLES` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SampleRecord {
+    pub ifindex: u32,
+    /// [`DIR_INGRESS`] or [`DIR_EGRESS`].
+    pub direction: u32,
+    /// As [`IfVlanKey::vlan`].
+    pub vlan: u32,
+    /// Frame length as in [`DirCounters::bytes`].
+    pub frame_len: u32,
+    /// Valid bytes at the start of `header`.
+    pub header_len: u32,
+    /// 802.1p priority from the VLAN tag (0 when untagged).
+    pub priority: u16,
+    /// 1 when the VLAN tag was in the skb metadata (offloaded), not in
+    /// `header`: userspace puts it back into the header it exports.
+    pub tag_offloaded: u16,
+    pub header: [u8; MAX_HEADER_BYTES],
 }
 
 #[cfg(feature = "user")]
-// SAFETY: `Counters` is `repr(C)`, `Copy`, made of plain integers with no padding.
-unsafe impl aya::Pod for Counters {}
+mod pod {
+    // SAFETY (all): `repr(C)`, `Copy`, plain integers and byte arrays, no
+    // padding (checked by the layout tests in hostd-telemetry).
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::IfVlanKey {}
+    unsafe impl aya::Pod for super::DirCounters {}
+    unsafe impl aya::Pod for super::IfVlanCounters {}
+    unsafe impl aya::Pod for super::SubnetCounters {}
+    unsafe impl aya::Pod for super::SampleRecord {}
+}

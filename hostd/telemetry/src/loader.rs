@@ -1,0 +1,761 @@
+//! Loading, attaching and detaching the TC programs, and reading their maps.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{
+        lpm_trie::{Key, LpmTrie},
+        Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf,
+    },
+    programs::{
+        tc::{self, TcError},
+        SchedClassifier, TcAttachType,
+    },
+    Ebpf, EbpfLoader,
+};
+use ipnet::IpNet;
+use telemetry_common::{
+    maps, programs, Config, DirCounters, IfVlanCounters, IfVlanKey, SubnetCounters,
+    DEFAULT_HEADER_BYTES, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_HEADER_BYTES,
+};
+
+/// The eBPF object built by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/telemetry-ebpf"));
+
+/// Where hostd pins its counter maps by default, so that counters survive a
+/// restart of hostd and stay monotonic for sFlow collectors.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/hostd";
+
+/// Errors from loading, attaching or reading the telemetry programs.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("loading the eBPF object failed")]
+    Load(#[source] aya::EbpfError),
+    #[error("program {name} is missing from the eBPF object")]
+    MissingProgram { name: &'static str },
+    #[error("map {name} is missing from the eBPF object (or was taken)")]
+    MissingMap { name: &'static str },
+    #[error("program {name} failed to load into the kernel")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("attaching {name} to {interface} ({direction}) failed")]
+    Attach {
+        name: &'static str,
+        interface: String,
+        direction: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("detaching {name} from {interface} failed")]
+    Detach {
+        name: &'static str,
+        interface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("removing a stale {name} filter from {interface} failed")]
+    Stale {
+        name: &'static str,
+        interface: String,
+        #[source]
+        source: TcError,
+    },
+    #[error(
+        "{name} is still attached to {interface} through TCX by another owner \
+         (a pinned link?); refusing to attach twice (it would double count)"
+    )]
+    AlreadyAttached {
+        name: &'static str,
+        interface: String,
+    },
+    #[error("interface {interface} is not attached")]
+    NotAttached { interface: String },
+    #[error("interface {interface} not found in this network namespace")]
+    NoInterface {
+        interface: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("pin directory {path}: {source}")]
+    PinDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what}: {value} {reason}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> TelemetryError {
+    move |source| TelemetryError::Map { name, source }
+}
+
+/// How the programs were attached: TCX links (kernel >= 6.6) or netlink
+/// filters under a clsact qdisc (older kernels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    Tcx,
+    Clsact,
+}
+
+/// Sizes and pinning, fixed at load time.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Pin the counter maps (`IF_COUNTERS`, `SUBNET_COUNTERS`, `SUBNETS_V4`,
+    /// `SUBNETS_V6`) here, and reuse them when already pinned: counters then
+    /// survive a restart. Must be on a bpffs mount. `None`: no pinning.
+    pub pin_dir: Option<PathBuf>,
+    /// Capacity of the per-(interface, VLAN) counter map.
+    pub max_if_vlans: u32,
+    /// Capacity of the subnet tries and counters (slots).
+    pub max_subnets: u32,
+    /// Size of the sample ring buffer in bytes (a power of two, multiple of
+    /// the page size).
+    pub ring_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            pin_dir: None,
+            max_if_vlans: 4096,
+            max_subnets: 1024,
+            ring_bytes: 1 << 20,
+        }
+    }
+}
+
+/// One attached interface.
+#[derive(Debug)]
+struct Attached {
+    ifindex: u32,
+    ingress: aya::programs::tc::SchedClassifierLinkId,
+    egress: aya::programs::tc::SchedClassifierLinkId,
+}
+
+/// Loaded telemetry programs. Dropping it detaches everything it attached
+/// (TCX links are closed, clsact filters deleted).
+pub struct Telemetry {
+    ebpf: Ebpf,
+    mode: AttachMode,
+    attached: BTreeMap<String, Attached>,
+    config: Config,
+    subnets: Vec<IpNet>,
+    max_subnets: u32,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("mode", &self.mode)
+            .field("attached", &self.attached)
+            .field("config", &self.config)
+            .field("subnets", &self.subnets)
+            .finish_non_exhaustive()
+    }
+}
+
+const DIRECTIONS: [(&str, TcAttachType, &str); 2] = [
+    (programs::INGRESS, TcAttachType::Ingress, "ingress"),
+    (programs::EGRESS, TcAttachType::Egress, "egress"),
+];
+
+impl Telemetry {
+    /// Loads with [`LoadOptions::default`] (no pinning).
+    pub fn load() -> Result<Self, TelemetryError> {
+        Self::load_with(&LoadOptions::default())
+    }
+
+    /// Loads the embedded object and both classifier programs into the
+    /// kernel. Sampling starts off; subnets start empty.
+    pub fn load_with(opts: &LoadOptions) -> Result<Self, TelemetryError> {
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(maps::IF_COUNTERS, opts.max_if_vlans)
+            .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
+            .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
+            .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
+            .map_max_entries(maps::SAMPLES, opts.ring_bytes);
+        let pins: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| TelemetryError::PinDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                [
+                    maps::IF_COUNTERS,
+                    maps::SUBNET_COUNTERS,
+                    maps::SUBNETS_V4,
+                    maps::SUBNETS_V6,
+                ]
+                .into_iter()
+                .map(|m| (m, dir.join(m)))
+                .collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &pins {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(OBJECT).map_err(TelemetryError::Load)?;
+        for name in [programs::INGRESS, programs::EGRESS] {
+            classifier(&mut ebpf, name)?
+                .load()
+                .map_err(|source| TelemetryError::Program { name, source })?;
+        }
+        // aya attaches with TCX from 6.6 on and with netlink (clsact) before.
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        let mode = if tcx {
+            AttachMode::Tcx
+        } else {
+            AttachMode::Clsact
+        };
+        let mut t = Self {
+            ebpf,
+            mode,
+            attached: BTreeMap::new(),
+            config: Config {
+                sample_threshold: 0,
+                header_bytes: DEFAULT_HEADER_BYTES,
+                flags: 0,
+            },
+            subnets: Vec::new(),
+            max_subnets: opts.max_subnets,
+        };
+        // Subnets already in pinned tries (hostd restarted): keep their slots
+        // until `set_subnets` says otherwise.
+        t.subnets = t.pinned_subnets()?;
+        t.write_config()?;
+        tracing::info!(
+            ?mode,
+            pinned = opts.pin_dir.is_some(),
+            "telemetry programs loaded"
+        );
+        Ok(t)
+    }
+
+    /// Loads the embedded object without loading any program into the
+    /// kernel, for benchmarks that load single programs themselves.
+    pub fn raw_object(opts: &LoadOptions) -> Result<Ebpf, TelemetryError> {
+        EbpfLoader::new()
+            .map_max_entries(maps::IF_COUNTERS, opts.max_if_vlans)
+            .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
+            .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
+            .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
+            .map_max_entries(maps::SAMPLES, opts.ring_bytes)
+            .load(OBJECT)
+            .map_err(TelemetryError::Load)
+    }
+
+    /// How [`Telemetry::attach`] hooks interfaces on this kernel.
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// Samples 1 in `rate` packets (0: off), copying `header_bytes`
+    /// (1..=256) of each.
+    pub fn set_sampling(&mut self, rate: u32, header_bytes: u32) -> Result<(), TelemetryError> {
+        if header_bytes == 0 || header_bytes as usize > MAX_HEADER_BYTES {
+            return Err(TelemetryError::Invalid {
+                what: "header_bytes",
+                value: header_bytes.to_string(),
+                reason: format!("is outside 1..={MAX_HEADER_BYTES}"),
+            });
+        }
+        self.config.sample_threshold = Config::threshold_for_rate(rate);
+        self.config.header_bytes = header_bytes;
+        self.write_config()
+    }
+
+    /// The subnets counted, in slot order.
+    pub fn subnets(&self) -> &[IpNet] {
+        &self.subnets
+    }
+
+    /// Makes `subnets` the counted subnets. A subnet that was configured
+    /// before keeps its slot and its counters (also across a restart with
+    /// pinned maps); a new one gets a free slot with zeroed counters; removed
+    /// ones leave the tries.
+    pub fn set_subnets(&mut self, subnets: &[IpNet]) -> Result<(), TelemetryError> {
+        if subnets.len() > self.max_subnets as usize {
+            return Err(TelemetryError::Invalid {
+                what: "subnets",
+                value: subnets.len().to_string(),
+                reason: format!("exceeds the capacity of {} subnets", self.max_subnets),
+            });
+        }
+        let wanted: Vec<IpNet> = subnets.iter().map(IpNet::trunc).collect();
+        // Current slots: keep those still wanted.
+        let current = self.slots()?;
+        let mut used = vec![false; self.max_subnets as usize];
+        let mut assigned: BTreeMap<IpNet, u32> = BTreeMap::new();
+        for (net, slot) in &current {
+            if wanted.contains(net) {
+                if let Some(u) = used.get_mut(*slot as usize) {
+                    *u = true;
+                    assigned.insert(*net, *slot);
+                }
+            } else {
+                self.trie_remove(net)?;
+            }
+        }
+        let mut free = (0..self.max_subnets).filter(|s| !used[*s as usize]);
+        for net in &wanted {
+            if assigned.contains_key(net) {
+                continue;
+            }
+            let Some(slot) = free.next() else {
+                return Err(TelemetryError::Invalid {
+                    what: "subnets",
+                    value: net.to_string(),
+                    reason: "no free slot".to_owned(),
+                });
+            };
+            let zero = self.zero_subnet_values()?;
+            self.subnet_counters_map_mut()?
+                .set(slot, zero, 0)
+                .map_err(map_err(maps::SUBNET_COUNTERS))?;
+            self.trie_insert(net, slot)?;
+            assigned.insert(*net, slot);
+        }
+        // Slot order is stable: sort by slot.
+        let mut by_slot: Vec<(u32, IpNet)> = assigned.into_iter().map(|(n, s)| (s, n)).collect();
+        by_slot.sort();
+        self.subnets = by_slot.into_iter().map(|(_, n)| n).collect();
+        self.config.flags = 0;
+        if self.subnets.iter().any(|n| matches!(n, IpNet::V4(_))) {
+            self.config.flags |= FLAG_SUBNETS_V4;
+        }
+        if self.subnets.iter().any(|n| matches!(n, IpNet::V6(_))) {
+            self.config.flags |= FLAG_SUBNETS_V6;
+        }
+        self.write_config()?;
+        tracing::info!(count = self.subnets.len(), "telemetry subnets set");
+        Ok(())
+    }
+
+    /// Attaches both directions of `interface` (resolved in the calling
+    /// thread's network namespace). A filter of ours left by a previous hostd
+    /// (clsact filters outlive their process) is removed first, so a packet
+    /// is never counted twice.
+    #[tracing::instrument(skip(self))]
+    pub fn attach(&mut self, interface: &str) -> Result<(), TelemetryError> {
+        if self.attached.contains_key(interface) {
+            return Ok(());
+        }
+        let ifindex = ifindex(interface)?;
+        match self.mode {
+            AttachMode::Clsact => {
+                // Adding clsact fails with EEXIST when it is there already: fine.
+                if let Err(e) = tc::qdisc_add_clsact(interface) {
+                    tracing::debug!(error = %e, "clsact qdisc not added (probably present)");
+                }
+                for (name, attach_type, _) in DIRECTIONS {
+                    match tc::qdisc_detach_program(interface, attach_type, name) {
+                        Ok(()) => {
+                            tracing::warn!(name, "removed a stale filter left by a previous run")
+                        }
+                        Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(TelemetryError::Stale {
+                                name,
+                                interface: interface.to_owned(),
+                                source,
+                            })
+                        }
+                    }
+                }
+            }
+            AttachMode::Tcx => {
+                // Our own TCX links die with the process that held them; one
+                // still there belongs to someone who pinned it.
+                for (name, attach_type, _) in DIRECTIONS {
+                    if tcx_attached(interface, attach_type, name) {
+                        return Err(TelemetryError::AlreadyAttached {
+                            name,
+                            interface: interface.to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut links = Vec::with_capacity(2);
+        for (name, attach_type, direction) in DIRECTIONS {
+            let link = classifier(&mut self.ebpf, name)?
+                .attach(interface, attach_type)
+                .map_err(|source| TelemetryError::Attach {
+                    name,
+                    interface: interface.to_owned(),
+                    direction,
+                    source,
+                });
+            match link {
+                Ok(l) => links.push(l),
+                Err(e) => {
+                    // Undo the ingress half.
+                    if let Some(l) = links.pop() {
+                        let _ = classifier(&mut self.ebpf, programs::INGRESS).and_then(|p| {
+                            p.detach(l).map_err(|source| TelemetryError::Detach {
+                                name: programs::INGRESS,
+                                interface: interface.to_owned(),
+                                source,
+                            })
+                        });
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let egress = links.pop().ok_or(TelemetryError::MissingProgram {
+            name: programs::EGRESS,
+        })?;
+        let ingress = links.pop().ok_or(TelemetryError::MissingProgram {
+            name: programs::INGRESS,
+        })?;
+        self.attached.insert(
+            interface.to_owned(),
+            Attached {
+                ifindex,
+                ingress,
+                egress,
+            },
+        );
+        tracing::info!(interface, ifindex, mode = ?self.mode, "telemetry attached");
+        Ok(())
+    }
+
+    /// Detaches both directions of `interface`.
+    #[tracing::instrument(skip(self))]
+    pub fn detach(&mut self, interface: &str) -> Result<(), TelemetryError> {
+        let a = self
+            .attached
+            .remove(interface)
+            .ok_or_else(|| TelemetryError::NotAttached {
+                interface: interface.to_owned(),
+            })?;
+        for (name, link) in [(programs::INGRESS, a.ingress), (programs::EGRESS, a.egress)] {
+            classifier(&mut self.ebpf, name)?
+                .detach(link)
+                .map_err(|source| TelemetryError::Detach {
+                    name,
+                    interface: interface.to_owned(),
+                    source,
+                })?;
+        }
+        tracing::info!(interface, "telemetry detached");
+        Ok(())
+    }
+
+    /// Detaches every interface (dropping does the same, silently).
+    pub fn detach_all(&mut self) -> Result<(), TelemetryError> {
+        let names: Vec<String> = self.attached.keys().cloned().collect();
+        for n in names {
+            self.detach(&n)?;
+        }
+        Ok(())
+    }
+
+    /// Attached interfaces and their ifindex.
+    pub fn attached(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.attached.iter().map(|(n, a)| (n.as_str(), a.ifindex))
+    }
+
+    /// Counters of every (interface, VLAN) seen, summed over CPUs.
+    pub fn interface_vlan_counters(
+        &self,
+    ) -> Result<BTreeMap<IfVlanKey, IfVlanCounters>, TelemetryError> {
+        let map = self
+            .ebpf
+            .map(maps::IF_COUNTERS)
+            .ok_or(TelemetryError::MissingMap {
+                name: maps::IF_COUNTERS,
+            })?;
+        let hash: PerCpuHashMap<_, IfVlanKey, IfVlanCounters> =
+            PerCpuHashMap::try_from(map).map_err(map_err(maps::IF_COUNTERS))?;
+        let mut out = BTreeMap::new();
+        for entry in hash.iter() {
+            let (key, per_cpu) = entry.map_err(map_err(maps::IF_COUNTERS))?;
+            let mut sum = IfVlanCounters::default();
+            for c in per_cpu.iter() {
+                sum.add(c);
+            }
+            out.insert(key, sum);
+        }
+        Ok(out)
+    }
+
+    /// Per-interface totals (over VLANs), by ifindex.
+    pub fn interface_counters(&self) -> Result<BTreeMap<u32, IfVlanCounters>, TelemetryError> {
+        let mut out: BTreeMap<u32, IfVlanCounters> = BTreeMap::new();
+        for (k, c) in self.interface_vlan_counters()? {
+            out.entry(k.ifindex).or_default().add(&c);
+        }
+        Ok(out)
+    }
+
+    /// Totals over every interface and VLAN: (ingress, egress).
+    pub fn counters(&self) -> Result<(DirCounters, DirCounters), TelemetryError> {
+        let mut total = IfVlanCounters::default();
+        for c in self.interface_vlan_counters()?.values() {
+            total.add(c);
+        }
+        Ok((total.rx, total.tx))
+    }
+
+    /// Counters of each configured subnet, in slot order.
+    pub fn subnet_counters(&self) -> Result<Vec<(IpNet, SubnetCounters)>, TelemetryError> {
+        let slots = self.slots()?;
+        let map = self
+            .ebpf
+            .map(maps::SUBNET_COUNTERS)
+            .ok_or(TelemetryError::MissingMap {
+                name: maps::SUBNET_COUNTERS,
+            })?;
+        let array: PerCpuArray<_, SubnetCounters> =
+            PerCpuArray::try_from(map).map_err(map_err(maps::SUBNET_COUNTERS))?;
+        let mut out = Vec::with_capacity(self.subnets.len());
+        for net in &self.subnets {
+            let Some(slot) = slots.get(net) else { continue };
+            let per_cpu = array.get(slot, 0).map_err(map_err(maps::SUBNET_COUNTERS))?;
+            let mut sum = SubnetCounters::default();
+            for c in per_cpu.iter() {
+                sum.add(c);
+            }
+            out.push((*net, sum));
+        }
+        Ok(out)
+    }
+
+    /// Takes the sample ring buffer out (once), for the sFlow agent.
+    pub fn take_samples(&mut self) -> Result<RingBuf<MapData>, TelemetryError> {
+        let map = self
+            .ebpf
+            .take_map(maps::SAMPLES)
+            .ok_or(TelemetryError::MissingMap {
+                name: maps::SAMPLES,
+            })?;
+        RingBuf::try_from(map).map_err(map_err(maps::SAMPLES))
+    }
+
+    fn write_config(&mut self) -> Result<(), TelemetryError> {
+        let map = self
+            .ebpf
+            .map_mut(maps::CONFIG)
+            .ok_or(TelemetryError::MissingMap { name: maps::CONFIG })?;
+        let mut array: Array<_, Config> = Array::try_from(map).map_err(map_err(maps::CONFIG))?;
+        array.set(0, self.config, 0).map_err(map_err(maps::CONFIG))
+    }
+
+    fn subnet_counters_map_mut(
+        &mut self,
+    ) -> Result<PerCpuArray<&mut MapData, SubnetCounters>, TelemetryError> {
+        let map = self
+            .ebpf
+            .map_mut(maps::SUBNET_COUNTERS)
+            .ok_or(TelemetryError::MissingMap {
+                name: maps::SUBNET_COUNTERS,
+            })?;
+        PerCpuArray::try_from(map).map_err(map_err(maps::SUBNET_COUNTERS))
+    }
+
+    fn zero_subnet_values(&self) -> Result<PerCpuValues<SubnetCounters>, TelemetryError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| TelemetryError::Map {
+            name: maps::SUBNET_COUNTERS,
+            source: aya::maps::MapError::IoError(source),
+        })?;
+        PerCpuValues::try_from(vec![SubnetCounters::default(); cpus]).map_err(|source| {
+            TelemetryError::Map {
+                name: maps::SUBNET_COUNTERS,
+                source: aya::maps::MapError::IoError(source),
+            }
+        })
+    }
+
+    /// Subnet -> slot, as found in the tries.
+    fn slots(&self) -> Result<BTreeMap<IpNet, u32>, TelemetryError> {
+        let mut out = BTreeMap::new();
+        let map = self
+            .ebpf
+            .map(maps::SUBNETS_V4)
+            .ok_or(TelemetryError::MissingMap {
+                name: maps::SUBNETS_V4,
+            })?;
+        let v4: LpmTrie<_, [u8; 4], u32> =
+            LpmTrie::try_from(map).map_err(map_err(maps::SUBNETS_V4))?;
+        for entry in v4.iter() {
+            let (k, slot) = entry.map_err(map_err(maps::SUBNETS_V4))?;
+            let addr = std::net::Ipv4Addr::from(k.data());
+            if let Ok(n) = ipnet::Ipv4Net::new(addr, k.prefix_len() as u8) {
+                out.insert(IpNet::V4(n), slot);
+            }
+        }
+        let map = self
+            .ebpf
+            .map(maps::SUBNETS_V6)
+            .ok_or(TelemetryError::MissingMap {
+                name: maps::SUBNETS_V6,
+            })?;
+        let v6: LpmTrie<_, [u8; 16], u32> =
+            LpmTrie::try_from(map).map_err(map_err(maps::SUBNETS_V6))?;
+        for entry in v6.iter() {
+            let (k, slot) = entry.map_err(map_err(maps::SUBNETS_V6))?;
+            let addr = std::net::Ipv6Addr::from(k.data());
+            if let Ok(n) = ipnet::Ipv6Net::new(addr, k.prefix_len() as u8) {
+                out.insert(IpNet::V6(n), slot);
+            }
+        }
+        Ok(out)
+    }
+
+    fn pinned_subnets(&self) -> Result<Vec<IpNet>, TelemetryError> {
+        let mut by_slot: Vec<(u32, IpNet)> =
+            self.slots()?.into_iter().map(|(n, s)| (s, n)).collect();
+        by_slot.sort();
+        Ok(by_slot.into_iter().map(|(_, n)| n).collect())
+    }
+
+    fn trie_insert(&mut self, net: &IpNet, slot: u32) -> Result<(), TelemetryError> {
+        match net {
+            IpNet::V4(n) => {
+                let map =
+                    self.ebpf
+                        .map_mut(maps::SUBNETS_V4)
+                        .ok_or(TelemetryError::MissingMap {
+                            name: maps::SUBNETS_V4,
+                        })?;
+                let mut t: LpmTrie<_, [u8; 4], u32> =
+                    LpmTrie::try_from(map).map_err(map_err(maps::SUBNETS_V4))?;
+                t.insert(
+                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
+                    slot,
+                    0,
+                )
+                .map_err(map_err(maps::SUBNETS_V4))
+            }
+            IpNet::V6(n) => {
+                let map =
+                    self.ebpf
+                        .map_mut(maps::SUBNETS_V6)
+                        .ok_or(TelemetryError::MissingMap {
+                            name: maps::SUBNETS_V6,
+                        })?;
+                let mut t: LpmTrie<_, [u8; 16], u32> =
+                    LpmTrie::try_from(map).map_err(map_err(maps::SUBNETS_V6))?;
+                t.insert(
+                    &Key::new(u32::from(n.prefix_len()), n.network().octets()),
+                    slot,
+                    0,
+                )
+                .map_err(map_err(maps::SUBNETS_V6))
+            }
+        }
+    }
+
+    fn trie_remove(&mut self, net: &IpNet) -> Result<(), TelemetryError> {
+        match net {
+            IpNet::V4(n) => {
+                let map =
+                    self.ebpf
+                        .map_mut(maps::SUBNETS_V4)
+                        .ok_or(TelemetryError::MissingMap {
+                            name: maps::SUBNETS_V4,
+                        })?;
+                let mut t: LpmTrie<_, [u8; 4], u32> =
+                    LpmTrie::try_from(map).map_err(map_err(maps::SUBNETS_V4))?;
+                t.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                    .map_err(map_err(maps::SUBNETS_V4))
+            }
+            IpNet::V6(n) => {
+                let map =
+                    self.ebpf
+                        .map_mut(maps::SUBNETS_V6)
+                        .ok_or(TelemetryError::MissingMap {
+                            name: maps::SUBNETS_V6,
+                        })?;
+                let mut t: LpmTrie<_, [u8; 16], u32> =
+                    LpmTrie::try_from(map).map_err(map_err(maps::SUBNETS_V6))?;
+                t.remove(&Key::new(u32::from(n.prefix_len()), n.network().octets()))
+                    .map_err(map_err(maps::SUBNETS_V6))
+            }
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(e) = self.detach_all() {
+            tracing::warn!(error = %e, "detaching telemetry on drop");
+        }
+    }
+}
+
+/// Removes the pinned maps of `dir` (counters restart from zero next load).
+pub fn unpin(dir: &Path) -> Result<(), TelemetryError> {
+    for m in [
+        maps::IF_COUNTERS,
+        maps::SUBNET_COUNTERS,
+        maps::SUBNETS_V4,
+        maps::SUBNETS_V6,
+    ] {
+        match std::fs::remove_file(dir.join(m)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(TelemetryError::PinDir {
+                    path: dir.join(m),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// ifindex of `interface` in the calling thread's network namespace.
+pub fn ifindex(interface: &str) -> Result<u32, TelemetryError> {
+    nix::net::if_::if_nametoindex(interface).map_err(|e| TelemetryError::NoInterface {
+        interface: interface.to_owned(),
+        source: io::Error::from_raw_os_error(e as i32),
+    })
+}
+
+/// True when a program named `name` (the kernel keeps 15 bytes of it) is
+/// attached to `interface` through TCX.
+fn tcx_attached(interface: &str, attach_type: TcAttachType, name: &str) -> bool {
+    let short = &name[..name.len().min(15)];
+    match SchedClassifier::query_tcx(interface, attach_type) {
+        Ok((_, progs)) => progs.iter().any(|p| p.name_as_str() == Some(short)),
+        Err(e) => {
+            tracing::debug!(error = %e, "TCX query failed");
+            false
+        }
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, TelemetryError> {
+    ebpf.program_mut(name)
+        .ok_or(TelemetryError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| TelemetryError::Program { name, source })
+}
