@@ -11,9 +11,10 @@ mod render;
 mod spec;
 mod validate;
 
-pub use counters::{parse_listing, ListingError, RuleCounter, ShowRow, TableState};
+pub use counters::{parse_current, parse_listing, ListingError, RuleCounter, ShowRow, TableState};
 pub use render::{
-    remove_script, render, Chain, NamedSet, NftRule, RuleTag, Ruleset, FAMILY, TABLE,
+    remove_script, render, Chain, Current, NamedSet, NftRule, RuleTag, Ruleset, FAMILY,
+    FINGERPRINT_KEY, TABLE,
 };
 pub use spec::{
     Action, Cidr, Comment, Direction, FirewallSpec, IfaceMatch, Management, OutboundPolicy, Port,
@@ -66,6 +67,37 @@ impl FirewallSpec {
             Ok(())
         } else {
             Err(FirewallError::Invalid(errs))
+        }
+    }
+
+    /// Parses and validates either a whole desired-state document (the
+    /// `firewall:` key is read, other keys are ignored here) or a document
+    /// holding the firewall section alone.
+    pub fn from_document(text: &str) -> Result<Self, FirewallError> {
+        let doc: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| FirewallError::Parse {
+                path: "(document)".to_owned(),
+                message: e.to_string(),
+            })?;
+        match doc.get("firewall") {
+            Some(section) => {
+                let spec: Self =
+                    serde_path_to_error::deserialize(section.clone()).map_err(|e| {
+                        let inner = e.path().to_string();
+                        let path = if inner == "." {
+                            "firewall".to_owned()
+                        } else {
+                            format!("firewall.{inner}")
+                        };
+                        FirewallError::Parse {
+                            path,
+                            message: e.inner().to_string(),
+                        }
+                    })?;
+                spec.validate()?;
+                Ok(spec)
+            }
+            None => Self::from_yaml(text),
         }
     }
 

@@ -20,6 +20,7 @@
 //! maps counters back to spec rules with it ([`RuleTag::parse`]).
 
 use std::{
+    collections::BTreeSet,
     fmt::{self, Write as _},
     hash::{Hash, Hasher},
 };
@@ -36,17 +37,36 @@ pub const FAMILY: &str = "inet";
 /// Name of hostd's table. Nothing else in nftables is ever touched.
 pub const TABLE: &str = "hostd";
 
+/// Prefix of the fingerprint in the comment of the input chain's last rule
+/// (`default:policy fp=0123456789abcdef`).
+pub const FINGERPRINT_KEY: &str = "fp=";
+
 /// The complete content of hostd's table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Ruleset {
     /// Named CIDR sets, in order of first use.
     pub sets: Vec<NamedSet>,
     /// `input`, then `output` when present.
     pub chains: Vec<Chain>,
+    /// Hash of the sets and chains (16 hex digits), also stored in the
+    /// comment of the input chain's last rule.
+    pub fingerprint: String,
+}
+
+/// What hostd's table holds now, as far as [`Ruleset::update_script`] needs
+/// (read with [`parse_current`](super::parse_current)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Current {
+    /// Fingerprint found in the input chain (`None`: table absent or not ours).
+    pub fingerprint: Option<String>,
+    /// Chains of the table.
+    pub chains: BTreeSet<String>,
+    /// Sets of the table (listed, or referenced by its rules).
+    pub sets: BTreeSet<String>,
 }
 
 /// A named interval set of IPv4 or IPv6 networks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NamedSet {
     /// `r3_src4_1a2b3c4d`.
     pub name: String,
@@ -56,8 +76,29 @@ pub struct NamedSet {
     pub elements: Vec<IpNet>,
 }
 
+impl NamedSet {
+    /// `{ type ipv4_addr; flags interval; elements = { ... } }` and a newline.
+    fn write_body(&self, s: &mut String) {
+        let _ = writeln!(s, "{{");
+        let _ = writeln!(
+            s,
+            "\t\ttype {}",
+            if self.v6 { "ipv6_addr" } else { "ipv4_addr" }
+        );
+        let _ = writeln!(s, "\t\tflags interval");
+        s.push_str("\t\telements = { ");
+        for (i, e) in self.elements.iter().enumerate() {
+            if i > 0 {
+                s.push_str(if i % 8 == 0 { ",\n\t\t\t" } else { ", " });
+            }
+            let _ = write!(s, "{e}");
+        }
+        s.push_str(" }\n\t}\n");
+    }
+}
+
 /// A base chain of hostd's table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Chain {
     /// `input` or `output` (also the hook).
     pub name: &'static str,
@@ -68,7 +109,7 @@ pub struct Chain {
 }
 
 /// One nftables rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NftRule {
     /// Where the rule comes from; the first word of its comment.
     pub tag: RuleTag,
@@ -253,7 +294,19 @@ pub fn render(spec: &FirewallSpec) -> Option<Ruleset> {
             rules: output,
         });
     }
-    Some(Ruleset { sets, chains })
+    // The fingerprint of everything else rides in the comment of the input
+    // chain's last rule: `apply` reads it back to skip unchanged rulesets.
+    let mut h = std::hash::DefaultHasher::new();
+    (&sets, &chains).hash(&mut h);
+    let fingerprint = format!("{:016x}", h.finish());
+    if let Some(last) = chains[0].rules.last_mut() {
+        last.comment = Some(format!("{FINGERPRINT_KEY}{fingerprint}"));
+    }
+    Some(Ruleset {
+        sets,
+        chains,
+        fingerprint,
+    })
 }
 
 fn render_rule(index: usize, rule: &Rule, sets: &mut Vec<NamedSet>, chain: &mut Vec<NftRule>) {
@@ -394,21 +447,8 @@ impl Ruleset {
             "\tcomment \"managed by hostd: replaced on every change, do not edit\""
         );
         for set in &self.sets {
-            let _ = writeln!(s, "\tset {} {{", set.name);
-            let _ = writeln!(
-                s,
-                "\t\ttype {}",
-                if set.v6 { "ipv6_addr" } else { "ipv4_addr" }
-            );
-            let _ = writeln!(s, "\t\tflags interval");
-            s.push_str("\t\telements = { ");
-            for (i, e) in set.elements.iter().enumerate() {
-                if i > 0 {
-                    s.push_str(if i % 8 == 0 { ",\n\t\t\t" } else { ", " });
-                }
-                let _ = write!(s, "{e}");
-            }
-            s.push_str(" }\n\t}\n");
+            let _ = write!(s, "\tset {} ", set.name);
+            set.write_body(&mut s);
         }
         for chain in &self.chains {
             let _ = writeln!(s, "\tchain {} {{", chain.name);
@@ -435,6 +475,62 @@ impl Ruleset {
             "add table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n{}",
             self.table_script()
         )
+    }
+
+    /// One nft transaction that turns the table described by `current` into
+    /// this ruleset without reloading unchanged sets: new sets are added,
+    /// chains are flushed and refilled, sets no longer used are deleted.
+    /// Set names carry a hash of their content, so a set of the same name
+    /// holds the same elements. Like [`Ruleset::replace_script`] it is one
+    /// batch: packets see the old rules or the new ones, never neither.
+    pub fn update_script(&self, current: &Current) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "add table {FAMILY} {TABLE}");
+        for set in self
+            .sets
+            .iter()
+            .filter(|set| !current.sets.contains(&set.name))
+        {
+            let _ = write!(s, "add set {FAMILY} {TABLE} {} ", set.name);
+            set.write_body(&mut s);
+        }
+        for chain in &self.chains {
+            let _ = writeln!(
+                s,
+                "add chain {FAMILY} {TABLE} {0} {{ type filter hook {0} priority filter; policy {1}; }}",
+                chain.name, chain.policy
+            );
+            if current.chains.contains(chain.name) {
+                let _ = writeln!(s, "flush chain {FAMILY} {TABLE} {}", chain.name);
+            }
+        }
+        for old in current
+            .chains
+            .iter()
+            .filter(|c| !self.chains.iter().any(|d| d.name == c.as_str()))
+        {
+            let _ = writeln!(s, "flush chain {FAMILY} {TABLE} {old}");
+            let _ = writeln!(s, "delete chain {FAMILY} {TABLE} {old}");
+        }
+        for old in current
+            .sets
+            .iter()
+            .filter(|n| !self.sets.iter().any(|d| &d.name == *n))
+        {
+            let _ = writeln!(s, "delete set {FAMILY} {TABLE} {old}");
+        }
+        for chain in &self.chains {
+            for r in &chain.rules {
+                let _ = writeln!(
+                    s,
+                    "add rule {FAMILY} {TABLE} {} {} comment \"{}\"",
+                    chain.name,
+                    r.statement,
+                    r.nft_comment()
+                );
+            }
+        }
+        s
     }
 
     /// Number of CIDR set elements (after aggregation).

@@ -494,3 +494,133 @@ fn counters_parse_and_sum_per_spec_rule() {
     assert!(parse_listing("{}").is_err());
     assert!(parse_listing("not json").is_err());
 }
+
+#[test]
+fn fingerprint_follows_content_and_is_stored_in_input_chain() {
+    let a = render(&spec("  - { action: accept, protocol: tcp, ports: [80] }").expect("valid"))
+        .expect("on");
+    let b = render(&spec("  - { action: accept, protocol: tcp, ports: [80] }").expect("valid"))
+        .expect("on");
+    let c = render(&spec("  - { action: accept, protocol: tcp, ports: [81] }").expect("valid"))
+        .expect("on");
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_ne!(a.fingerprint, c.fingerprint);
+    assert_eq!(a.fingerprint.len(), 16);
+    let last = a.chains[0].rules.last().expect("policy rule");
+    assert_eq!(
+        last.nft_comment(),
+        format!("default:policy fp={}", a.fingerprint)
+    );
+}
+
+fn lines_matching<'a>(script: &'a str, prefix: &str) -> Vec<(usize, &'a str)> {
+    script
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn update_script_from_absent_table_creates_everything() {
+    let rs =
+        render(&spec("  - { action: accept, sources: [10.0.0.0/8] }").expect("valid")).expect("on");
+    let script = rs.update_script(&Current::default());
+    assert_eq!(
+        lines_matching(&script, "add set inet hostd ").len(),
+        rs.sets.len()
+    );
+    assert!(script.starts_with("add table inet hostd\n"));
+    assert!(script.contains(
+        "add chain inet hostd input { type filter hook input priority filter; policy drop; }"
+    ));
+    assert!(!script.contains("flush"));
+    assert!(!script.contains("delete"));
+    let rules = lines_matching(&script, "add rule inet hostd input ");
+    assert_eq!(rules.len(), rs.chains[0].rules.len());
+}
+
+#[test]
+fn update_script_keeps_unchanged_sets_and_drops_stale_ones() {
+    let old = render(
+        &FirewallSpec::from_yaml(&format!(
+            "{BASE}outbound_policy: drop\nrules:\n  - {{ action: accept, sources: [10.0.0.0/8] }}\n  - {{ action: drop, sources: [11.0.0.0/8] }}"
+        ))
+        .expect("valid"),
+    )
+    .expect("on");
+    let new = render(
+        &spec("  - { action: accept, sources: [10.0.0.0/8] }\n  - { action: drop, sources: [12.0.0.0/8] }")
+            .expect("valid"),
+    )
+    .expect("on");
+    let current = Current {
+        fingerprint: Some(old.fingerprint.clone()),
+        chains: ["input".to_owned(), "output".to_owned()].into(),
+        sets: old.sets.iter().map(|s| s.name.clone()).collect(),
+    };
+    let script = new.update_script(&current);
+    // Only the changed set is loaded; the unchanged ones are kept.
+    let added = lines_matching(&script, "add set ");
+    assert_eq!(added.len(), 1, "{script}");
+    assert!(added[0].1.starts_with("add set inet hostd r1_src4_"));
+    let deleted = lines_matching(&script, "delete set ");
+    assert_eq!(deleted.len(), 1);
+    let stale = old
+        .sets
+        .iter()
+        .find(|s| s.name.starts_with("r1_src4_"))
+        .expect("old r1 set");
+    assert_eq!(
+        deleted[0].1,
+        format!("delete set inet hostd {}", stale.name)
+    );
+    // The output chain is no longer needed: flushed, then deleted.
+    let flushes = lines_matching(&script, "flush chain ");
+    assert_eq!(
+        flushes.iter().map(|l| l.1).collect::<Vec<_>>(),
+        [
+            "flush chain inet hostd input",
+            "flush chain inet hostd output"
+        ]
+    );
+    let del_chain = lines_matching(&script, "delete chain inet hostd output");
+    assert_eq!(del_chain.len(), 1);
+    // Order: every flush before the set deletion, which comes before the rules.
+    let first_rule = lines_matching(&script, "add rule ")[0].0;
+    assert!(flushes.iter().all(|f| f.0 < deleted[0].0));
+    assert!(deleted[0].0 < first_rule);
+    assert!(del_chain[0].0 < first_rule);
+}
+
+#[test]
+fn current_state_parsed_from_listing() {
+    let cur = parse_current(&[LISTING]).expect("parses");
+    assert!(cur.chains.contains("input"));
+    assert!(cur.sets.iter().any(|s| s.starts_with("mgmt4_")));
+    assert!(cur.sets.iter().any(|s| s.starts_with("r0_src6_")));
+    assert_eq!(cur.sets.len(), 4);
+    assert!(parse_current(&["[]"]).is_err());
+    let empty = parse_current(&[]).expect("nothing listed");
+    assert_eq!(empty, Current::default());
+}
+
+#[test]
+fn whole_document_or_section() {
+    let whole = format!(
+        "interfaces: []\nfirewall:\n  management:\n    controllers: [192.0.2.10]\n    channel_port: 7443\n  rules:\n    - {{ action: accept, protocol: tcp, ports: [70000] }}\n"
+    );
+    let e = FirewallSpec::from_document(&whole)
+        .expect_err("bad port")
+        .to_string();
+    assert!(
+        e.starts_with("firewall.rules[0].ports[0]: 70000 is not a port (1..=65535)"),
+        "{e}"
+    );
+    let ok = whole.replace("70000", "22");
+    let s = FirewallSpec::from_document(&ok).expect("valid");
+    assert_eq!(s.rules[0].ports[0].to_string(), "22");
+    let section = format!("{BASE}rules: []\n");
+    assert!(FirewallSpec::from_document(&section).is_ok());
+    assert!(FirewallSpec::from_document("[1, 2").is_err());
+}

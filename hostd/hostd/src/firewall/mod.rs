@@ -1,0 +1,287 @@
+//! The InstanceArray firewall, side-effecting part: applies the table
+//! rendered by [`hostd_core::firewall`] through the `nft` binary, in one
+//! atomic transaction that touches only hostd's table (`inet hostd`); reads
+//! its counters back; removes it when the firewall is disabled.
+//!
+//! Every change is one `nft -f -` batch, which the kernel commits whole or
+//! not at all: packets see the old rules or the new ones, never a moment
+//! without rules. Other tables (Docker's, libvirt's, the operator's) are
+//! never named in any command hostd sends.
+//!
+//! Commands run in the caller's network namespace: a thread that entered a
+//! namespace (`setns(2)`) applies the firewall of that namespace.
+
+pub mod cli;
+
+use std::{
+    ffi::OsString,
+    io::Write as _,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use hostd_core::firewall::{
+    parse_current, parse_listing, remove_script, render, Current, FirewallError, FirewallSpec,
+    ListingError, Ruleset, TableState,
+};
+use tracing::{info, instrument, warn};
+
+/// How to run `nft`.
+#[derive(Debug, Clone)]
+pub struct Nft {
+    program: OsString,
+}
+
+impl Default for Nft {
+    fn default() -> Self {
+        Self {
+            program: "nft".into(),
+        }
+    }
+}
+
+/// Why the firewall could not be applied, read or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec is invalid; nothing was touched.
+    #[error("invalid firewall spec, nothing applied: {0}")]
+    Invalid(#[from] FirewallError),
+    /// `nft` could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `nft` refused a command. For a transaction this means nothing changed.
+    #[error("nft {what} failed ({status}): {stderr}")]
+    Nft {
+        /// What hostd asked (`update transaction`, `list ruleset`).
+        what: &'static str,
+        /// Exit status.
+        status: String,
+        /// nft's message.
+        stderr: String,
+    },
+    /// `nft -j` printed something hostd cannot read.
+    #[error(transparent)]
+    Listing(#[from] ListingError),
+    /// The transaction succeeded but the table does not hold what was sent.
+    #[error("after apply, hostd's table holds fingerprint {found:?}, expected {expected}")]
+    Verify {
+        /// Fingerprint of the ruleset sent.
+        expected: String,
+        /// Fingerprint found in the kernel.
+        found: Option<String>,
+    },
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The kernel already held this ruleset (same fingerprint): nothing sent,
+    /// counters kept.
+    Unchanged,
+    /// The table was created or updated in one transaction.
+    Changed {
+        /// `update` (unchanged sets kept) or `replace` (whole table recreated).
+        how: &'static str,
+        /// Named sets loaded by this transaction.
+        sets_loaded: usize,
+        /// Set elements loaded by this transaction.
+        elements_loaded: usize,
+        /// Time spent in the nft transaction alone.
+        transaction: Duration,
+    },
+    /// The firewall is disabled and hostd's table was removed (or absent).
+    Removed,
+}
+
+/// Options of [`apply_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Recreate the whole table even when it looks current.
+    pub force_replace: bool,
+}
+
+impl Nft {
+    /// Runs `program` instead of `nft` (e.g. an absolute path).
+    pub fn with_program(program: impl Into<OsString>) -> Self {
+        Self {
+            program: program.into(),
+        }
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>, what: &'static str) -> Result<String, Error> {
+        let spawn_err = |source| Error::Spawn {
+            program: self.program.to_string_lossy().into_owned(),
+            source,
+        };
+        let mut child = Command::new(&self.program)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_err)?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A write error (nft exited early) shows up in nft's status below.
+            let _ = pipe.write_all(text.as_bytes());
+        }
+        let out = child.wait_with_output().map_err(spawn_err)?;
+        if !out.status.success() {
+            return Err(Error::Nft {
+                what,
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Sends `script` as one transaction (`nft -f -`).
+    pub fn transaction(&self, script: &str, what: &'static str) -> Result<(), Error> {
+        self.run(&["-f", "-"], Some(script), what).map(drop)
+    }
+
+    /// `nft -j -t list ruleset`: every table, rules with counters, sets
+    /// without their elements (fast whatever the set sizes).
+    pub fn list_terse(&self) -> Result<String, Error> {
+        self.run(&["-j", "-t", "list", "ruleset"], None, "list ruleset")
+    }
+}
+
+/// What hostd's table holds now (empty [`Current`] when it is absent).
+pub fn read_current(nft: &Nft) -> Result<Current, Error> {
+    let json = nft.list_terse()?;
+    Ok(parse_current(&[&json])?)
+}
+
+/// Validates `spec` and makes the kernel hold it: see [`apply_with`].
+pub fn apply(nft: &Nft, spec: &FirewallSpec) -> Result<Applied, Error> {
+    apply_with(nft, spec, ApplyOptions::default())
+}
+
+/// Validates `spec`, renders it, and changes hostd's table in one
+/// transaction; then reads the table back and checks its fingerprint.
+///
+/// - invalid spec: [`Error::Invalid`], nothing touched;
+/// - disabled: hostd's table removed ([`Applied::Removed`]);
+/// - same fingerprint as the kernel's table: nothing sent ([`Applied::Unchanged`]);
+/// - otherwise an update transaction that keeps unchanged CIDR sets; if the
+///   kernel refuses it (table edited by hand), a full replacement. Both are
+///   single transactions: a refused one changes nothing.
+#[instrument(skip_all, fields(rules = spec.rules.len(), enabled = spec.enabled))]
+pub fn apply_with(nft: &Nft, spec: &FirewallSpec, opts: ApplyOptions) -> Result<Applied, Error> {
+    spec.validate()?;
+    let Some(rs) = render(spec) else {
+        disable(nft)?;
+        return Ok(Applied::Removed);
+    };
+    let current = match read_current(nft) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            warn!(error = %e, "cannot read hostd's table; replacing it whole");
+            None
+        }
+    };
+    if !opts.force_replace {
+        if let Some(cur) = &current {
+            if cur.fingerprint.as_deref() == Some(rs.fingerprint.as_str()) {
+                info!(fingerprint = %rs.fingerprint, "firewall unchanged");
+                return Ok(Applied::Unchanged);
+            }
+        }
+    }
+    let applied = match (&current, opts.force_replace) {
+        (Some(cur), false) => match send(nft, &rs, Some(cur)) {
+            Ok(a) => a,
+            Err(e @ Error::Nft { .. }) => {
+                warn!(error = %e, "update transaction refused (nothing changed); replacing the table whole");
+                send(nft, &rs, None)?
+            }
+            Err(e) => return Err(e),
+        },
+        _ => send(nft, &rs, None)?,
+    };
+    verify(nft, &rs)?;
+    Ok(applied)
+}
+
+/// Sends one transaction: an update from `current`, or a full replacement.
+fn send(nft: &Nft, rs: &Ruleset, current: Option<&Current>) -> Result<Applied, Error> {
+    let (how, script, loaded): (&'static str, String, Vec<_>) = match current {
+        Some(cur) => (
+            "update",
+            rs.update_script(cur),
+            rs.sets
+                .iter()
+                .filter(|s| !cur.sets.contains(&s.name))
+                .collect(),
+        ),
+        None => ("replace", rs.replace_script(), rs.sets.iter().collect()),
+    };
+    let start = Instant::now();
+    nft.transaction(
+        &script,
+        if how == "update" {
+            "update transaction"
+        } else {
+            "replace transaction"
+        },
+    )?;
+    let transaction = start.elapsed();
+    let elements_loaded = loaded.iter().map(|s| s.elements.len()).sum();
+    info!(
+        how,
+        fingerprint = %rs.fingerprint,
+        sets_loaded = loaded.len(),
+        elements_loaded,
+        rules = rs.chains.iter().map(|c| c.rules.len()).sum::<usize>(),
+        ms = transaction.as_secs_f64() * 1e3,
+        "firewall applied"
+    );
+    Ok(Applied::Changed {
+        how,
+        sets_loaded: loaded.len(),
+        elements_loaded,
+        transaction,
+    })
+}
+
+fn verify(nft: &Nft, rs: &Ruleset) -> Result<(), Error> {
+    let cur = read_current(nft)?;
+    if cur.fingerprint.as_deref() != Some(rs.fingerprint.as_str()) {
+        return Err(Error::Verify {
+            expected: rs.fingerprint.clone(),
+            found: cur.fingerprint,
+        });
+    }
+    Ok(())
+}
+
+/// Removes hostd's table (one transaction; succeeds when it is absent).
+/// Nothing else is touched.
+#[instrument(skip_all)]
+pub fn disable(nft: &Nft) -> Result<(), Error> {
+    nft.transaction(&remove_script(), "remove table")?;
+    info!("firewall disabled: table inet hostd removed");
+    Ok(())
+}
+
+/// hostd's table with per-rule counters; `None` when it is absent.
+pub fn show(nft: &Nft) -> Result<Option<TableState>, Error> {
+    let json = nft.list_terse()?;
+    let st = parse_listing(&json)?;
+    Ok(if st.chains.is_empty() && st.rules.is_empty() {
+        None
+    } else {
+        Some(st)
+    })
+}
