@@ -17,6 +17,7 @@ pub mod plan;
 pub mod route;
 pub mod schema;
 pub mod sim;
+pub mod telemetry;
 pub mod types;
 pub mod validate;
 
