@@ -14,9 +14,14 @@
 //! ties them together until a shutdown future resolves.
 
 pub mod accounting;
+pub mod api;
 pub mod config;
 pub mod header;
+pub mod ingest;
 pub mod rrd;
+pub mod service;
 pub mod sflow;
 pub mod store;
 pub mod subnets;
+
+pub use service::{run, system_clock, Collector};
