@@ -1,0 +1,248 @@
+//! The command line: `hostd show|plan|apply|teardown|firewall`, and
+//! [`run`], which returns the process exit code.
+
+use std::{io::Write as _, path::PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use hostd_core::plan::PlanError;
+
+use crate::engine::{self, ApplyOptions, Config, Error};
+
+/// Exit codes (documented in docs/hostd.md).
+pub mod exit {
+    /// Success; nothing changed (or nothing would change).
+    pub const NO_CHANGE: i32 = 0;
+    /// Unexpected internal error.
+    pub const INTERNAL: i32 = 1;
+    /// Command-line usage error (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The desired state does not parse or is invalid; nothing was touched.
+    pub const INVALID: i32 = 3;
+    /// The desired state cannot be applied to this host (missing NIC, a
+    /// link hostd may not replace); nothing was touched.
+    pub const CONFLICT: i32 = 4;
+    /// Applying failed; the host was rolled back and verified unchanged.
+    pub const ROLLED_BACK: i32 = 5;
+    /// Applying failed and the rollback failed too: the host needs a look.
+    pub const ROLLBACK_FAILED: i32 = 6;
+    /// The host could not be observed (netlink, permissions) or a file
+    /// could not be read.
+    pub const HOST: i32 = 7;
+    /// The ownership record could not be read or written.
+    pub const STORE: i32 = 8;
+    /// The firewall subcommand failed.
+    pub const FIREWALL: i32 = 9;
+    /// Success; changes were made (apply, teardown) or are pending (plan,
+    /// apply --dry-run).
+    pub const CHANGED: i32 = 10;
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Readable text (plans); YAML for `show`.
+    Text,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+/// hostd: declarative host networking over netlink.
+#[derive(Debug, Parser)]
+#[command(name = "hostd", version, about)]
+pub struct Cli {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "text", global = true)]
+    pub output: Output,
+    /// Ownership record.
+    #[arg(long, env = "HOSTD_STATE_FILE", default_value = crate::store::DEFAULT_STATE_FILE, global = true)]
+    pub state_file: PathBuf,
+    /// resolv.conf written for `dns-resolver`.
+    #[arg(
+        long,
+        env = "HOSTD_RESOLV_CONF",
+        default_value = "/etc/resolv.conf",
+        global = true
+    )]
+    pub resolv_conf: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the host's current network state in the desired-state schema.
+    Show,
+    /// Print the operations `apply` would run.
+    Plan {
+        /// Desired state, YAML or JSON.
+        file: PathBuf,
+    },
+    /// Plan, apply, verify; roll back on failure.
+    Apply {
+        /// Desired state, YAML or JSON.
+        file: PathBuf,
+        /// Plan and print only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove everything hostd created; leave the NICs it managed down and
+    /// without addresses.
+    Teardown {
+        /// Plan and print only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The InstanceArray firewall.
+    #[command(subcommand)]
+    Firewall(crate::firewall::cli::FirewallCmd),
+}
+
+fn print_plan(out: Output, p: &hostd_core::Plan) -> Result<(), String> {
+    let text = match out {
+        Output::Text => p.to_string(),
+        Output::Json => serde_json::to_string_pretty(p).map_err(|e| e.to_string())? + "\n",
+        Output::Yaml => serde_norway::to_string(p).map_err(|e| e.to_string())?,
+    };
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| e.to_string())
+}
+
+fn code_of(e: &Error) -> i32 {
+    match e {
+        Error::Parse(_) | Error::Plan(PlanError::Invalid(_)) => exit::INVALID,
+        Error::Plan(_) => exit::CONFLICT,
+        Error::Read { .. } | Error::Observe(_) => exit::HOST,
+        Error::Store(_) => exit::STORE,
+        Error::RolledBack { .. } => exit::ROLLED_BACK,
+        Error::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
+    }
+}
+
+/// Runs the command; returns the exit code. Errors go to stderr.
+pub fn run(cli: Cli) -> i32 {
+    let cfg = Config {
+        state_file: cli.state_file.clone(),
+        resolv_conf: cli.resolv_conf.clone(),
+        ..Config::default()
+    };
+    let fail_at_step = std::env::var("HOSTD_FAIL_AT_STEP")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok());
+    let result: Result<i32, Error> = (|| match &cli.command {
+        Command::Show => {
+            let obs = engine::show(&cfg)?;
+            let state = obs.to_state();
+            let text = match cli.output {
+                Output::Json => serde_json::to_string_pretty(&state)
+                    .map(|s| s + "\n")
+                    .map_err(|e| e.to_string()),
+                _ => serde_norway::to_string(&state).map_err(|e| e.to_string()),
+            };
+            match text {
+                Ok(t) => {
+                    print!("{t}");
+                    Ok(exit::NO_CHANGE)
+                }
+                Err(e) => {
+                    eprintln!("hostd: {e}");
+                    Ok(exit::INTERNAL)
+                }
+            }
+        }
+        Command::Plan { file } => {
+            let desired = engine::load_desired(file)?;
+            let p = engine::plan_only(&cfg, &desired)?;
+            if let Err(e) = print_plan(cli.output, &p) {
+                eprintln!("hostd: {e}");
+                return Ok(exit::INTERNAL);
+            }
+            Ok(if p.is_empty() {
+                exit::NO_CHANGE
+            } else {
+                exit::CHANGED
+            })
+        }
+        Command::Apply { file, dry_run } => {
+            let desired = engine::load_desired(file)?;
+            let mut progress = progress_printer();
+            let report = engine::apply(
+                &cfg,
+                &desired,
+                ApplyOptions {
+                    dry_run: *dry_run,
+                    fail_at_step,
+                    progress: Some(&mut progress),
+                },
+            )?;
+            finish(cli.output, &report)
+        }
+        Command::Teardown { dry_run } => {
+            let mut progress = progress_printer();
+            let report = engine::teardown(
+                &cfg,
+                ApplyOptions {
+                    dry_run: *dry_run,
+                    fail_at_step,
+                    progress: Some(&mut progress),
+                },
+            )?;
+            finish(cli.output, &report)
+        }
+        Command::Firewall(cmd) => {
+            let nft = crate::firewall::Nft::default();
+            match crate::firewall::cli::run(cmd, &nft, &mut std::io::stdout()) {
+                Ok(()) => Ok(exit::NO_CHANGE),
+                Err(e) => {
+                    eprintln!("hostd firewall: {e}");
+                    Ok(exit::FIREWALL)
+                }
+            }
+        }
+    })();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hostd: {e}");
+            code_of(&e)
+        }
+    }
+}
+
+fn finish(out: Output, report: &engine::Report) -> Result<i32, Error> {
+    if let Err(e) = print_plan(out, &report.plan) {
+        eprintln!("hostd: {e}");
+        return Ok(exit::INTERNAL);
+    }
+    if report.executed {
+        eprintln!(
+            "hostd: applied {} operations and verified in {:.3} s ({} verification attempt(s))",
+            report.plan.ops.len(),
+            report.elapsed.as_secs_f64(),
+            report.verify_attempts
+        );
+    }
+    Ok(if report.plan.is_empty() {
+        exit::NO_CHANGE
+    } else {
+        exit::CHANGED
+    })
+}
+
+/// Prints progress to stderr on large applies (every 10%).
+fn progress_printer() -> impl FnMut(usize, usize) {
+    let mut last_decile = 0;
+    move |done, total| {
+        if total >= 200 {
+            let decile = done * 10 / total.max(1);
+            if decile > last_decile {
+                last_decile = decile;
+                eprintln!("hostd: {done}/{total} operations sent");
+            }
+        }
+    }
+}

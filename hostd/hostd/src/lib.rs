@@ -1,0 +1,19 @@
+//! hostd, the per-server host network daemon: the side-effecting half.
+//!
+//! - [`netlink`]: a synchronous rtnetlink socket that pipelines requests.
+//! - [`observe`]: links, bridge port VLANs, addresses, routes into the model.
+//! - [`apply`]: a plan's operations as rtnetlink requests, executed in batches.
+//! - [`engine`]: plan, apply, verify, roll back; teardown.
+//! - [`store`]: the ownership record, written atomically.
+//! - [`cli`]: the command line and its exit codes; `main` only calls [`cli::run`].
+//! - [`firewall`]: the InstanceArray firewall (nftables).
+//!
+//! The pure half (schema, validation, planner) is `hostd-core`.
+
+pub mod apply;
+pub mod cli;
+pub mod engine;
+pub mod firewall;
+pub mod netlink;
+pub mod observe;
+pub mod store;
