@@ -213,7 +213,10 @@ impl Shard {
                 return;
             }
         };
-        let agent = AgentKey { agent: dg.agent.unwrap_or(from), sub_agent: dg.sub_agent_id };
+        let agent = AgentKey {
+            agent: dg.agent.unwrap_or(from),
+            sub_agent: dg.sub_agent_id,
+        };
         let a = self.agents.entry(agent).or_default();
         a.datagrams += 1;
         let lost_before = a.lost;
@@ -232,7 +235,13 @@ impl Shard {
                     for r in c.records() {
                         match r {
                             Ok(CounterRecord::Generic(g)) => {
-                                self.ifaces.insert(IfKey { agent: agent.agent, if_index: g.if_index }, (g, now));
+                                self.ifaces.insert(
+                                    IfKey {
+                                        agent: agent.agent,
+                                        if_index: g.if_index,
+                                    },
+                                    (g, now),
+                                );
                             }
                             Ok(_) => {}
                             Err(e) => self.stats.error("counter_record", e.kind()),
@@ -254,7 +263,11 @@ impl Shard {
             return;
         }
         // Effective rate with agent-side drops.
-        let key = SourceKey { agent, kind: f.source.kind, index: f.source.index };
+        let key = SourceKey {
+            agent,
+            kind: f.source.kind,
+            index: f.source.index,
+        };
         let new_drops = match self.drops.insert(key, f.drops) {
             Some(last) if f.drops >= last => (f.drops - last) as u64,
             _ => 0,
@@ -265,18 +278,27 @@ impl Shard {
         let mut found = None;
         for r in f.records() {
             match r {
-                Ok(FlowRecord::RawHeader { protocol, frame_length, header, .. }) => match header::decode(protocol, header) {
+                Ok(FlowRecord::RawHeader {
+                    protocol,
+                    frame_length,
+                    header,
+                    ..
+                }) => match header::decode(protocol, header) {
                     Ok(p) => {
                         found = Some((p.src, p.dst, frame_length));
                         break;
                     }
                     Err(e) => self.stats.error("header", e.kind()),
                 },
-                Ok(FlowRecord::Ipv4 { length, src, dst, .. }) => {
+                Ok(FlowRecord::Ipv4 {
+                    length, src, dst, ..
+                }) => {
                     found = Some((src.into(), dst.into(), length));
                     break;
                 }
-                Ok(FlowRecord::Ipv6 { length, src, dst, .. }) => {
+                Ok(FlowRecord::Ipv6 {
+                    length, src, dst, ..
+                }) => {
                     found = Some((src.into(), dst.into(), length));
                     break;
                 }

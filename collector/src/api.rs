@@ -56,7 +56,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(protected)
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see collector/openapi.yaml".into()) })
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see collector/openapi.yaml".into(),
+            )
+        })
         .with_state(shared)
 }
 
@@ -77,13 +82,26 @@ async fn auth(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Respon
     if tokens.is_empty() {
         return next.run(req).await;
     }
-    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(t) if token_ok(tokens, t) => next.run(req).await,
-        Some(_) => ApiError(StatusCode::UNAUTHORIZED, "invalid bearer token".into()).into_response(),
+        Some(_) => {
+            ApiError(StatusCode::UNAUTHORIZED, "invalid bearer token".into()).into_response()
+        }
         None => {
-            let mut r = ApiError(StatusCode::UNAUTHORIZED, "missing 'Authorization: Bearer <token>' header".into()).into_response();
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            let mut r = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing 'Authorization: Bearer <token>' header".into(),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             r
         }
     }
@@ -91,13 +109,20 @@ async fn auth(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Respon
 
 async fn health(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let now = (sh.clock)();
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "uptime_seconds": now.saturating_sub(sh.started_at) }))
+    Json(
+        json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "uptime_seconds": now.saturating_sub(sh.started_at) }),
+    )
 }
 
 async fn stats(State(sh): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
     let (total, agents, kernel_drops) = sh.stats();
     let (series, memory, dropped, per_subnet) = {
-        let st = sh.store.read().map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "store lock poisoned".into()))?;
+        let st = sh.store.read().map_err(|_| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store lock poisoned".into(),
+            )
+        })?;
         (
             json!({ "subnets": st.subnets.len(), "interfaces": st.ifaces.len() }),
             st.memory_bytes(),
@@ -130,14 +155,23 @@ async fn stats(State(sh): State<Arc<Shared>>) -> Result<Json<serde_json::Value>,
 }
 
 async fn series(State(sh): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
-    let st = sh.store.read().map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "store lock poisoned".into()))?;
+    let st = sh.store.read().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store lock poisoned".into(),
+        )
+    })?;
     Ok(Json(json!({ "series": st.list() })))
 }
 
 fn time_param(p: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, ApiError> {
     match p.get(name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| bad(format!("'{name}' must be a Unix time in seconds, got {v:?}"))),
+        Some(v) => v.parse().map_err(|_| {
+            bad(format!(
+                "'{name}' must be a Unix time in seconds, got {v:?}"
+            ))
+        }),
     }
 }
 
@@ -145,14 +179,26 @@ fn time_param(p: &HashMap<String, String>, name: &str, default: u64) -> Result<u
 /// resolution = the series' base step.
 fn range(sh: &Shared, p: &HashMap<String, String>) -> Result<(u64, u64, u64), ApiError> {
     for k in p.keys() {
-        if !["id", "start", "end", "resolution", "cf", "subnet", "percentile"].contains(&k.as_str()) {
+        if ![
+            "id",
+            "start",
+            "end",
+            "resolution",
+            "cf",
+            "subnet",
+            "percentile",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(bad(format!("unknown parameter '{k}'")));
         }
     }
     let end = time_param(p, "end", (sh.clock)())?;
     let start = time_param(p, "start", end.saturating_sub(86_400))?;
     if start >= end {
-        return Err(bad(format!("'start' ({start}) must be before 'end' ({end})")));
+        return Err(bad(format!(
+            "'start' ({start}) must be before 'end' ({end})"
+        )));
     }
     if end - start > 20 * 366 * 86_400 {
         return Err(bad("range longer than 20 years"));
@@ -161,40 +207,76 @@ fn range(sh: &Shared, p: &HashMap<String, String>) -> Result<(u64, u64, u64), Ap
         None => sh.cfg.series.step,
         Some(v) => match v.parse::<u64>() {
             Ok(r) if r > 0 => r,
-            _ => return Err(bad(format!("'resolution' must be a positive number of seconds, got {v:?}"))),
+            _ => {
+                return Err(bad(format!(
+                    "'resolution' must be a positive number of seconds, got {v:?}"
+                )))
+            }
         },
     };
     Ok((start, end, resolution))
 }
 
-async fn series_data(State(sh): State<Arc<Shared>>, Query(p): Params) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = p.get("id").ok_or_else(|| bad("missing 'id' (see GET /api/v1/series)"))?;
+async fn series_data(
+    State(sh): State<Arc<Shared>>,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = p
+        .get("id")
+        .ok_or_else(|| bad("missing 'id' (see GET /api/v1/series)"))?;
     let (start, end, resolution) = range(&sh, &p)?;
     let cf = match p.get("cf").map(|s| s.to_ascii_uppercase()).as_deref() {
         None | Some("AVERAGE") => Cf::Average,
         Some("MIN") => Cf::Min,
         Some("MAX") => Cf::Max,
         Some("LAST") => Cf::Last,
-        Some(o) => return Err(bad(format!("'cf' must be AVERAGE, MIN, MAX or LAST, got {o:?}"))),
+        Some(o) => {
+            return Err(bad(format!(
+                "'cf' must be AVERAGE, MIN, MAX or LAST, got {o:?}"
+            )))
+        }
     };
-    let st = sh.store.read().map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "store lock poisoned".into()))?;
-    let (rrd, names) = st.find(id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no series {id:?}")))?;
-    let f = rrd.fetch(cf, start, end, resolution).map_err(|e| bad(e.to_string()))?;
+    let st = sh.store.read().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store lock poisoned".into(),
+        )
+    })?;
+    let (rrd, names) = st
+        .find(id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no series {id:?}")))?;
+    let f = rrd
+        .fetch(cf, start, end, resolution)
+        .map_err(|e| bad(e.to_string()))?;
     if f.rows.len() > 100_000 {
-        return Err(bad(format!("{} rows: ask for a coarser 'resolution'", f.rows.len())));
+        return Err(bad(format!(
+            "{} rows: ask for a coarser 'resolution'",
+            f.rows.len()
+        )));
     }
     let rows: Vec<serde_json::Value> = f
         .iter()
         .map(|(t, v)| {
             let mut r = vec![json!(t)];
-            r.extend(v.iter().map(|x| if x.is_finite() { json!(x) } else { serde_json::Value::Null }));
+            r.extend(v.iter().map(|x| {
+                if x.is_finite() {
+                    json!(x)
+                } else {
+                    serde_json::Value::Null
+                }
+            }));
             serde_json::Value::Array(r)
         })
         .collect();
-    Ok(Json(json!({ "id": id, "cf": cf, "resolution": f.step, "ds": names, "rows": rows })))
+    Ok(Json(
+        json!({ "id": id, "cf": cf, "resolution": f.step, "ds": names, "rows": rows }),
+    ))
 }
 
-async fn report(State(sh): State<Arc<Shared>>, Query(p): Params) -> Result<Json<serde_json::Value>, ApiError> {
+async fn report(
+    State(sh): State<Arc<Shared>>,
+    Query(p): Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let (start, end, resolution) = range(&sh, &p)?;
     let percentile = match p.get("percentile") {
         None => sh.cfg.api.percentile,
@@ -205,15 +287,29 @@ async fn report(State(sh): State<Arc<Shared>>, Query(p): Params) -> Result<Json<
     };
     let only = match p.get("subnet") {
         None => None,
-        Some(s) => Some(s.parse::<IpNet>().map_err(|_| bad(format!("'subnet' must be a prefix like 10.0.0.0/24, got {s:?}")))?),
+        Some(s) => Some(s.parse::<IpNet>().map_err(|_| {
+            bad(format!(
+                "'subnet' must be a prefix like 10.0.0.0/24, got {s:?}"
+            ))
+        })?),
     };
-    let st = sh.store.read().map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "store lock poisoned".into()))?;
+    let st = sh.store.read().map_err(|_| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store lock poisoned".into(),
+        )
+    })?;
     if let Some(n) = only {
         if !st.subnets.iter().any(|s| s.net == n) {
-            return Err(ApiError(StatusCode::NOT_FOUND, format!("subnet {n} is not configured")));
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("subnet {n} is not configured"),
+            ));
         }
     }
-    let r = st.report(start, end, resolution, percentile, only).map_err(|e| bad(e.to_string()))?;
+    let r = st
+        .report(start, end, resolution, percentile, only)
+        .map_err(|e| bad(e.to_string()))?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))
 }
 
@@ -227,10 +323,30 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
         }
     };
     let one = |v: u64| vec![(String::new(), v)];
-    m("collector_datagrams_total", "counter", "sFlow datagrams received.", &one(s.datagrams));
-    m("collector_datagram_bytes_total", "counter", "Bytes of sFlow datagrams received.", &one(s.bytes));
-    m("collector_datagrams_rejected_total", "counter", "Datagrams whose header could not be decoded.", &one(s.datagrams_rejected));
-    m("collector_datagrams_not_allowed_total", "counter", "Datagrams from agents outside the allow-list.", &one(s.datagrams_not_allowed));
+    m(
+        "collector_datagrams_total",
+        "counter",
+        "sFlow datagrams received.",
+        &one(s.datagrams),
+    );
+    m(
+        "collector_datagram_bytes_total",
+        "counter",
+        "Bytes of sFlow datagrams received.",
+        &one(s.bytes),
+    );
+    m(
+        "collector_datagrams_rejected_total",
+        "counter",
+        "Datagrams whose header could not be decoded.",
+        &one(s.datagrams_rejected),
+    );
+    m(
+        "collector_datagrams_not_allowed_total",
+        "counter",
+        "Datagrams from agents outside the allow-list.",
+        &one(s.datagrams_not_allowed),
+    );
     m(
         "collector_samples_total",
         "counter",
@@ -247,33 +363,104 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
         "Flow samples by outcome.",
         &[
             ("{outcome=\"attributed\"}".into(), s.flow_samples_attributed),
-            ("{outcome=\"unattributed\"}".into(), s.flow_samples_unattributed),
+            (
+                "{outcome=\"unattributed\"}".into(),
+                s.flow_samples_unattributed,
+            ),
             ("{outcome=\"no_ip\"}".into(), s.flow_samples_no_ip),
             ("{outcome=\"zero_rate\"}".into(), s.flow_samples_zero_rate),
         ],
     );
-    let errs: Vec<(String, u64)> = s.errors.iter().map(|(k, v)| (format!("{{kind=\"{k}\"}}"), *v)).collect();
-    m("collector_decode_errors_total", "counter", "Decode errors by level and kind.", &errs);
-    m("collector_sequence_lost_total", "counter", "Datagrams lost in transit (sequence gaps).", &one(s.sequence_lost));
-    m("collector_agent_drops_total", "counter", "Samples agents reported dropped (added by effective-rate scaling).", &one(s.agent_drops));
-    m("collector_kernel_drops_total", "counter", "Datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL).", &one(kdrops));
-    let per_agent: Vec<(String, u64)> = agents.iter().map(|(k, a)| (format!("{{agent=\"{}\",sub_agent=\"{}\"}}", k.agent, k.sub_agent), a.datagrams)).collect();
-    m("collector_agent_datagrams_total", "counter", "Datagrams per agent.", &per_agent);
-    let lost: Vec<(String, u64)> = agents.iter().map(|(k, a)| (format!("{{agent=\"{}\",sub_agent=\"{}\"}}", k.agent, k.sub_agent), a.lost)).collect();
-    m("collector_agent_sequence_lost_total", "counter", "Datagrams lost per agent.", &lost);
+    let errs: Vec<(String, u64)> = s
+        .errors
+        .iter()
+        .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), *v))
+        .collect();
+    m(
+        "collector_decode_errors_total",
+        "counter",
+        "Decode errors by level and kind.",
+        &errs,
+    );
+    m(
+        "collector_sequence_lost_total",
+        "counter",
+        "Datagrams lost in transit (sequence gaps).",
+        &one(s.sequence_lost),
+    );
+    m(
+        "collector_agent_drops_total",
+        "counter",
+        "Samples agents reported dropped (added by effective-rate scaling).",
+        &one(s.agent_drops),
+    );
+    m(
+        "collector_kernel_drops_total",
+        "counter",
+        "Datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL).",
+        &one(kdrops),
+    );
+    let per_agent: Vec<(String, u64)> = agents
+        .iter()
+        .map(|(k, a)| {
+            (
+                format!("{{agent=\"{}\",sub_agent=\"{}\"}}", k.agent, k.sub_agent),
+                a.datagrams,
+            )
+        })
+        .collect();
+    m(
+        "collector_agent_datagrams_total",
+        "counter",
+        "Datagrams per agent.",
+        &per_agent,
+    );
+    let lost: Vec<(String, u64)> = agents
+        .iter()
+        .map(|(k, a)| {
+            (
+                format!("{{agent=\"{}\",sub_agent=\"{}\"}}", k.agent, k.sub_agent),
+                a.lost,
+            )
+        })
+        .collect();
+    m(
+        "collector_agent_sequence_lost_total",
+        "counter",
+        "Datagrams lost per agent.",
+        &lost,
+    );
     if let Ok(st) = sh.store.read() {
         m(
             "collector_series",
             "gauge",
             "Series held.",
-            &[("{kind=\"subnet\"}".into(), st.subnets.len() as u64), ("{kind=\"interface\"}".into(), st.ifaces.len() as u64)],
+            &[
+                ("{kind=\"subnet\"}".into(), st.subnets.len() as u64),
+                ("{kind=\"interface\"}".into(), st.ifaces.len() as u64),
+            ],
         );
-        m("collector_series_memory_bytes", "gauge", "Memory held by series.", &one(st.memory_bytes() as u64));
+        m(
+            "collector_series_memory_bytes",
+            "gauge",
+            "Memory held by series.",
+            &one(st.memory_bytes() as u64),
+        );
     }
     if let Ok(sn) = sh.snapshots.lock() {
-        m("collector_snapshots_total", "counter", "Snapshots written.", &one(sn.count));
+        m(
+            "collector_snapshots_total",
+            "counter",
+            "Snapshots written.",
+            &one(sn.count),
+        );
         if let Some(t) = sn.last_success {
-            m("collector_snapshot_last_success_timestamp_seconds", "gauge", "Time of the last good snapshot.", &one(t));
+            m(
+                "collector_snapshot_last_success_timestamp_seconds",
+                "gauge",
+                "Time of the last good snapshot.",
+                &one(t),
+            );
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response()
@@ -285,7 +472,10 @@ mod tests {
 
     #[test]
     fn tokens() {
-        let t = vec!["0123456789abcdef".to_string(), "another-token-xyz".to_string()];
+        let t = vec![
+            "0123456789abcdef".to_string(),
+            "another-token-xyz".to_string(),
+        ];
         assert!(token_ok(&t, "0123456789abcdef"));
         assert!(token_ok(&t, "another-token-xyz"));
         assert!(!token_ok(&t, "0123456789abcde"));

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rrd::{Cf, RraDef};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sflow: SflowConfig,
@@ -77,7 +77,10 @@ pub struct ApiConfig {
 impl Default for SflowConfig {
     fn default() -> Self {
         Self {
-            listen: vec!["0.0.0.0:6343".parse().expect("literal"), "[::]:6343".parse().expect("literal")],
+            listen: vec![
+                "0.0.0.0:6343".parse().expect("literal"),
+                "[::]:6343".parse().expect("literal"),
+            ],
             workers: 0,
             recv_buffer_bytes: 8 << 20,
             batch: 64,
@@ -93,9 +96,24 @@ impl Default for SeriesConfig {
             heartbeat: 180,
             archives: vec![
                 // 1 min x 1 day, 5 min x 1 week, 1 h x 13 months (396 days).
-                RraDef { cf: Cf::Average, steps: 1, rows: 1440, xff: 0.5 },
-                RraDef { cf: Cf::Average, steps: 5, rows: 2016, xff: 0.5 },
-                RraDef { cf: Cf::Average, steps: 60, rows: 9504, xff: 0.5 },
+                RraDef {
+                    cf: Cf::Average,
+                    steps: 1,
+                    rows: 1440,
+                    xff: 0.5,
+                },
+                RraDef {
+                    cf: Cf::Average,
+                    steps: 5,
+                    rows: 2016,
+                    xff: 0.5,
+                },
+                RraDef {
+                    cf: Cf::Average,
+                    steps: 60,
+                    rows: 9504,
+                    xff: 0.5,
+                },
             ],
             flush_interval: 10,
             max_interfaces: 10_000,
@@ -105,24 +123,19 @@ impl Default for SeriesConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { path: None, snapshot_interval: 300 }
+        Self {
+            path: None,
+            snapshot_interval: 300,
+        }
     }
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:6344".parse().expect("literal"), tokens: Vec::new(), percentile: 95.0 }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
         Self {
-            sflow: SflowConfig::default(),
-            subnets: Vec::new(),
-            series: SeriesConfig::default(),
-            store: StoreConfig::default(),
-            api: ApiConfig::default(),
+            listen: "127.0.0.1:6344".parse().expect("literal"),
+            tokens: Vec::new(),
+            percentile: 95.0,
         }
     }
 }
@@ -132,23 +145,38 @@ impl Default for Config {
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: String, source: serde_norway::Error },
+    Parse {
+        path: String,
+        source: serde_norway::Error,
+    },
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl Config {
     /// Reads and validates a YAML file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 
     /// Parses and validates YAML (`origin` names it in errors).
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let c: Config = serde_norway::from_str(text).map_err(|source| ConfigError::Parse { path: origin.into(), source })?;
+        let c: Config = serde_norway::from_str(text).map_err(|source| ConfigError::Parse {
+            path: origin.into(),
+            source,
+        })?;
         c.validate()?;
         Ok(c)
     }
@@ -159,7 +187,10 @@ impl Config {
             return bad("sflow.listen", "at least one address".into());
         }
         if self.sflow.batch == 0 || self.sflow.batch > 1024 {
-            return bad("sflow.batch", format!("{} is not in 1..=1024", self.sflow.batch));
+            return bad(
+                "sflow.batch",
+                format!("{} is not in 1..=1024", self.sflow.batch),
+            );
         }
         if self.series.step == 0 {
             return bad("series.step", "must be at least 1".into());
@@ -167,7 +198,10 @@ impl Config {
         if self.series.heartbeat < self.series.flush_interval {
             return bad(
                 "series.heartbeat",
-                format!("{} is shorter than series.flush_interval {}", self.series.heartbeat, self.series.flush_interval),
+                format!(
+                    "{} is shorter than series.flush_interval {}",
+                    self.series.heartbeat, self.series.flush_interval
+                ),
             );
         }
         if self.series.flush_interval == 0 {
@@ -183,13 +217,25 @@ impl Config {
             return bad("subnets", e.to_string());
         }
         if self.api.tokens.is_empty() && !self.api.listen.ip().is_loopback() {
-            return bad("api.tokens", format!("empty, but api.listen {} is not a loopback address", self.api.listen));
+            return bad(
+                "api.tokens",
+                format!(
+                    "empty, but api.listen {} is not a loopback address",
+                    self.api.listen
+                ),
+            );
         }
         if self.api.tokens.iter().any(|t| t.len() < 16) {
-            return bad("api.tokens", "every token must be at least 16 characters".into());
+            return bad(
+                "api.tokens",
+                "every token must be at least 16 characters".into(),
+            );
         }
         if !(self.api.percentile > 0.0 && self.api.percentile <= 100.0) {
-            return bad("api.percentile", format!("{} is not in (0, 100]", self.api.percentile));
+            return bad(
+                "api.percentile",
+                format!("{} is not in (0, 100]", self.api.percentile),
+            );
         }
         Ok(())
     }
@@ -218,15 +264,34 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = Config::from_yaml("sflow: {listen: [], bogus: 1}", "f.yaml").unwrap_err().to_string();
+        let e = Config::from_yaml("sflow: {listen: [], bogus: 1}", "f.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f.yaml") && e.contains("bogus"), "{e}");
-        let e = Config::from_yaml("api: {listen: '0.0.0.0:80'}", "f").unwrap_err().to_string();
-        assert_eq!(e, "api.tokens: empty, but api.listen 0.0.0.0:80 is not a loopback address");
-        let e = Config::from_yaml("subnets: [10.0.0.0/8, 10.0.0.1/8]", "f").unwrap_err().to_string();
+        let e = Config::from_yaml("api: {listen: '0.0.0.0:80'}", "f")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "api.tokens: empty, but api.listen 0.0.0.0:80 is not a loopback address"
+        );
+        let e = Config::from_yaml("subnets: [10.0.0.0/8, 10.0.0.1/8]", "f")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "subnets: subnet 10.0.0.0/8 is listed more than once");
-        let e = Config::from_yaml("subnets: [10.0.0.0/33]", "f").unwrap_err().to_string();
+        let e = Config::from_yaml("subnets: [10.0.0.0/33]", "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f:"), "{e}");
-        let e = Config::from_yaml("series: {archives: [{cf: AVERAGE, steps: 1, rows: 10, xff: 1.5}]}", "f").unwrap_err().to_string();
-        assert!(e.starts_with("series.archives: invalid definition: rra[0]: xff 1.5"), "{e}");
+        let e = Config::from_yaml(
+            "series: {archives: [{cf: AVERAGE, steps: 1, rows: 10, xff: 1.5}]}",
+            "f",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("series.archives: invalid definition: rra[0]: xff 1.5"),
+            "{e}"
+        );
     }
 }

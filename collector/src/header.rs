@@ -50,7 +50,9 @@ impl HeaderError {
 /// Decodes a sampled header given its sFlow `header_protocol`.
 pub fn decode(protocol: u32, bytes: &[u8]) -> Result<PacketInfo, HeaderError> {
     let p = match protocol {
-        header_protocol::ETHERNET => LaxSlicedPacket::from_ethernet(bytes).map_err(|_| HeaderError::Truncated)?,
+        header_protocol::ETHERNET => {
+            LaxSlicedPacket::from_ethernet(bytes).map_err(|_| HeaderError::Truncated)?
+        }
         header_protocol::IPV4 | header_protocol::IPV6 => {
             LaxSlicedPacket::from_ip(bytes).map_err(|_| HeaderError::Truncated)?
         }
@@ -59,18 +61,27 @@ pub fn decode(protocol: u32, bytes: &[u8]) -> Result<PacketInfo, HeaderError> {
     let vlans = match p.vlan() {
         None => [None, None],
         Some(VlanSlice::SingleVlan(s)) => [Some(s.vlan_identifier().value()), None],
-        Some(VlanSlice::DoubleVlan(d)) => {
-            [Some(d.outer.vlan_identifier().value()), Some(d.inner.vlan_identifier().value())]
-        }
+        Some(VlanSlice::DoubleVlan(d)) => [
+            Some(d.outer.vlan_identifier().value()),
+            Some(d.inner.vlan_identifier().value()),
+        ],
     };
     let (src, dst, ip_proto) = match &p.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
-            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), v4.payload().ip_number.0)
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                v4.payload().ip_number.0,
+            )
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
             let h = v6.header();
-            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), v6.payload().ip_number.0)
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                v6.payload().ip_number.0,
+            )
         }
         _ => return Err(HeaderError::NotIp),
     };
@@ -79,7 +90,14 @@ pub fn decode(protocol: u32, bytes: &[u8]) -> Result<PacketInfo, HeaderError> {
         Some(TransportSlice::Udp(u)) => (Some(u.source_port()), Some(u.destination_port())),
         _ => (None, None),
     };
-    Ok(PacketInfo { vlans, src, dst, ip_proto, src_port, dst_port })
+    Ok(PacketInfo {
+        vlans,
+        src,
+        dst,
+        ip_proto,
+        src_port,
+        dst_port,
+    })
 }
 
 #[cfg(test)]
@@ -106,11 +124,30 @@ mod tests {
 
     #[test]
     fn dot1q_and_qinq() {
-        let f = frame(&[100], v4(192, 0, 2, 1), v4(198, 51, 100, 7), 17, 53, 5353, 10);
+        let f = frame(
+            &[100],
+            v4(192, 0, 2, 1),
+            v4(198, 51, 100, 7),
+            17,
+            53,
+            5353,
+            10,
+        );
         let i = decode(1, &f).unwrap();
         assert_eq!(i.vlans, [Some(100), None]);
-        assert_eq!((i.ip_proto, i.src_port, i.dst_port), (17, Some(53), Some(5353)));
-        let f = frame(&[200, 30], v4(192, 0, 2, 1), v4(198, 51, 100, 7), 17, 1, 2, 10);
+        assert_eq!(
+            (i.ip_proto, i.src_port, i.dst_port),
+            (17, Some(53), Some(5353))
+        );
+        let f = frame(
+            &[200, 30],
+            v4(192, 0, 2, 1),
+            v4(198, 51, 100, 7),
+            17,
+            1,
+            2,
+            10,
+        );
         // Byte-level: outer TPID 0x88a8 at offset 12, inner 0x8100 at 16.
         assert_eq!(&f[12..14], &[0x88, 0xa8]);
         assert_eq!(&f[16..18], &[0x81, 0x00]);

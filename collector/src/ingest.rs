@@ -47,20 +47,34 @@ pub struct Ingest {
 
 impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ingest").field("addrs", &self.addrs).field("sockets", &self.threads.len()).finish()
+        f.debug_struct("Ingest")
+            .field("addrs", &self.addrs)
+            .field("sockets", &self.threads.len())
+            .finish()
     }
 }
 
 /// Binds one socket of the group.
 fn bind(addr: SocketAddr, rcvbuf: usize) -> io::Result<Socket> {
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_port(true)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
     // SO_RCVBUFFORCE passes net.core.rmem_max when we have CAP_NET_ADMIN.
-    if setsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcvbuf as libc::c_int).is_err() {
+    if setsockopt_int(
+        &s,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        rcvbuf as libc::c_int,
+    )
+    .is_err()
+    {
         s.set_recv_buffer_size(rcvbuf)?;
     }
     setsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
@@ -69,10 +83,21 @@ fn bind(addr: SocketAddr, rcvbuf: usize) -> io::Result<Socket> {
     Ok(s)
 }
 
-fn setsockopt_int(s: &Socket, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    s: &Socket,
+    level: libc::c_int,
+    opt: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: a valid fd and a pointer to a c_int of the given length.
     let r = unsafe {
-        libc::setsockopt(s.as_raw_fd(), level, opt, &v as *const _ as *const libc::c_void, size_of::<libc::c_int>() as libc::socklen_t)
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            &v as *const _ as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
     };
     if r == 0 {
         Ok(())
@@ -83,23 +108,43 @@ fn setsockopt_int(s: &Socket, level: libc::c_int, opt: libc::c_int, v: libc::c_i
 
 impl Ingest {
     /// Binds every socket and starts the threads. `allow` empty: all agents.
-    pub fn start(cfg: &SflowConfig, subnets: Arc<SubnetTable>, allow: Arc<SubnetTable>, clock: Clock) -> io::Result<Self> {
-        let workers = if cfg.workers == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { cfg.workers };
+    pub fn start(
+        cfg: &SflowConfig,
+        subnets: Arc<SubnetTable>,
+        allow: Arc<SubnetTable>,
+        clock: Clock,
+    ) -> io::Result<Self> {
+        let workers = if cfg.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            cfg.workers
+        };
         let stop = Arc::new(AtomicBool::new(false));
-        let mut out = Ingest { stop: stop.clone(), threads: Vec::new(), addrs: Vec::new(), kernel_drops: Vec::new(), shards: Vec::new() };
+        let mut out = Ingest {
+            stop: stop.clone(),
+            threads: Vec::new(),
+            addrs: Vec::new(),
+            kernel_drops: Vec::new(),
+            shards: Vec::new(),
+        };
         for listen in &cfg.listen {
             let mut addr = *listen;
             for w in 0..workers {
-                let sock = bind(addr, cfg.recv_buffer_bytes).map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
+                let sock = bind(addr, cfg.recv_buffer_bytes)
+                    .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
                 if w == 0 {
-                    addr = sock.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an inet socket"))?;
+                    addr = sock
+                        .local_addr()?
+                        .as_socket()
+                        .ok_or_else(|| io::Error::other("not an inet socket"))?;
                     out.addrs.push(addr);
                 }
                 let shard = Arc::new(Mutex::new(Shard::new(subnets.clone())));
                 let drops = Arc::new(AtomicU64::new(0));
                 out.shards.push(shard.clone());
                 out.kernel_drops.push(drops.clone());
-                let (stop, allow, clock, batch) = (stop.clone(), allow.clone(), clock.clone(), cfg.batch);
+                let (stop, allow, clock, batch) =
+                    (stop.clone(), allow.clone(), clock.clone(), cfg.batch);
                 let t = std::thread::Builder::new()
                     .name(format!("sflow-rx-{w}"))
                     .spawn(move || worker(sock, batch, shard, drops, allow, clock, stop))?;
@@ -119,7 +164,10 @@ impl Ingest {
     }
 
     pub fn kernel_drops(&self) -> u64 {
-        self.kernel_drops.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+        self.kernel_drops
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -165,7 +213,10 @@ fn worker(
     let mut iovs: Vec<libc::iovec> = Vec::with_capacity(batch);
     let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(batch);
     for chunk in bufs.chunks_mut(MAX_DATAGRAM) {
-        iovs.push(libc::iovec { iov_base: chunk.as_mut_ptr() as *mut libc::c_void, iov_len: MAX_DATAGRAM });
+        iovs.push(libc::iovec {
+            iov_base: chunk.as_mut_ptr() as *mut libc::c_void,
+            iov_len: MAX_DATAGRAM,
+        });
     }
     for i in 0..batch {
         // SAFETY: zeroed mmsghdr is valid; pointers below point into vectors
@@ -185,11 +236,21 @@ fn worker(
             m.msg_len = 0;
         }
         // SAFETY: msgs holds `batch` initialised headers whose buffers are live.
-        let n = unsafe { libc::recvmmsg(fd, msgs.as_mut_ptr(), batch as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                batch as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => continue,
                 _ => {
                     tracing::warn!(error = %e, "recvmmsg");
                     std::thread::sleep(Duration::from_millis(100));
@@ -203,7 +264,9 @@ fn worker(
             let m = &msgs[i];
             read_rxq_ovfl(&m.msg_hdr, &drops);
             let len = m.msg_len as usize;
-            let Some(from) = sockaddr_ip(&addrs[i]) else { continue };
+            let Some(from) = sockaddr_ip(&addrs[i]) else {
+                continue;
+            };
             if !allow.is_empty() && allow.lookup(from).is_none() {
                 sh.not_allowed(len);
                 continue;
@@ -211,7 +274,10 @@ fn worker(
             if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 sh.stats.datagrams += 1;
                 sh.stats.datagrams_rejected += 1;
-                *sh.stats.errors.entry("datagram.oversize".into()).or_default() += 1;
+                *sh.stats
+                    .errors
+                    .entry("datagram.oversize".into())
+                    .or_default() += 1;
                 continue;
             }
             let buf = &bufs[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];

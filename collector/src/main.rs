@@ -21,17 +21,25 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cfg = match &args.config {
         Some(p) => Config::from_file(p)?,
         None => Config::default(),
     };
     if args.check {
-        print!("{}", serde_norway::to_string(&cfg).context("printing configuration")?);
+        print!(
+            "{}",
+            serde_norway::to_string(&cfg).context("printing configuration")?
+        );
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(collector::run(cfg, shutdown_signal()))
 }
 

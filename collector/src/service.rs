@@ -43,7 +43,9 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("started_at", &self.started_at).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("started_at", &self.started_at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,8 +54,15 @@ impl Shared {
     /// the series at the clock's now.
     pub fn flush(&self) {
         let now = (self.clock)();
-        let shards: Vec<_> = self.ingest.lock().map(|i| i.shards.clone()).unwrap_or_default();
-        let drained: Vec<_> = shards.iter().filter_map(|s| s.lock().ok().map(|mut s| s.drain())).collect();
+        let shards: Vec<_> = self
+            .ingest
+            .lock()
+            .map(|i| i.shards.clone())
+            .unwrap_or_default();
+        let drained: Vec<_> = shards
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|mut s| s.drain()))
+            .collect();
         if let Ok(mut st) = self.store.write() {
             for d in drained {
                 st.apply(d);
@@ -89,10 +98,17 @@ impl Shared {
 
     /// Writes a snapshot if a path is configured.
     pub fn snapshot(&self) -> anyhow::Result<()> {
-        let Some(path) = self.cfg.store.path.clone() else { return Ok(()) };
+        let Some(path) = self.cfg.store.path.clone() else {
+            return Ok(());
+        };
         let now = (self.clock)();
-        let bytes = self.store.read().map_err(|_| anyhow::anyhow!("store lock poisoned"))?.snapshot(now);
-        let r = write_atomic(&path, &bytes).with_context(|| format!("writing snapshot {}", path.display()));
+        let bytes = self
+            .store
+            .read()
+            .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+            .snapshot(now);
+        let r = write_atomic(&path, &bytes)
+            .with_context(|| format!("writing snapshot {}", path.display()));
         if let Ok(mut s) = self.snapshots.lock() {
             match &r {
                 Ok(()) => {
@@ -120,13 +136,20 @@ pub struct Collector {
 
 impl std::fmt::Debug for Collector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Collector").field("sflow", &self.sflow_addrs).field("api", &self.api_addr).finish()
+        f.debug_struct("Collector")
+            .field("sflow", &self.sflow_addrs)
+            .field("api", &self.api_addr)
+            .finish()
     }
 }
 
 /// Wall-clock seconds.
 pub fn system_clock() -> Clock {
-    Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
 }
 
 impl Collector {
@@ -139,7 +162,8 @@ impl Collector {
         let allow = Arc::new(SubnetTable::new(cfg.sflow.allow.iter().copied())?);
         let (store, restored) = match &cfg.store.path {
             Some(p) if p.exists() => {
-                let bytes = std::fs::read(p).with_context(|| format!("reading snapshot {}", p.display()))?;
+                let bytes = std::fs::read(p)
+                    .with_context(|| format!("reading snapshot {}", p.display()))?;
                 match Store::restore(&cfg.series, subnets.nets(), &bytes, now) {
                     Ok((s, rep)) => {
                         tracing::info!(?rep, path = %p.display(), "snapshot restored");
@@ -158,7 +182,9 @@ impl Collector {
         };
         let ingest = Ingest::start(&cfg.sflow, subnets.clone(), allow, clock.clone())?;
         let sflow_addrs = ingest.addrs.clone();
-        let listener = tokio::net::TcpListener::bind(cfg.api.listen).await.with_context(|| format!("binding API on {}", cfg.api.listen))?;
+        let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+            .await
+            .with_context(|| format!("binding API on {}", cfg.api.listen))?;
         let api_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
@@ -207,7 +233,13 @@ impl Collector {
             }
         }));
         tracing::info!(api = %api_addr, sflow = ?sflow_addrs, subnets = cfg.subnets.len(), "collector running");
-        Ok(Self { shared, tasks, stop_tx, sflow_addrs, api_addr })
+        Ok(Self {
+            shared,
+            tasks,
+            stop_tx,
+            sflow_addrs,
+            api_addr,
+        })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -241,7 +273,10 @@ impl Collector {
 }
 
 /// Runs the collector until `shutdown` resolves, then stops it cleanly.
-pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let c = Collector::start(cfg, system_clock()).await?;
     shutdown.await;
     c.shutdown().await

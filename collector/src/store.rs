@@ -17,13 +17,7 @@
 //! [`Store::restore`] keeps series whose subnet and shape still match the
 //! configuration and starts the others afresh.
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    io::Write as _,
-    net::IpAddr,
-    path::Path,
-};
+use std::{collections::BTreeMap, fs, io::Write as _, net::IpAddr, path::Path};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -40,21 +34,38 @@ use crate::{
 };
 
 pub const SUBNET_DS: [&str; 4] = ["in_bytes", "out_bytes", "in_pkts", "out_pkts"];
-pub const IFACE_DS: [&str; 8] =
-    ["in_octets", "out_octets", "in_pkts", "out_pkts", "in_errors", "out_errors", "in_discards", "out_discards"];
+pub const IFACE_DS: [&str; 8] = [
+    "in_octets",
+    "out_octets",
+    "in_pkts",
+    "out_pkts",
+    "in_errors",
+    "out_errors",
+    "in_discards",
+    "out_discards",
+];
 
 const MAGIC: &[u8; 8] = b"HNCOLSNP";
 const VERSION: u64 = 1;
 
 fn ds(name: &str, kind: DsType, hb: u64) -> DsDef {
-    DsDef { name: name.into(), kind, heartbeat: hb, min: None, max: None }
+    DsDef {
+        name: name.into(),
+        kind,
+        heartbeat: hb,
+        min: None,
+        max: None,
+    }
 }
 
 /// Shape of a subnet series.
 pub fn subnet_def(c: &SeriesConfig) -> RrdDef {
     RrdDef {
         step: c.step,
-        ds: SUBNET_DS.iter().map(|n| ds(n, DsType::Counter64, c.heartbeat)).collect(),
+        ds: SUBNET_DS
+            .iter()
+            .map(|n| ds(n, DsType::Counter64, c.heartbeat))
+            .collect(),
         rras: c.archives.clone(),
     }
 }
@@ -66,7 +77,17 @@ pub fn iface_def(c: &SeriesConfig) -> RrdDef {
         ds: IFACE_DS
             .iter()
             .enumerate()
-            .map(|(i, n)| ds(n, if i < 4 { DsType::Counter64 } else { DsType::Counter32 }, c.heartbeat))
+            .map(|(i, n)| {
+                ds(
+                    n,
+                    if i < 4 {
+                        DsType::Counter64
+                    } else {
+                        DsType::Counter32
+                    },
+                    c.heartbeat,
+                )
+            })
             .collect(),
         rras: c.archives.clone(),
     }
@@ -172,7 +193,14 @@ impl Store {
                 rrd: Rrd::new(subnet_def.clone(), now).expect("validated in config"),
             })
             .collect();
-        Self { cfg: cfg.clone(), subnet_def, iface_def, subnets, ifaces: BTreeMap::new(), iface_readings_dropped: 0 }
+        Self {
+            cfg: cfg.clone(),
+            subnet_def,
+            iface_def,
+            subnets,
+            ifaces: BTreeMap::new(),
+            iface_readings_dropped: 0,
+        }
     }
 
     /// Adds drained shard deltas to the totals and applies interface readings.
@@ -193,33 +221,54 @@ impl Store {
                 self.iface_readings_dropped += 1;
                 return;
             }
-            let rrd = Rrd::new(self.iface_def.clone(), t.saturating_sub(1)).expect("validated in config");
-            self.ifaces.insert(k, IfaceSeries { last: None, pkts: [0, 0], rrd });
+            let rrd =
+                Rrd::new(self.iface_def.clone(), t.saturating_sub(1)).expect("validated in config");
+            self.ifaces.insert(
+                k,
+                IfaceSeries {
+                    last: None,
+                    pkts: [0, 0],
+                    rrd,
+                },
+            );
         }
-        let Some(s) = self.ifaces.get_mut(&k) else { return };
+        let Some(s) = self.ifaces.get_mut(&k) else {
+            return;
+        };
         if t <= s.rrd.last_update() {
             self.iface_readings_dropped += 1;
             return;
         }
-        let pkt = |s: &mut IfaceSeries, dir: usize, now: [u32; 3], last: Option<[u32; 3]>| -> Value {
-            match last {
-                None => Value::Int(s.pkts[dir] as i128),
-                Some(l) => {
-                    let mut sum = 0u64;
-                    for (n, l) in now.iter().zip(l) {
-                        match counter_delta(l as i128, *n as i128, DsType::Counter32) {
-                            Some(d) => sum += d as u64,
-                            None => return Value::Unknown,
+        let pkt =
+            |s: &mut IfaceSeries, dir: usize, now: [u32; 3], last: Option<[u32; 3]>| -> Value {
+                match last {
+                    None => Value::Int(s.pkts[dir] as i128),
+                    Some(l) => {
+                        let mut sum = 0u64;
+                        for (n, l) in now.iter().zip(l) {
+                            match counter_delta(l as i128, *n as i128, DsType::Counter32) {
+                                Some(d) => sum += d as u64,
+                                None => return Value::Unknown,
+                            }
                         }
+                        s.pkts[dir] = s.pkts[dir].wrapping_add(sum);
+                        Value::Int(s.pkts[dir] as i128)
                     }
-                    s.pkts[dir] = s.pkts[dir].wrapping_add(sum);
-                    Value::Int(s.pkts[dir] as i128)
                 }
-            }
-        };
+            };
         let last = s.last;
-        let pin = pkt(s, 0, [c.in_ucast_pkts, c.in_multicast_pkts, c.in_broadcast_pkts], last.map(|l| [l.in_ucast_pkts, l.in_multicast_pkts, l.in_broadcast_pkts]));
-        let pout = pkt(s, 1, [c.out_ucast_pkts, c.out_multicast_pkts, c.out_broadcast_pkts], last.map(|l| [l.out_ucast_pkts, l.out_multicast_pkts, l.out_broadcast_pkts]));
+        let pin = pkt(
+            s,
+            0,
+            [c.in_ucast_pkts, c.in_multicast_pkts, c.in_broadcast_pkts],
+            last.map(|l| [l.in_ucast_pkts, l.in_multicast_pkts, l.in_broadcast_pkts]),
+        );
+        let pout = pkt(
+            s,
+            1,
+            [c.out_ucast_pkts, c.out_multicast_pkts, c.out_broadcast_pkts],
+            last.map(|l| [l.out_ucast_pkts, l.out_multicast_pkts, l.out_broadcast_pkts]),
+        );
         let v = [
             Value::Int(c.in_octets as i128),
             Value::Int(c.out_octets as i128),
@@ -249,7 +298,8 @@ impl Store {
 
     /// Bytes held by all series (fixed per series).
     pub fn memory_bytes(&self) -> usize {
-        self.subnet_def.memory_bytes() * self.subnets.len() + self.iface_def.memory_bytes() * self.ifaces.len()
+        self.subnet_def.memory_bytes() * self.subnets.len()
+            + self.iface_def.memory_bytes() * self.ifaces.len()
     }
 
     pub fn subnet_series_bytes(&self) -> usize {
@@ -260,11 +310,18 @@ impl Store {
     pub fn find(&self, id: &str) -> Option<(&Rrd, &'static [&'static str])> {
         if let Some(net) = id.strip_prefix("subnet/") {
             let net: IpNet = net.parse().ok()?;
-            return self.subnets.iter().find(|s| s.net == net).map(|s| (&s.rrd, &SUBNET_DS[..]));
+            return self
+                .subnets
+                .iter()
+                .find(|s| s.net == net)
+                .map(|s| (&s.rrd, &SUBNET_DS[..]));
         }
         let rest = id.strip_prefix("if/")?;
         let (agent, idx) = rest.rsplit_once('/')?;
-        let key = IfKey { agent: agent.parse::<IpAddr>().ok()?, if_index: idx.parse().ok()? };
+        let key = IfKey {
+            agent: agent.parse::<IpAddr>().ok()?,
+            if_index: idx.parse().ok()?,
+        };
         self.ifaces.get(&key).map(|s| (&s.rrd, &IFACE_DS[..]))
     }
 
@@ -289,8 +346,19 @@ impl Store {
             last_update: r.last_update(),
             memory_bytes: r.memory_bytes(),
         };
-        let mut v: Vec<SeriesInfo> = self.subnets.iter().map(|s| info(format!("subnet/{}", s.net), "subnet", &SUBNET_DS, &s.rrd)).collect();
-        v.extend(self.ifaces.iter().map(|(k, s)| info(format!("if/{}/{}", k.agent, k.if_index), "interface", &IFACE_DS, &s.rrd)));
+        let mut v: Vec<SeriesInfo> = self
+            .subnets
+            .iter()
+            .map(|s| info(format!("subnet/{}", s.net), "subnet", &SUBNET_DS, &s.rrd))
+            .collect();
+        v.extend(self.ifaces.iter().map(|(k, s)| {
+            info(
+                format!("if/{}/{}", k.agent, k.if_index),
+                "interface",
+                &IFACE_DS,
+                &s.rrd,
+            )
+        }));
         v
     }
 
@@ -298,12 +366,30 @@ impl Store {
     /// resolution closest to `resolution`: totals are the sum of rate x row
     /// duration over known rows; the percentile is nearest-rank over the
     /// known rows' rates in bits per second.
-    pub fn report(&self, start: u64, end: u64, resolution: u64, percentile: f64, only: Option<IpNet>) -> Result<Report, crate::rrd::RrdError> {
-        let mut out = Report { start, end, resolution, percentile, subnets: Vec::new() };
-        for s in self.subnets.iter().filter(|s| only.is_none_or(|n| n == s.net)) {
+    pub fn report(
+        &self,
+        start: u64,
+        end: u64,
+        resolution: u64,
+        percentile: f64,
+        only: Option<IpNet>,
+    ) -> Result<Report, crate::rrd::RrdError> {
+        let mut out = Report {
+            start,
+            end,
+            resolution,
+            percentile,
+            subnets: Vec::new(),
+        };
+        for s in self
+            .subnets
+            .iter()
+            .filter(|s| only.is_none_or(|n| n == s.net))
+        {
             let f = s.rrd.fetch(Cf::Average, start, end, resolution)?;
             out.resolution = f.step;
-            out.subnets.push(subnet_report(&s.net.to_string(), &f, percentile));
+            out.subnets
+                .push(subnet_report(&s.net.to_string(), &f, percentile));
         }
         Ok(out)
     }
@@ -318,7 +404,12 @@ impl Store {
         e.u64(self.subnets.len() as u64);
         for s in &self.subnets {
             e.str(&s.net.to_string());
-            for v in [s.totals.in_bytes, s.totals.out_bytes, s.totals.in_pkts, s.totals.out_pkts] {
+            for v in [
+                s.totals.in_bytes,
+                s.totals.out_bytes,
+                s.totals.in_pkts,
+                s.totals.out_pkts,
+            ] {
                 e.u64(v);
             }
             s.rrd.encode(&mut e);
@@ -346,26 +437,50 @@ impl Store {
     }
 
     /// Rebuilds the store from a snapshot for the current configuration.
-    pub fn restore(cfg: &SeriesConfig, nets: &[IpNet], bytes: &[u8], now: u64) -> Result<(Self, RestoreReport), Corrupt> {
+    pub fn restore(
+        cfg: &SeriesConfig,
+        nets: &[IpNet],
+        bytes: &[u8],
+        now: u64,
+    ) -> Result<(Self, RestoreReport), Corrupt> {
         if bytes.len() < 24 || &bytes[..8] != MAGIC {
             return Err(Corrupt("not a collector snapshot".into()));
         }
-        let version = u64::from_le_bytes(bytes[8..16].try_into().map_err(|_| Corrupt("version".into()))?);
+        let version = u64::from_le_bytes(
+            bytes[8..16]
+                .try_into()
+                .map_err(|_| Corrupt("version".into()))?,
+        );
         if version != VERSION {
             return Err(Corrupt(format!("unsupported snapshot version {version}")));
         }
         let payload = &bytes[16..bytes.len() - 8];
-        let crc = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().map_err(|_| Corrupt("crc".into()))?);
+        let crc = u64::from_le_bytes(
+            bytes[bytes.len() - 8..]
+                .try_into()
+                .map_err(|_| Corrupt("crc".into()))?,
+        );
         if crc32fast::hash(payload) as u64 != crc {
             return Err(Corrupt("checksum mismatch".into()));
         }
         let mut d = Dec::new(payload);
         let mut store = Store::new(cfg, nets, now);
-        let mut rep = RestoreReport { saved_at: d.u64("saved_at")?, ..Default::default() };
+        let mut rep = RestoreReport {
+            saved_at: d.u64("saved_at")?,
+            ..Default::default()
+        };
         let n = d.u64("subnet count")?;
         for _ in 0..n {
-            let net: IpNet = d.str("subnet")?.parse().map_err(|_| Corrupt("subnet prefix".into()))?;
-            let t = SubnetCounters { in_bytes: d.u64("totals")?, out_bytes: d.u64("totals")?, in_pkts: d.u64("totals")?, out_pkts: d.u64("totals")? };
+            let net: IpNet = d
+                .str("subnet")?
+                .parse()
+                .map_err(|_| Corrupt("subnet prefix".into()))?;
+            let t = SubnetCounters {
+                in_bytes: d.u64("totals")?,
+                out_bytes: d.u64("totals")?,
+                in_pkts: d.u64("totals")?,
+                out_pkts: d.u64("totals")?,
+            };
             let rrd = Rrd::decode(&mut d)?;
             match store.subnets.iter_mut().find(|s| s.net == net) {
                 Some(s) if *rrd.def() == store.subnet_def => {
@@ -379,8 +494,12 @@ impl Store {
         }
         let n = d.u64("interface count")?;
         for _ in 0..n {
-            let agent: IpAddr = d.str("agent")?.parse().map_err(|_| Corrupt("agent address".into()))?;
-            let if_index = u32::try_from(d.u64("ifIndex")?).map_err(|_| Corrupt("ifIndex".into()))?;
+            let agent: IpAddr = d
+                .str("agent")?
+                .parse()
+                .map_err(|_| Corrupt("agent address".into()))?;
+            let if_index =
+                u32::try_from(d.u64("ifIndex")?).map_err(|_| Corrupt("ifIndex".into()))?;
             let last = match d.u8("last tag")? {
                 0 => None,
                 1 => {
@@ -395,7 +514,9 @@ impl Store {
             let pkts = [d.u64("pkts")?, d.u64("pkts")?];
             let rrd = Rrd::decode(&mut d)?;
             if *rrd.def() == store.iface_def {
-                store.ifaces.insert(IfKey { agent, if_index }, IfaceSeries { last, pkts, rrd });
+                store
+                    .ifaces
+                    .insert(IfKey { agent, if_index }, IfaceSeries { last, pkts, rrd });
                 rep.interfaces_restored += 1;
             } else {
                 rep.reshaped += 1;

@@ -102,7 +102,9 @@ impl<K: Key> Lpm<K> {
     }
     #[inline]
     fn lookup(&self, key: K) -> Option<SubnetId> {
-        self.levels.iter().find_map(|(len, m)| m.get(&key.mask(*len)).copied())
+        self.levels
+            .iter()
+            .find_map(|(len, m)| m.get(&key.mask(*len)).copied())
     }
 }
 
@@ -179,7 +181,15 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins() {
-        let tab = t(&["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "0.0.0.0/0", "2001:db8::/32", "2001:db8:1::/48"]);
+        let tab = t(&[
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.0/24",
+            "10.1.2.3/32",
+            "0.0.0.0/0",
+            "2001:db8::/32",
+            "2001:db8:1::/48",
+        ]);
         assert_eq!(tab.lookup(ip("10.1.2.3")), Some(3));
         assert_eq!(tab.lookup(ip("10.1.2.4")), Some(2));
         assert_eq!(tab.lookup(ip("10.1.3.4")), Some(1));
@@ -196,8 +206,14 @@ mod tests {
         let tab = t(&["192.0.2.77/24"]);
         assert_eq!(tab.net(0).to_string(), "192.0.2.0/24");
         assert_eq!(tab.lookup(ip("192.0.2.1")), Some(0));
-        let e = SubnetTable::new(["192.0.2.0/24".parse().unwrap(), "192.0.2.5/24".parse().unwrap()]);
-        assert_eq!(e.unwrap_err().to_string(), "subnet 192.0.2.0/24 is listed more than once");
+        let e = SubnetTable::new([
+            "192.0.2.0/24".parse().unwrap(),
+            "192.0.2.5/24".parse().unwrap(),
+        ]);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "subnet 192.0.2.0/24 is listed more than once"
+        );
     }
 
     #[test]
@@ -222,7 +238,9 @@ mod tests {
         }
         let tab = SubnetTable::new(nets.clone()).unwrap();
         for _ in 0..20_000 {
-            let a = IpAddr::V4(std::net::Ipv4Addr::from(((next() as u32) & 0x0fff_ffff) | 0x0a00_0000));
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(
+                ((next() as u32) & 0x0fff_ffff) | 0x0a00_0000,
+            ));
             let want = nets
                 .iter()
                 .enumerate()

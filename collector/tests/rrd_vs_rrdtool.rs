@@ -9,6 +9,8 @@
 //! several xff values. The deliberate difference (counter resets) has its
 //! own test that shows rrdtool's spike next to our unknown.
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic with context")]
+
 use std::{path::Path, process::Command};
 
 use collector::rrd::{Cf, DsDef, DsType, RraDef, Rrd, RrdDef, Value};
@@ -30,8 +32,16 @@ impl Rng {
 }
 
 fn rrdtool(args: &[&str]) -> String {
-    let out = Command::new("rrdtool").args(args).output().expect("run rrdtool (Debian package rrdtool)");
-    assert!(out.status.success(), "rrdtool {:?}: {}", &args[..args.len().min(3)], String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("rrdtool")
+        .args(args)
+        .output()
+        .expect("run rrdtool (Debian package rrdtool)");
+    assert!(
+        out.status.success(),
+        "rrdtool {:?}: {}",
+        &args[..args.len().min(3)],
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -43,7 +53,14 @@ fn ds_spec(d: &DsDef) -> String {
         DsType::Absolute => "ABSOLUTE",
     };
     let lim = |v: Option<f64>| v.map_or("U".to_string(), |v| format!("{v}"));
-    format!("DS:{}:{}:{}:{}:{}", d.name, kind, d.heartbeat, lim(d.min), lim(d.max))
+    format!(
+        "DS:{}:{}:{}:{}:{}",
+        d.name,
+        kind,
+        d.heartbeat,
+        lim(d.min),
+        lim(d.max)
+    )
 }
 
 fn rra_spec(r: &RraDef) -> String {
@@ -65,11 +82,17 @@ fn parse_dump(xml: &str) -> Vec<DumpRra> {
     let mut out = Vec::new();
     for block in xml.split("<rra>").skip(1) {
         let cf = between(block, "<cf>", "</cf>").trim().to_string();
-        let ppr: u64 = between(block, "<pdp_per_row>", "</pdp_per_row>").trim().parse().expect("pdp_per_row");
+        let ppr: u64 = between(block, "<pdp_per_row>", "</pdp_per_row>")
+            .trim()
+            .parse()
+            .expect("pdp_per_row");
         let db = between(block, "<database>", "</database>");
         let mut rows = Vec::new();
         for line in db.lines().filter(|l| l.contains("<row>")) {
-            let t: u64 = between(line, " / ", " -->").trim().parse().expect("row time");
+            let t: u64 = between(line, " / ", " -->")
+                .trim()
+                .parse()
+                .expect("row time");
             let vals = line
                 .split("<v>")
                 .skip(1)
@@ -100,10 +123,23 @@ fn same(a: f64, b: f64) -> bool {
 }
 
 /// Feeds `updates` to rrdtool and to our Rrd; returns (ours, rrdtool's rows).
-fn run_both(dir: &Path, name: &str, def: &RrdDef, start: u64, updates: &[(u64, Vec<Value>)]) -> (Rrd, Vec<DumpRra>) {
+fn run_both(
+    dir: &Path,
+    name: &str,
+    def: &RrdDef,
+    start: u64,
+    updates: &[(u64, Vec<Value>)],
+) -> (Rrd, Vec<DumpRra>) {
     let file = dir.join(format!("{name}.rrd"));
     let file = file.to_str().expect("utf-8 path");
-    let mut args = vec!["create".to_string(), file.to_string(), "--start".into(), start.to_string(), "--step".into(), def.step.to_string()];
+    let mut args = vec![
+        "create".to_string(),
+        file.to_string(),
+        "--start".into(),
+        start.to_string(),
+        "--step".into(),
+        def.step.to_string(),
+    ];
     args.extend(def.ds.iter().map(ds_spec));
     args.extend(def.rras.iter().map(rra_spec));
     rrdtool(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -128,14 +164,20 @@ fn diff_rows(ours: &Rrd, theirs: &[DumpRra]) -> Vec<String> {
     assert_eq!(ours.def().rras.len(), theirs.len(), "archive count");
     for (i, (cf, ppr, rows)) in theirs.iter().enumerate() {
         let r = &ours.def().rras[i];
-        assert_eq!((cf.as_str(), *ppr), (r.cf.to_string().as_str(), r.steps), "archive {i} shape");
+        assert_eq!(
+            (cf.as_str(), *ppr),
+            (r.cf.to_string().as_str(), r.steps),
+            "archive {i} shape"
+        );
         let mine = ours.rra_rows(i);
         assert_eq!(mine.rows.len(), rows.len(), "rows in archive {i}");
         for ((t, m), (tt, v)) in mine.iter().zip(rows) {
             assert_eq!(t, *tt, "row time in archive {i}");
             for (ds, (a, b)) in m.iter().zip(v).enumerate() {
                 if !same(*a, *b) {
-                    bad.push(format!("rra {i} ({cf} x{ppr}) t={t} ds {ds}: ours {a} rrdtool {b}"));
+                    bad.push(format!(
+                        "rra {i} ({cf} x{ppr}) t={t} ds {ds}: ours {a} rrdtool {b}"
+                    ));
                 }
             }
         }
@@ -149,14 +191,49 @@ fn scenario(seed: u64) -> (RrdDef, u64, Vec<(u64, Vec<Value>)>) {
     let hb = step * (1 + rng.below(3)) + rng.below(step + 1);
     let limited = rng.chance(50);
     let ds = vec![
-        DsDef { name: "g".into(), kind: DsType::Gauge, heartbeat: hb, min: limited.then_some(0.0), max: limited.then_some(400.0) },
-        DsDef { name: "c32".into(), kind: DsType::Counter32, heartbeat: hb, min: None, max: None },
-        DsDef { name: "c64".into(), kind: DsType::Counter64, heartbeat: hb, min: None, max: limited.then_some(1e6) },
-        DsDef { name: "d".into(), kind: DsType::Derive, heartbeat: hb, min: None, max: None },
-        DsDef { name: "a".into(), kind: DsType::Absolute, heartbeat: hb, min: None, max: None },
+        DsDef {
+            name: "g".into(),
+            kind: DsType::Gauge,
+            heartbeat: hb,
+            min: limited.then_some(0.0),
+            max: limited.then_some(400.0),
+        },
+        DsDef {
+            name: "c32".into(),
+            kind: DsType::Counter32,
+            heartbeat: hb,
+            min: None,
+            max: None,
+        },
+        DsDef {
+            name: "c64".into(),
+            kind: DsType::Counter64,
+            heartbeat: hb,
+            min: None,
+            max: limited.then_some(1e6),
+        },
+        DsDef {
+            name: "d".into(),
+            kind: DsType::Derive,
+            heartbeat: hb,
+            min: None,
+            max: None,
+        },
+        DsDef {
+            name: "a".into(),
+            kind: DsType::Absolute,
+            heartbeat: hb,
+            min: None,
+            max: None,
+        },
     ];
     let xffs = [0.0, 0.3, 0.5, 0.9];
-    let mut rras = vec![RraDef { cf: Cf::Average, steps: 1, rows: 40, xff: 0.5 }];
+    let mut rras = vec![RraDef {
+        cf: Cf::Average,
+        steps: 1,
+        rows: 40,
+        xff: 0.5,
+    }];
     for cf in [Cf::Average, Cf::Min, Cf::Max, Cf::Last] {
         for _ in 0..2 {
             rras.push(RraDef {
@@ -167,7 +244,11 @@ fn scenario(seed: u64) -> (RrdDef, u64, Vec<(u64, Vec<Value>)>) {
             });
         }
     }
-    let min_span = rras.iter().map(|r| r.rows as u64 * r.steps).min().unwrap_or(10);
+    let min_span = rras
+        .iter()
+        .map(|r| r.rows as u64 * r.steps)
+        .min()
+        .unwrap_or(10);
     let def = RrdDef { step, ds, rras };
     let start = 1_700_000_000 + rng.below(10_000);
     let mut t = start;
@@ -187,14 +268,34 @@ fn scenario(seed: u64) -> (RrdDef, u64, Vec<(u64, Vec<Value>)>) {
             _ => step * (2 + rng.below(min_span - 4)),
         };
         let unknown = |rng: &mut Rng| rng.chance(6);
-        let g = if unknown(&mut rng) { Value::Unknown } else { Value::Float(rng.below(2000) as f64 / 4.0 - 50.0) };
+        let g = if unknown(&mut rng) {
+            Value::Unknown
+        } else {
+            Value::Float(rng.below(2000) as f64 / 4.0 - 50.0)
+        };
         c32 = (c32 + rng.below(1 << 20)) % (1 << 32);
         c64 += rng.below(1 << 22);
         d += rng.below(2001) as i128 - 1000;
-        let cv32 = if unknown(&mut rng) { Value::Unknown } else { Value::Int(c32 as i128) };
-        let cv64 = if unknown(&mut rng) { Value::Unknown } else { Value::Int(c64 as i128) };
-        let dv = if unknown(&mut rng) { Value::Unknown } else { Value::Int(d) };
-        let av = if unknown(&mut rng) { Value::Unknown } else { Value::Int(rng.below(100_000) as i128) };
+        let cv32 = if unknown(&mut rng) {
+            Value::Unknown
+        } else {
+            Value::Int(c32 as i128)
+        };
+        let cv64 = if unknown(&mut rng) {
+            Value::Unknown
+        } else {
+            Value::Int(c64 as i128)
+        };
+        let dv = if unknown(&mut rng) {
+            Value::Unknown
+        } else {
+            Value::Int(d)
+        };
+        let av = if unknown(&mut rng) {
+            Value::Unknown
+        } else {
+            Value::Int(rng.below(100_000) as i128)
+        };
         updates.push((t, vec![g, cv32, cv64, dv, av]));
     }
     (def, start, updates)
@@ -214,10 +315,18 @@ fn same_rows_as_rrdtool_on_random_scenarios() {
     for seed in 1..=40u64 {
         let (def, start, updates) = scenario(seed);
         let (ours, theirs) = run_both(&dir, &format!("s{seed}"), &def, start, &updates);
-        compared += theirs.iter().map(|r| r.2.len() * def.ds.len()).sum::<usize>();
+        compared += theirs
+            .iter()
+            .map(|r| r.2.len() * def.ds.len())
+            .sum::<usize>();
         let bad = diff_rows(&ours, &theirs);
         if !bad.is_empty() {
-            failures.push(format!("seed {seed} (step {}): {} mismatches, first: {:?}", def.step, bad.len(), &bad[..bad.len().min(5)]));
+            failures.push(format!(
+                "seed {seed} (step {}): {} mismatches, first: {:?}",
+                def.step,
+                bad.len(),
+                &bad[..bad.len().min(5)]
+            ));
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -232,14 +341,47 @@ fn known_values_spot_check() {
     let def = RrdDef {
         step: 10,
         ds: vec![
-            DsDef { name: "g".into(), kind: DsType::Gauge, heartbeat: 20, min: None, max: None },
-            DsDef { name: "c".into(), kind: DsType::Counter64, heartbeat: 20, min: None, max: None },
+            DsDef {
+                name: "g".into(),
+                kind: DsType::Gauge,
+                heartbeat: 20,
+                min: None,
+                max: None,
+            },
+            DsDef {
+                name: "c".into(),
+                kind: DsType::Counter64,
+                heartbeat: 20,
+                min: None,
+                max: None,
+            },
         ],
-        rras: vec![RraDef { cf: Cf::Average, steps: 1, rows: 6, xff: 0.5 }, RraDef { cf: Cf::Average, steps: 3, rows: 2, xff: 0.5 }],
+        rras: vec![
+            RraDef {
+                cf: Cf::Average,
+                steps: 1,
+                rows: 6,
+                xff: 0.5,
+            },
+            RraDef {
+                cf: Cf::Average,
+                steps: 3,
+                rows: 2,
+                xff: 0.5,
+            },
+        ],
     };
     let start = 999_999_990; // a multiple of 30: rows of the 3-step archive hold 3 updates each
     let ups: Vec<(u64, Vec<Value>)> = (1..=6u64)
-        .map(|i| (start + 10 * i, vec![Value::Float(if i <= 3 { 100.0 } else { 200.0 }), Value::Int(1000 * i as i128)]))
+        .map(|i| {
+            (
+                start + 10 * i,
+                vec![
+                    Value::Float(if i <= 3 { 100.0 } else { 200.0 }),
+                    Value::Int(1000 * i as i128),
+                ],
+            )
+        })
         .collect();
     let dir = tempdir("spot");
     let (ours, theirs) = run_both(&dir, "spot", &def, start, &ups);
@@ -249,7 +391,10 @@ fn known_values_spot_check() {
     let g: Vec<f64> = f.rows.iter().map(|r| r[0]).collect();
     assert_eq!(g, vec![100.0, 100.0, 100.0, 200.0, 200.0, 200.0]);
     let c: Vec<f64> = f.rows.iter().map(|r| r[1]).collect();
-    assert!(c[0].is_nan(), "first counter interval has no previous reading");
+    assert!(
+        c[0].is_nan(),
+        "first counter interval has no previous reading"
+    );
     assert_eq!(&c[1..], &[100.0; 5]);
     let f = ours.rra_rows(1);
     assert_eq!(f.rows[0][0], 100.0);
@@ -264,10 +409,27 @@ fn counter_reset_is_unknown_not_a_spike() {
     let def = RrdDef {
         step: 10,
         ds: vec![
-            DsDef { name: "c64".into(), kind: DsType::Counter64, heartbeat: 30, min: None, max: None },
-            DsDef { name: "c32".into(), kind: DsType::Counter32, heartbeat: 30, min: None, max: None },
+            DsDef {
+                name: "c64".into(),
+                kind: DsType::Counter64,
+                heartbeat: 30,
+                min: None,
+                max: None,
+            },
+            DsDef {
+                name: "c32".into(),
+                kind: DsType::Counter32,
+                heartbeat: 30,
+                min: None,
+                max: None,
+            },
         ],
-        rras: vec![RraDef { cf: Cf::Average, steps: 1, rows: 10, xff: 0.5 }],
+        rras: vec![RraDef {
+            cf: Cf::Average,
+            steps: 1,
+            rows: 10,
+            xff: 0.5,
+        }],
     };
     let start = 1_700_000_000;
     // +5000 per 10 s; at t=50 both counters restart from 0 (agent reboot).
@@ -277,8 +439,18 @@ fn counter_reset_is_unknown_not_a_spike() {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let (base64, base32) = if i < 5 { (1_000_000_000, 2_000_000) } else { (0, 0) };
-            (start + 10 * (i as u64 + 1), vec![Value::Int((base64 + v) as i128), Value::Int((base32 + v) as i128)])
+            let (base64, base32) = if i < 5 {
+                (1_000_000_000, 2_000_000)
+            } else {
+                (0, 0)
+            };
+            (
+                start + 10 * (i as u64 + 1),
+                vec![
+                    Value::Int((base64 + v) as i128),
+                    Value::Int((base32 + v) as i128),
+                ],
+            )
         })
         .collect();
     let dir = tempdir("reset");
@@ -289,7 +461,10 @@ fn counter_reset_is_unknown_not_a_spike() {
     let reset_row_time = start + 60;
     for (t, v) in mine.iter() {
         if t == reset_row_time {
-            assert!(v[0].is_nan() && v[1].is_nan(), "reset interval must be unknown, got {v:?}");
+            assert!(
+                v[0].is_nan() && v[1].is_nan(),
+                "reset interval must be unknown, got {v:?}"
+            );
         } else if t > start + 20 {
             assert_eq!(v, &[500.0, 500.0], "normal intervals at t={t}");
         }
@@ -297,9 +472,16 @@ fn counter_reset_is_unknown_not_a_spike() {
     // rrdtool differs exactly on the reset row of both DS, with a spike.
     assert_eq!(diffs.len(), 2, "{diffs:?}");
     let (_, _, rows) = &theirs[0];
-    let spike = rows.iter().find(|(t, _)| *t == reset_row_time).expect("reset row");
+    let spike = rows
+        .iter()
+        .find(|(t, _)| *t == reset_row_time)
+        .expect("reset row");
     // rrdtool adds 2^32-1 to the negative difference: hundreds of millions per second.
-    assert!(spike.1[0] > 1e8 && spike.1[1] > 1e8, "rrdtool spike expected, got {:?}", spike.1);
+    assert!(
+        spike.1[0] > 1e8 && spike.1[1] > 1e8,
+        "rrdtool spike expected, got {:?}",
+        spike.1
+    );
 }
 
 /// Deliberate difference 2: rrdtool 1.7.2 adds 2^32-1 (not 2^32) to a
@@ -309,20 +491,46 @@ fn counter_reset_is_unknown_not_a_spike() {
 fn counter32_wrap_differs_by_one() {
     let def = RrdDef {
         step: 10,
-        ds: vec![DsDef { name: "c".into(), kind: DsType::Counter32, heartbeat: 30, min: None, max: None }],
-        rras: vec![RraDef { cf: Cf::Average, steps: 1, rows: 8, xff: 0.5 }],
+        ds: vec![DsDef {
+            name: "c".into(),
+            kind: DsType::Counter32,
+            heartbeat: 30,
+            min: None,
+            max: None,
+        }],
+        rras: vec![RraDef {
+            cf: Cf::Average,
+            steps: 1,
+            rows: 8,
+            xff: 0.5,
+        }],
     };
     let start = 1_700_000_000;
     let top = (1u64 << 32) - 12_000;
     let vals = [top, top + 5000, top + 10000, 3000, 8000, 13000];
-    let ups: Vec<(u64, Vec<Value>)> =
-        vals.iter().enumerate().map(|(i, v)| (start + 10 * (i as u64 + 1), vec![Value::Int(*v as i128)])).collect();
+    let ups: Vec<(u64, Vec<Value>)> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (start + 10 * (i as u64 + 1), vec![Value::Int(*v as i128)]))
+        .collect();
     let dir = tempdir("wrap");
     let (ours, theirs) = run_both(&dir, "wrap", &def, start, &ups);
     let _ = std::fs::remove_dir_all(&dir);
-    let known: Vec<f64> = ours.rra_rows(0).rows.iter().map(|r| r[0]).filter(|v| !v.is_nan()).collect();
+    let known: Vec<f64> = ours
+        .rra_rows(0)
+        .rows
+        .iter()
+        .map(|r| r[0])
+        .filter(|v| !v.is_nan())
+        .collect();
     assert_eq!(known, vec![500.0; 5]);
-    assert_eq!(diff_rows(&ours, &theirs), vec![format!("rra 0 (AVERAGE x1) t={} ds 0: ours 500 rrdtool 499.9", start + 40)]);
+    assert_eq!(
+        diff_rows(&ours, &theirs),
+        vec![format!(
+            "rra 0 (AVERAGE x1) t={} ds 0: ours 500 rrdtool 499.9",
+            start + 40
+        )]
+    );
 }
 
 /// Deliberate difference 3: rrdtool cannot subtract DERIVE readings of
@@ -331,13 +539,27 @@ fn counter32_wrap_differs_by_one() {
 fn derive_across_zero() {
     let def = RrdDef {
         step: 10,
-        ds: vec![DsDef { name: "d".into(), kind: DsType::Derive, heartbeat: 30, min: None, max: None }],
-        rras: vec![RraDef { cf: Cf::Average, steps: 1, rows: 6, xff: 0.5 }],
+        ds: vec![DsDef {
+            name: "d".into(),
+            kind: DsType::Derive,
+            heartbeat: 30,
+            min: None,
+            max: None,
+        }],
+        rras: vec![RraDef {
+            cf: Cf::Average,
+            steps: 1,
+            rows: 6,
+            xff: 0.5,
+        }],
     };
     let start = 1_700_000_000;
     let vals: [i128; 5] = [-100, -50, 50, 30, -20];
-    let ups: Vec<(u64, Vec<Value>)> =
-        vals.iter().enumerate().map(|(i, v)| (start + 10 * (i as u64 + 1), vec![Value::Int(*v)])).collect();
+    let ups: Vec<(u64, Vec<Value>)> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (start + 10 * (i as u64 + 1), vec![Value::Int(*v)]))
+        .collect();
     let dir = tempdir("derive");
     let (ours, theirs) = run_both(&dir, "derive", &def, start, &ups);
     let _ = std::fs::remove_dir_all(&dir);
@@ -346,8 +568,14 @@ fn derive_across_zero() {
     assert_eq!(
         diff_rows(&ours, &theirs),
         vec![
-            format!("rra 0 (AVERAGE x1) t={} ds 0: ours 10 rrdtool NaN", start + 30),
-            format!("rra 0 (AVERAGE x1) t={} ds 0: ours -5 rrdtool NaN", start + 50),
+            format!(
+                "rra 0 (AVERAGE x1) t={} ds 0: ours 10 rrdtool NaN",
+                start + 30
+            ),
+            format!(
+                "rra 0 (AVERAGE x1) t={} ds 0: ours -5 rrdtool NaN",
+                start + 50
+            ),
         ]
     );
 }
@@ -360,8 +588,19 @@ fn derive_across_zero() {
 fn gap_longer_than_archive() {
     let def = RrdDef {
         step: 1,
-        ds: vec![DsDef { name: "g".into(), kind: DsType::Gauge, heartbeat: 1000, min: None, max: None }],
-        rras: vec![RraDef { cf: Cf::Average, steps: 2, rows: 3, xff: 0.5 }],
+        ds: vec![DsDef {
+            name: "g".into(),
+            kind: DsType::Gauge,
+            heartbeat: 1000,
+            min: None,
+            max: None,
+        }],
+        rras: vec![RraDef {
+            cf: Cf::Average,
+            steps: 2,
+            rows: 3,
+            xff: 0.5,
+        }],
     };
     let start = 1_700_000_000;
     let ups: Vec<(u64, Vec<Value>)> = [(1, 10.0), (2, 10.0), (3, 10.0), (30, 50.0)]
@@ -373,13 +612,22 @@ fn gap_longer_than_archive() {
     let _ = std::fs::remove_dir_all(&dir);
     // The PDPs 4..=30 are all 50: every row of the archive is 50.
     assert_eq!(ours.rra_rows(0).rows, vec![vec![50.0]; 3]);
-    assert_eq!(diff_rows(&ours, &theirs), vec![format!("rra 0 (AVERAGE x2) t={} ds 0: ours 50 rrdtool 30", start + 26)]);
+    assert_eq!(
+        diff_rows(&ours, &theirs),
+        vec![format!(
+            "rra 0 (AVERAGE x2) t={} ds 0: ours 50 rrdtool 30",
+            start + 26
+        )]
+    );
 }
 
 #[test]
 #[ignore = "debugging aid: RRD_DEBUG_SEED=n finds a scenario's first mismatching update"]
 fn first_mismatch() {
-    let seed: u64 = std::env::var("RRD_DEBUG_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seed: u64 = std::env::var("RRD_DEBUG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let (def, start, updates) = scenario(seed);
     let dir = tempdir("first");
     let file = dir.join("f.rrd");
@@ -392,9 +640,23 @@ fn first_mismatch() {
         let theirs = parse_dump(&rrdtool(&["dump", file]));
         let bad = diff_rows(&ours, &theirs);
         if !bad.is_empty() {
-            eprintln!("def: step {} ds {:?}", def.step, def.ds.iter().map(|d| (d.kind, d.heartbeat, d.min, d.max)).collect::<Vec<_>>());
+            eprintln!(
+                "def: step {} ds {:?}",
+                def.step,
+                def.ds
+                    .iter()
+                    .map(|d| (d.kind, d.heartbeat, d.min, d.max))
+                    .collect::<Vec<_>>()
+            );
             eprintln!("rras: {:?}", def.rras);
-            for (t, v) in &updates[k.saturating_sub(5)..=k] { eprintln!("update {t} (+{} mod step {}) {:?}", t - start, t % def.step, v); }
+            for (t, v) in &updates[k.saturating_sub(5)..=k] {
+                eprintln!(
+                    "update {t} (+{} mod step {}) {:?}",
+                    t - start,
+                    t % def.step,
+                    v
+                );
+            }
             eprintln!("{bad:#?}");
             panic!("first mismatch at update {k}");
         }

@@ -3,6 +3,8 @@
 //! HTTP API with authentication and its errors, Prometheus text, and a
 //! clean restart through the snapshot that loses nothing.
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic with context")]
+
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
     sync::{
@@ -29,11 +31,28 @@ fn config(dir: &std::path::Path) -> Config {
     c.sflow.listen = vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
     c.sflow.workers = 2;
     c.sflow.allow = vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
-    c.subnets = vec!["10.0.0.0/24".parse().unwrap(), "10.0.1.0/24".parse().unwrap(), "2001:db8::/64".parse().unwrap()];
+    c.subnets = vec![
+        "10.0.0.0/24".parse().unwrap(),
+        "10.0.1.0/24".parse().unwrap(),
+        "2001:db8::/64".parse().unwrap(),
+    ];
     c.series.step = 10;
     c.series.heartbeat = 3600;
     c.series.flush_interval = 3600; // flushed by hand
-    c.series.archives = vec![RraDef { cf: Cf::Average, steps: 1, rows: 200, xff: 0.5 }, RraDef { cf: Cf::Max, steps: 6, rows: 10, xff: 0.5 }];
+    c.series.archives = vec![
+        RraDef {
+            cf: Cf::Average,
+            steps: 1,
+            rows: 200,
+            xff: 0.5,
+        },
+        RraDef {
+            cf: Cf::Max,
+            steps: 6,
+            rows: 10,
+            xff: 0.5,
+        },
+    ];
     c.store.path = Some(dir.join("snap.bin"));
     c.store.snapshot_interval = 3600;
     c.api.listen = "127.0.0.1:0".parse().unwrap();
@@ -42,8 +61,12 @@ fn config(dir: &std::path::Path) -> Config {
 }
 
 async fn http(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect API");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect API");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut buf = Vec::new();
@@ -78,7 +101,12 @@ fn datagram_bytes(seq: u32, n: u32) -> Vec<u8> {
             drops: 0,
             input: 1,
             output: 2,
-            records: vec![FlowRec::RawHeader { protocol: 1, frame_length: 1000, stripped: 4, header: frame(&[7], ip("10.0.0.1"), ip("10.0.1.2"), 6, 1, 2, 900) }],
+            records: vec![FlowRec::RawHeader {
+                protocol: 1,
+                frame_length: 1000,
+                stripped: 4,
+                header: frame(&[7], ip("10.0.0.1"), ip("10.0.1.2"), 6, 1, 2, 900),
+            }],
         })
         .collect();
     samples.push(SampleSpec::Flow {
@@ -90,9 +118,20 @@ fn datagram_bytes(seq: u32, n: u32) -> Vec<u8> {
         drops: 0,
         input: 1,
         output: 2,
-        records: vec![FlowRec::RawHeader { protocol: 1, frame_length: 500, stripped: 4, header: frame(&[], ip("2001:db8::1"), ip("2001:db8::2"), 17, 1, 2, 400) }],
+        records: vec![FlowRec::RawHeader {
+            protocol: 1,
+            frame_length: 500,
+            stripped: 4,
+            header: frame(&[], ip("2001:db8::1"), ip("2001:db8::2"), 17, 1, 2, 400),
+        }],
     });
-    datagram(&DatagramSpec { agent: Some(ip("192.0.2.1")), sub_agent_id: 0, sequence: seq, uptime_ms: seq, samples })
+    datagram(&DatagramSpec {
+        agent: Some(ip("192.0.2.1")),
+        sub_agent_id: 0,
+        sequence: seq,
+        uptime_ms: seq,
+        samples,
+    })
 }
 
 async fn wait_datagrams(addr: SocketAddr, n: u64) -> Value {
@@ -114,7 +153,9 @@ async fn end_to_end_with_restart() {
     let n2 = now.clone();
     let clock: collector::ingest::Clock = Arc::new(move || n2.load(Ordering::SeqCst));
 
-    let c = Collector::start(config(&dir), clock.clone()).await.expect("start");
+    let c = Collector::start(config(&dir), clock.clone())
+        .await
+        .expect("start");
     let (v4, v6, api) = (c.sflow_addrs[0], c.sflow_addrs[1], c.api_addr);
     now.store(T0, Ordering::SeqCst);
     c.flush(); // baseline at T0
@@ -124,7 +165,11 @@ async fn end_to_end_with_restart() {
     // 40 datagrams of 5+1 samples, half over IPv6 transport.
     for seq in 1..=40u32 {
         let b = datagram_bytes(seq, 5);
-        if seq % 2 == 0 { tx6.send_to(&b, v6).unwrap() } else { tx4.send_to(&b, v4).unwrap() };
+        if seq % 2 == 0 {
+            tx6.send_to(&b, v6).unwrap()
+        } else {
+            tx4.send_to(&b, v4).unwrap()
+        };
     }
     // From a source outside the allow-list: counted, not accounted.
     let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
@@ -142,7 +187,15 @@ async fn end_to_end_with_restart() {
     c.flush();
 
     let r = json(api, &format!("/api/v1/report?start={T0}&end={}", T0 + 10)).await;
-    let subnet = |r: &Value, name: &str| r["subnets"].as_array().unwrap().iter().find(|x| x["subnet"] == name).cloned().unwrap();
+    let subnet = |r: &Value, name: &str| {
+        r["subnets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["subnet"] == name)
+            .cloned()
+            .unwrap()
+    };
     let a = subnet(&r, "10.0.0.0/24");
     assert_eq!(a["out_bytes"], 200.0 * 64.0 * 1000.0);
     assert_eq!(a["out_pkts"], 200.0 * 64.0);
@@ -151,12 +204,22 @@ async fn end_to_end_with_restart() {
     assert_eq!(b["in_bytes"], 200.0 * 64.0 * 1000.0);
     assert_eq!(b["in_percentile_bps"], 200.0 * 64.0 * 1000.0 * 8.0 / 10.0);
     let v6n = subnet(&r, "2001:db8::/64");
-    assert_eq!((v6n["in_bytes"].as_f64(), v6n["out_bytes"].as_f64()), (Some(40.0 * 32.0 * 500.0), Some(40.0 * 32.0 * 500.0)));
+    assert_eq!(
+        (v6n["in_bytes"].as_f64(), v6n["out_bytes"].as_f64()),
+        (Some(40.0 * 32.0 * 500.0), Some(40.0 * 32.0 * 500.0))
+    );
 
     // Series listing and data.
     let l = json(api, "/api/v1/series").await;
     assert_eq!(l["series"].as_array().unwrap().len(), 3);
-    let d = json(api, &format!("/api/v1/series/data?id=subnet/10.0.1.0/24&start={T0}&end={}&resolution=10", T0 + 10)).await;
+    let d = json(
+        api,
+        &format!(
+            "/api/v1/series/data?id=subnet/10.0.1.0/24&start={T0}&end={}&resolution=10",
+            T0 + 10
+        ),
+    )
+    .await;
     assert_eq!(d["ds"][0], "in_bytes");
     assert_eq!(d["rows"][0][0], T0 + 10);
     assert_eq!(d["rows"][0][1], 200.0 * 64.0 * 1000.0 / 10.0);
@@ -165,31 +228,75 @@ async fn end_to_end_with_restart() {
     assert_eq!(http(api, "/api/v1/health", None).await.0, 200);
     let (st, body) = http(api, "/api/v1/stats", None).await;
     assert_eq!(st, 401, "{body}");
-    assert!(body.contains("missing 'Authorization: Bearer <token>' header"), "{body}");
-    assert_eq!(http(api, "/api/v1/stats", Some("wrong-token-wrong-token")).await.0, 401);
+    assert!(
+        body.contains("missing 'Authorization: Bearer <token>' header"),
+        "{body}"
+    );
+    assert_eq!(
+        http(api, "/api/v1/stats", Some("wrong-token-wrong-token"))
+            .await
+            .0,
+        401
+    );
     let (st, body) = http(api, "/api/v1/report?start=yesterday", Some(TOKEN)).await;
     assert_eq!(st, 400);
-    assert!(body.contains("'start' must be a Unix time in seconds"), "{body}");
-    let (st, body) = http(api, &format!("/api/v1/report?start={}&end={T0}", T0 + 10), Some(TOKEN)).await;
+    assert!(
+        body.contains("'start' must be a Unix time in seconds"),
+        "{body}"
+    );
+    let (st, body) = http(
+        api,
+        &format!("/api/v1/report?start={}&end={T0}", T0 + 10),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!((st, body.contains("must be before")), (400, true), "{body}");
-    let (st, body) = http(api, "/api/v1/series/data?id=subnet/192.0.2.0/24", Some(TOKEN)).await;
+    let (st, body) = http(
+        api,
+        "/api/v1/series/data?id=subnet/192.0.2.0/24",
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(st, 404, "{body}");
-    let (st, body) = http(api, "/api/v1/series/data?id=subnet/10.0.0.0/24&cf=MEDIAN", Some(TOKEN)).await;
+    let (st, body) = http(
+        api,
+        "/api/v1/series/data?id=subnet/10.0.0.0/24&cf=MEDIAN",
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("'cf' must be AVERAGE, MIN, MAX or LAST"));
-    let (st, body) = http(api, "/api/v1/series/data?id=subnet/10.0.0.0/24&cf=MIN", Some(TOKEN)).await;
+    let (st, body) = http(
+        api,
+        "/api/v1/series/data?id=subnet/10.0.0.0/24&cf=MIN",
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!((st, body.contains("no MIN archive")), (400, true), "{body}");
     let (st, body) = http(api, "/api/v1/report?bogus=1", Some(TOKEN)).await;
-    assert_eq!((st, body.contains("unknown parameter 'bogus'")), (400, true), "{body}");
+    assert_eq!(
+        (st, body.contains("unknown parameter 'bogus'")),
+        (400, true),
+        "{body}"
+    );
     assert_eq!(http(api, "/nope", Some(TOKEN)).await.0, 404);
 
     // Prometheus text.
     let (st, m) = http(api, "/metrics", Some(TOKEN)).await;
     assert_eq!(st, 200);
     assert!(m.contains("collector_datagrams_total 42\n"), "{m}");
-    assert!(m.contains("collector_flow_samples_total{outcome=\"attributed\"} 240\n"), "{m}");
-    assert!(m.contains("collector_decode_errors_total{kind=\"datagram.version\"} 1\n"), "{m}");
-    assert!(m.contains("collector_agent_datagrams_total{agent=\"192.0.2.1\",sub_agent=\"0\"} 40\n"), "{m}");
+    assert!(
+        m.contains("collector_flow_samples_total{outcome=\"attributed\"} 240\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("collector_decode_errors_total{kind=\"datagram.version\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("collector_agent_datagrams_total{agent=\"192.0.2.1\",sub_agent=\"0\"} 40\n"),
+        "{m}"
+    );
 
     // More traffic, then a clean shutdown without a manual flush: the
     // shutdown flushes at T0+20 and snapshots.
@@ -203,12 +310,15 @@ async fn end_to_end_with_restart() {
 
     // Restart: restored, and the next interval continues from the totals.
     now.store(T0 + 25, Ordering::SeqCst);
-    let c = Collector::start(config(&dir), clock.clone()).await.expect("restart");
+    let c = Collector::start(config(&dir), clock.clone())
+        .await
+        .expect("restart");
     let api = c.api_addr;
     let s = json(api, "/api/v1/stats").await;
     assert_eq!(s["restored"]["subnets_restored"], 3);
     for seq in 51..=60u32 {
-        tx4.send_to(&datagram_bytes(seq, 5), c.sflow_addrs[0]).unwrap();
+        tx4.send_to(&datagram_bytes(seq, 5), c.sflow_addrs[0])
+            .unwrap();
     }
     wait_datagrams(api, 10).await;
     now.store(T0 + 30, Ordering::SeqCst);

@@ -9,8 +9,17 @@ fn ip(s: &str) -> IpAddr {
 
 fn table() -> Arc<SubnetTable> {
     Arc::new(
-        SubnetTable::new(["10.0.0.0/24", "10.0.1.0/24", "2001:db8::/64", "10.0.0.128/25"].iter().map(|s| s.parse().unwrap()))
-            .unwrap(),
+        SubnetTable::new(
+            [
+                "10.0.0.0/24",
+                "10.0.1.0/24",
+                "2001:db8::/64",
+                "10.0.0.128/25",
+            ]
+            .iter()
+            .map(|s| s.parse().unwrap()),
+        )
+        .unwrap(),
     )
 }
 
@@ -25,16 +34,37 @@ fn flow(seq: u32, rate: u32, drops: u32, src: &str, dst: &str, frame_length: u32
         input: 1,
         output: 2,
         records: vec![
-            FlowRec::ExtendedSwitch { src_vlan: 1, dst_vlan: 1 },
-            FlowRec::RawHeader { protocol: 1, frame_length, stripped: 4, header: frame(&[10], ip(src), ip(dst), 6, 1, 2, 100) },
+            FlowRec::ExtendedSwitch {
+                src_vlan: 1,
+                dst_vlan: 1,
+            },
+            FlowRec::RawHeader {
+                protocol: 1,
+                frame_length,
+                stripped: 4,
+                header: frame(&[10], ip(src), ip(dst), 6, 1, 2, 100),
+            },
             // A second IP record in the same sample must not be counted.
-            FlowRec::Ipv4 { length: 999, protocol: 6, src: [10, 0, 1, 1], dst: [10, 0, 1, 2], src_port: 1, dst_port: 2 },
+            FlowRec::Ipv4 {
+                length: 999,
+                protocol: 6,
+                src: [10, 0, 1, 1],
+                dst: [10, 0, 1, 2],
+                src_port: 1,
+                dst_port: 2,
+            },
         ],
     }
 }
 
 fn dg(seq: u32, samples: Vec<SampleSpec>) -> Vec<u8> {
-    datagram(&DatagramSpec { agent: Some(ip("192.0.2.1")), sub_agent_id: 0, sequence: seq, uptime_ms: 0, samples })
+    datagram(&DatagramSpec {
+        agent: Some(ip("192.0.2.1")),
+        sub_agent_id: 0,
+        sequence: seq,
+        uptime_ms: 0,
+        samples,
+    })
 }
 
 fn totals(s: &mut Shard) -> Vec<(SubnetId, SubnetCounters)> {
@@ -46,16 +76,46 @@ fn totals(s: &mut Shard) -> Vec<(SubnetId, SubnetCounters)> {
 #[test]
 fn scales_and_attributes_in_and_out() {
     let mut s = Shard::new(table());
-    let b = dg(1, vec![flow(1, 100, 0, "10.0.0.5", "10.0.1.7", 1000), flow(2, 100, 0, "10.0.0.200", "198.51.100.1", 64)]);
+    let b = dg(
+        1,
+        vec![
+            flow(1, 100, 0, "10.0.0.5", "10.0.1.7", 1000),
+            flow(2, 100, 0, "10.0.0.200", "198.51.100.1", 64),
+        ],
+    );
     s.datagram(ip("192.0.2.1"), &b, 0);
     let t = totals(&mut s);
     assert_eq!(
         t,
         vec![
-            (0, SubnetCounters { in_bytes: 0, out_bytes: 100_000, in_pkts: 0, out_pkts: 100 }),
-            (1, SubnetCounters { in_bytes: 100_000, out_bytes: 0, in_pkts: 100, out_pkts: 0 }),
+            (
+                0,
+                SubnetCounters {
+                    in_bytes: 0,
+                    out_bytes: 100_000,
+                    in_pkts: 0,
+                    out_pkts: 100
+                }
+            ),
+            (
+                1,
+                SubnetCounters {
+                    in_bytes: 100_000,
+                    out_bytes: 0,
+                    in_pkts: 100,
+                    out_pkts: 0
+                }
+            ),
             // 10.0.0.200 is in the more specific 10.0.0.128/25.
-            (3, SubnetCounters { in_bytes: 0, out_bytes: 6400, in_pkts: 0, out_pkts: 100 }),
+            (
+                3,
+                SubnetCounters {
+                    in_bytes: 0,
+                    out_bytes: 6400,
+                    in_pkts: 0,
+                    out_pkts: 100
+                }
+            ),
         ]
     );
     assert_eq!(s.stats.flow_samples_attributed, 2);
@@ -67,11 +127,26 @@ fn scales_and_attributes_in_and_out() {
 fn effective_rate_with_agent_drops() {
     let mut s = Shard::new(table());
     // drops: 5 (baseline), 5, 8 (+3), 2 (restart: nothing), 4 (+2).
-    let samples = [5, 5, 8, 2, 4].iter().enumerate().map(|(i, d)| flow(i as u32, 10, *d, "10.0.0.1", "203.0.113.1", 100)).collect();
+    let samples = [5, 5, 8, 2, 4]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| flow(i as u32, 10, *d, "10.0.0.1", "203.0.113.1", 100))
+        .collect();
     s.datagram(ip("192.0.2.1"), &dg(1, samples), 0);
     let t = totals(&mut s);
     // packets: 10 * (1 + 1 + 4 + 1 + 3) = 100
-    assert_eq!(t, vec![(0, SubnetCounters { in_bytes: 0, out_bytes: 10_000, in_pkts: 0, out_pkts: 100 })]);
+    assert_eq!(
+        t,
+        vec![(
+            0,
+            SubnetCounters {
+                in_bytes: 0,
+                out_bytes: 10_000,
+                in_pkts: 0,
+                out_pkts: 100
+            }
+        )]
+    );
     assert_eq!(s.stats.agent_drops, 5);
 }
 
@@ -79,9 +154,9 @@ fn effective_rate_with_agent_drops() {
 fn every_sample_has_one_outcome() {
     let mut s = Shard::new(table());
     let samples = vec![
-        flow(1, 1, 0, "10.0.0.1", "10.0.0.2", 100),           // attributed (both ends)
-        flow(2, 1, 0, "192.0.2.9", "198.51.100.9", 100),      // unattributed
-        flow(3, 0, 0, "10.0.0.1", "10.0.0.2", 100),           // zero rate
+        flow(1, 1, 0, "10.0.0.1", "10.0.0.2", 100), // attributed (both ends)
+        flow(2, 1, 0, "192.0.2.9", "198.51.100.9", 100), // unattributed
+        flow(3, 0, 0, "10.0.0.1", "10.0.0.2", 100), // zero rate
         SampleSpec::Flow {
             expanded: true,
             sequence: 4,
@@ -91,11 +166,37 @@ fn every_sample_has_one_outcome() {
             drops: 0,
             input: 0,
             output: 0,
-            records: vec![FlowRec::RawHeader { protocol: 1, frame_length: 60, stripped: 0, header: vec![0xff; 12].into_iter().chain([0x08, 0x06]).chain([0; 28]).collect() }],
+            records: vec![FlowRec::RawHeader {
+                protocol: 1,
+                frame_length: 60,
+                stripped: 0,
+                header: vec![0xff; 12]
+                    .into_iter()
+                    .chain([0x08, 0x06])
+                    .chain([0; 28])
+                    .collect(),
+            }],
         }, // ARP: no IP
-        SampleSpec::Counters { expanded: false, sequence: 1, source_index: 3, records: vec![CounterRec::Generic(sflow::IfCounters { if_index: 3, in_octets: 42, ..Default::default() })] },
-        SampleSpec::Raw { enterprise: 0, format: 1, body: vec![0; 6] }, // broken flow sample
-        SampleSpec::Raw { enterprise: 4300, format: 1002, body: vec![] },
+        SampleSpec::Counters {
+            expanded: false,
+            sequence: 1,
+            source_index: 3,
+            records: vec![CounterRec::Generic(sflow::IfCounters {
+                if_index: 3,
+                in_octets: 42,
+                ..Default::default()
+            })],
+        },
+        SampleSpec::Raw {
+            enterprise: 0,
+            format: 1,
+            body: vec![0; 6],
+        }, // broken flow sample
+        SampleSpec::Raw {
+            enterprise: 4300,
+            format: 1002,
+            body: vec![],
+        },
     ];
     s.datagram(ip("192.0.2.1"), &dg(7, samples), 55);
     s.datagram(ip("192.0.2.1"), &[0, 0, 0, 4], 55);
@@ -105,9 +206,20 @@ fn every_sample_has_one_outcome() {
     assert_eq!(st.flow_samples, 4);
     assert_eq!(
         st.flow_samples,
-        st.flow_samples_attributed + st.flow_samples_unattributed + st.flow_samples_zero_rate + st.flow_samples_no_ip
+        st.flow_samples_attributed
+            + st.flow_samples_unattributed
+            + st.flow_samples_zero_rate
+            + st.flow_samples_no_ip
     );
-    assert_eq!((st.flow_samples_attributed, st.flow_samples_unattributed, st.flow_samples_zero_rate, st.flow_samples_no_ip), (1, 1, 1, 1));
+    assert_eq!(
+        (
+            st.flow_samples_attributed,
+            st.flow_samples_unattributed,
+            st.flow_samples_zero_rate,
+            st.flow_samples_no_ip
+        ),
+        (1, 1, 1, 1)
+    );
     assert_eq!(st.counter_samples, 1);
     assert_eq!(st.other_samples, 1);
     assert_eq!(st.errors.get("sample.truncated"), Some(&1));
@@ -115,9 +227,27 @@ fn every_sample_has_one_outcome() {
     assert_eq!(st.errors.get("header.header_not_ip"), Some(&1));
     let d = s.drain();
     assert_eq!(d.ifaces.len(), 1);
-    assert_eq!((d.ifaces[0].0.if_index, d.ifaces[0].1.in_octets, d.ifaces[0].2), (3, 42, 55));
+    assert_eq!(
+        (
+            d.ifaces[0].0.if_index,
+            d.ifaces[0].1.in_octets,
+            d.ifaces[0].2
+        ),
+        (3, 42, 55)
+    );
     // Intra-subnet traffic: in and out of the same subnet.
-    assert_eq!(d.subnets, vec![(0, SubnetCounters { in_bytes: 100, out_bytes: 100, in_pkts: 1, out_pkts: 1 })]);
+    assert_eq!(
+        d.subnets,
+        vec![(
+            0,
+            SubnetCounters {
+                in_bytes: 100,
+                out_bytes: 100,
+                in_pkts: 1,
+                out_pkts: 1
+            }
+        )]
+    );
 }
 
 #[test]
@@ -126,7 +256,10 @@ fn sequence_gaps_reorder_restart() {
     for seq in [1, 2, 5, 4, 4, 6, 3, 10] {
         s.datagram(ip("192.0.2.1"), &dg(seq, vec![]), 0);
     }
-    let a = s.agents()[&AgentKey { agent: ip("192.0.2.1"), sub_agent: 0 }];
+    let a = s.agents()[&AgentKey {
+        agent: ip("192.0.2.1"),
+        sub_agent: 0,
+    }];
     // 1,2 | 5: 3,4 lost (2) | 4: late (1) | 4 again: also behind 5, late (0)
     // | 6 | 3: late (stays 0) | 10: 7,8,9 lost (3). Truly missing: 7, 8, 9.
     assert_eq!(a.lost, 3);
@@ -135,6 +268,9 @@ fn sequence_gaps_reorder_restart() {
     s.datagram(ip("192.0.2.1"), &dg(1_000_000, vec![]), 0);
     s.datagram(ip("192.0.2.1"), &dg(1, vec![]), 0);
     s.datagram(ip("192.0.2.1"), &dg(1, vec![]), 0);
-    let a = s.agents()[&AgentKey { agent: ip("192.0.2.1"), sub_agent: 0 }];
+    let a = s.agents()[&AgentKey {
+        agent: ip("192.0.2.1"),
+        sub_agent: 0,
+    }];
     assert_eq!((a.restarts, a.duplicates, a.datagrams), (2, 1, 11));
 }

@@ -207,7 +207,10 @@ pub struct Fetched {
 impl Fetched {
     /// (end time, values) of each row.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[f64])> {
-        self.rows.iter().enumerate().map(|(i, r)| (self.first + i as u64 * self.step, r.as_slice()))
+        self.rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (self.first + i as u64 * self.step, r.as_slice()))
     }
 }
 
@@ -241,8 +244,15 @@ impl RrdDef {
             if !(0.0..1.0).contains(&r.xff) {
                 return bad(format!("rra[{i}]: xff {} must be in [0, 1)", r.xff));
             }
-            if r.rows.checked_mul(self.ds.len()).is_none_or(|n| n > 1 << 28) {
-                return bad(format!("rra[{i}]: {} rows x {} ds is too large", r.rows, self.ds.len()));
+            if r.rows
+                .checked_mul(self.ds.len())
+                .is_none_or(|n| n > 1 << 28)
+            {
+                return bad(format!(
+                    "rra[{i}]: {} rows x {} ds is too large",
+                    r.rows,
+                    self.ds.len()
+                ));
             }
         }
         Ok(())
@@ -266,7 +276,15 @@ impl Rrd {
         def.validate()?;
         let step = def.step;
         let unkn_sec = start % step;
-        let pdp = def.ds.iter().map(|_| PdpPrep { last_ds: None, val: 0.0, unkn_sec }).collect();
+        let pdp = def
+            .ds
+            .iter()
+            .map(|_| PdpPrep {
+                last_ds: None,
+                val: 0.0,
+                unkn_sec,
+            })
+            .collect();
         let n = def.ds.len();
         let rras = def
             .rras
@@ -285,7 +303,15 @@ impl Rrd {
                     .collect(),
             })
             .collect();
-        Ok(Self { pdp_new: vec![0.0; n], pdp_open: vec![0.0; n], pdp_temp: vec![0.0; n], def, last_up: start, pdp, rras })
+        Ok(Self {
+            pdp_new: vec![0.0; n],
+            pdp_open: vec![0.0; n],
+            pdp_temp: vec![0.0; n],
+            def,
+            last_up: start,
+            pdp,
+            rras,
+        })
     }
 
     pub fn def(&self) -> &RrdDef {
@@ -306,15 +332,28 @@ impl Rrd {
     pub fn update(&mut self, t: u64, values: &[Value]) -> Result<(), RrdError> {
         let n = self.def.ds.len();
         if values.len() != n {
-            return Err(RrdError::Arity { expected: n, got: values.len() });
+            return Err(RrdError::Arity {
+                expected: n,
+                got: values.len(),
+            });
         }
         if t <= self.last_up {
-            return Err(RrdError::Time { time: t, last: self.last_up });
+            return Err(RrdError::Time {
+                time: t,
+                last: self.last_up,
+            });
         }
         // Type check first, so an error leaves the RRD untouched.
         for (d, v) in self.def.ds.iter().zip(values) {
-            if matches!(d.kind, DsType::Counter32 | DsType::Counter64 | DsType::Derive) && matches!(v, Value::Float(_)) {
-                return Err(RrdError::NotInteger { ds: d.name.clone(), kind: d.kind });
+            if matches!(
+                d.kind,
+                DsType::Counter32 | DsType::Counter64 | DsType::Derive
+            ) && matches!(v, Value::Float(_))
+            {
+                return Err(RrdError::NotInteger {
+                    ds: d.name.clone(),
+                    kind: d.kind,
+                });
             }
         }
         let interval = (t - self.last_up) as f64;
@@ -343,7 +382,8 @@ impl Rrd {
                 }
             }
         } else {
-            let (mut interval, mut pre_int, mut elapsed, mut proc_pdp_cnt) = (interval, pre_int, elapsed, proc_pdp_cnt);
+            let (mut interval, mut pre_int, mut elapsed, mut proc_pdp_cnt) =
+                (interval, pre_int, elapsed, proc_pdp_cnt);
             let mut new = std::mem::take(&mut self.pdp_new);
             // rrdtool 1.7's "JKammler bugfix": when several PDPs close and the
             // first one was open, close it first with its share of the update.
@@ -386,7 +426,9 @@ impl Rrd {
                 let rate;
                 match d.kind {
                     DsType::Counter32 | DsType::Counter64 | DsType::Derive => {
-                        let Value::Int(x) = *v else { unreachable!("checked in update") };
+                        let Value::Int(x) = *v else {
+                            unreachable!("checked in update")
+                        };
                         match p.last_ds {
                             Some(last) => {
                                 let delta = if d.kind == DsType::Derive {
@@ -409,7 +451,9 @@ impl Rrd {
                         rate = new / interval;
                     }
                 }
-                if !rate.is_nan() && (d.max.is_some_and(|m| rate > m) || d.min.is_some_and(|m| rate < m)) {
+                if !rate.is_nan()
+                    && (d.max.is_some_and(|m| rate > m) || d.min.is_some_and(|m| rate < m))
+                {
                     new = f64::NAN;
                 }
             }
@@ -421,7 +465,14 @@ impl Rrd {
         }
     }
 
-    fn process_pdp_st(&mut self, pdp_new: &[f64], interval: f64, pre_int: f64, post_int: f64, diff_pdp_st: u64) {
+    fn process_pdp_st(
+        &mut self,
+        pdp_new: &[f64],
+        interval: f64,
+        pre_int: f64,
+        post_int: f64,
+        diff_pdp_st: u64,
+    ) {
         let half = self.def.step as f64 / 2.0;
         for (i, d) in self.def.ds.iter().enumerate() {
             let p = &mut self.pdp[i];
@@ -455,7 +506,11 @@ impl Rrd {
         for (r, rra) in self.def.rras.iter().zip(self.rras.iter_mut()) {
             let pdp_cnt = r.steps;
             let start_off = pdp_cnt - proc_pdp_cnt % pdp_cnt;
-            let step_cnt = if start_off <= elapsed { (elapsed - start_off) / pdp_cnt + 1 } else { 0 };
+            let step_cnt = if start_off <= elapsed {
+                (elapsed - start_off) / pdp_cnt + 1
+            } else {
+                0
+            };
             for (ds, c) in rra.cdp.iter_mut().enumerate() {
                 let t = self.pdp_temp[ds];
                 if pdp_cnt == 1 {
@@ -474,7 +529,11 @@ impl Rrd {
                     let pos = ((cur + 1 + k % rows) % rows) as usize;
                     let row = &mut rra.data[pos * n..(pos + 1) * n];
                     for (ds, v) in row.iter_mut().enumerate() {
-                        *v = if k == 0 { rra.cdp[ds].primary } else { rra.cdp[ds].secondary };
+                        *v = if k == 0 {
+                            rra.cdp[ds].primary
+                        } else {
+                            rra.cdp[ds].secondary
+                        };
                     }
                 }
                 rra.cur_row = ((cur + step_cnt % rows) % rows) as usize;
@@ -501,7 +560,12 @@ impl Rrd {
                 rra.data[idx * n..(idx + 1) * n].to_vec()
             })
             .collect();
-        Fetched { cf: r.cf, step, first: end - (r.rows as u64 - 1) * step, rows }
+        Fetched {
+            cf: r.cf,
+            step,
+            first: end - (r.rows as u64 - 1) * step,
+            rows,
+        }
     }
 
     /// Index of the archive `fetch` would use (see [`Rrd::fetch`]).
@@ -525,7 +589,9 @@ impl Rrd {
                     } else {
                         // Neither covers: the one reaching back furthest.
                         let bs = self.def.step * self.def.rras[bi].steps;
-                        let b_oldest = self.rra_end(bi).saturating_sub(self.def.rras[bi].rows as u64 * bs);
+                        let b_oldest = self
+                            .rra_end(bi)
+                            .saturating_sub(self.def.rras[bi].rows as u64 * bs);
                         oldest < b_oldest
                     }
                 }
@@ -542,7 +608,13 @@ impl Rrd {
     /// whose row duration is closest to `resolution` (ties: the finer);
     /// if none reaches back, the one that reaches furthest. Times are aligned
     /// to the row duration; rows outside the archive are NaN.
-    pub fn fetch(&self, cf: Cf, start: u64, end: u64, resolution: u64) -> Result<Fetched, RrdError> {
+    pub fn fetch(
+        &self,
+        cf: Cf,
+        start: u64,
+        end: u64,
+        resolution: u64,
+    ) -> Result<Fetched, RrdError> {
         if start >= end {
             return Err(RrdError::Range { start, end });
         }
@@ -568,7 +640,12 @@ impl Rrd {
             }
             t += step;
         }
-        Ok(Fetched { cf, step, first, rows })
+        Ok(Fetched {
+            cf,
+            step,
+            first,
+            rows,
+        })
     }
 }
 
@@ -599,7 +676,16 @@ fn carry_over(t: f64, cf: Cf, elapsed: u64, start_off: u64, pdp_cnt: u64) -> f64
 }
 
 #[allow(clippy::too_many_arguments, reason = "mirrors rrdtool's update_cdp")]
-fn update_cdp(c: &mut CdpPrep, cf: Cf, t: f64, step_cnt: u64, elapsed: u64, start_off: u64, pdp_cnt: u64, xff: f64) {
+fn update_cdp(
+    c: &mut CdpPrep,
+    cf: Cf,
+    t: f64,
+    step_cnt: u64,
+    elapsed: u64,
+    start_off: u64,
+    pdp_cnt: u64,
+    xff: f64,
+) {
     if step_cnt > 0 {
         if t.is_nan() {
             c.unkn_pdp += start_off;
@@ -617,7 +703,11 @@ fn update_cdp(c: &mut CdpPrep, cf: Cf, t: f64, step_cnt: u64, elapsed: u64, star
                     (cum + cur * start_off as f64) / (pdp_cnt - c.unkn_pdp) as f64
                 }
                 Cf::Max => {
-                    let cum = if c.val.is_nan() { f64::NEG_INFINITY } else { c.val };
+                    let cum = if c.val.is_nan() {
+                        f64::NEG_INFINITY
+                    } else {
+                        c.val
+                    };
                     let cur = if t.is_nan() { f64::NEG_INFINITY } else { t };
                     if cur > cum {
                         cur
@@ -638,11 +728,19 @@ fn update_cdp(c: &mut CdpPrep, cf: Cf, t: f64, step_cnt: u64, elapsed: u64, star
             };
         }
         c.val = carry_over(t, cf, elapsed, start_off, pdp_cnt);
-        c.unkn_pdp = if t.is_nan() { (elapsed - start_off) % pdp_cnt } else { 0 };
+        c.unkn_pdp = if t.is_nan() {
+            (elapsed - start_off) % pdp_cnt
+        } else {
+            0
+        };
     } else if t.is_nan() {
         c.unkn_pdp += elapsed;
     } else if c.val.is_nan() {
-        c.val = if cf == Cf::Average { t * elapsed as f64 } else { t };
+        c.val = if cf == Cf::Average {
+            t * elapsed as f64
+        } else {
+            t
+        };
     } else {
         c.val = match cf {
             Cf::Average => c.val + t * elapsed as f64,

@@ -64,11 +64,15 @@ impl<'a> Dec<'a> {
     }
     pub fn u64(&mut self, what: &str) -> Result<u64, Corrupt> {
         let b = self.take(8, what)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| Corrupt(what.into()))?))
+        Ok(u64::from_le_bytes(
+            b.try_into().map_err(|_| Corrupt(what.into()))?,
+        ))
     }
     pub fn i128(&mut self, what: &str) -> Result<i128, Corrupt> {
         let b = self.take(16, what)?;
-        Ok(i128::from_le_bytes(b.try_into().map_err(|_| Corrupt(what.into()))?))
+        Ok(i128::from_le_bytes(
+            b.try_into().map_err(|_| Corrupt(what.into()))?,
+        ))
     }
     pub fn f64(&mut self, what: &str) -> Result<f64, Corrupt> {
         Ok(f64::from_bits(self.u64(what)?))
@@ -118,8 +122,8 @@ impl Rrd {
 
     /// Reads one RRD written by [`Rrd::encode`].
     pub fn decode(d: &mut Dec<'_>) -> Result<Self, Corrupt> {
-        let def: RrdDef =
-            serde_json::from_str(d.str("definition")?).map_err(|e| Corrupt(format!("definition: {e}")))?;
+        let def: RrdDef = serde_json::from_str(d.str("definition")?)
+            .map_err(|e| Corrupt(format!("definition: {e}")))?;
         let last_up = d.u64("last update")?;
         let mut rrd = Rrd::new(def, last_up).map_err(|e| Corrupt(e.to_string()))?;
         for i in 0..rrd.pdp.len() {
@@ -128,7 +132,11 @@ impl Rrd {
                 1 => Some(d.i128("last_ds")?),
                 t => return Err(Corrupt(format!("last_ds tag {t}"))),
             };
-            rrd.pdp[i] = PdpPrep { last_ds, val: d.f64("pdp val")?, unkn_sec: d.u64("unknown seconds")? };
+            rrd.pdp[i] = PdpPrep {
+                last_ds,
+                val: d.f64("pdp val")?,
+                unkn_sec: d.u64("unknown seconds")?,
+            };
         }
         for (ri, r) in rrd.rras.iter_mut().enumerate() {
             let rows = rrd.def.rras[ri].rows;
@@ -147,8 +155,15 @@ impl Rrd {
                 })
                 .collect();
             let raw = d.take(r.data.len() * 8, "rows")?;
-            let data = raw.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect();
-            *r = Rra { cur_row: cur, data, cdp: cdp? };
+            let data = raw
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect();
+            *r = Rra {
+                cur_row: cur,
+                data,
+                cdp: cdp?,
+            };
         }
         Ok(rrd)
     }

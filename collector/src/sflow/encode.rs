@@ -23,7 +23,7 @@ impl XdrWriter {
     pub fn opaque(&mut self, b: &[u8]) -> &mut Self {
         self.u32(b.len() as u32);
         self.buf.extend_from_slice(b);
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
         self
@@ -48,11 +48,30 @@ impl XdrWriter {
 /// A flow record to encode.
 #[derive(Debug, Clone)]
 pub enum FlowRec {
-    RawHeader { protocol: u32, frame_length: u32, stripped: u32, header: Vec<u8> },
-    Ipv4 { length: u32, protocol: u32, src: [u8; 4], dst: [u8; 4], src_port: u32, dst_port: u32 },
-    ExtendedSwitch { src_vlan: u32, dst_vlan: u32 },
+    RawHeader {
+        protocol: u32,
+        frame_length: u32,
+        stripped: u32,
+        header: Vec<u8>,
+    },
+    Ipv4 {
+        length: u32,
+        protocol: u32,
+        src: [u8; 4],
+        dst: [u8; 4],
+        src_port: u32,
+        dst_port: u32,
+    },
+    ExtendedSwitch {
+        src_vlan: u32,
+        dst_vlan: u32,
+    },
     /// Raw (enterprise, format, body) for unknown or deliberately broken records.
-    Raw { enterprise: u32, format: u32, body: Vec<u8> },
+    Raw {
+        enterprise: u32,
+        format: u32,
+        body: Vec<u8>,
+    },
 }
 
 /// A counter record to encode.
@@ -60,7 +79,11 @@ pub enum FlowRec {
 pub enum CounterRec {
     Generic(IfCounters),
     Ethernet(EthCounters),
-    Raw { enterprise: u32, format: u32, body: Vec<u8> },
+    Raw {
+        enterprise: u32,
+        format: u32,
+        body: Vec<u8>,
+    },
 }
 
 /// A sample to encode.
@@ -77,8 +100,17 @@ pub enum SampleSpec {
         output: u32,
         records: Vec<FlowRec>,
     },
-    Counters { expanded: bool, sequence: u32, source_index: u32, records: Vec<CounterRec> },
-    Raw { enterprise: u32, format: u32, body: Vec<u8> },
+    Counters {
+        expanded: bool,
+        sequence: u32,
+        source_index: u32,
+        records: Vec<CounterRec>,
+    },
+    Raw {
+        enterprise: u32,
+        format: u32,
+        body: Vec<u8>,
+    },
 }
 
 /// A whole datagram to encode.
@@ -94,11 +126,26 @@ pub struct DatagramSpec {
 fn flow_rec(w: &mut XdrWriter, r: &FlowRec) {
     let mut b = XdrWriter::default();
     let fmt = match r {
-        FlowRec::RawHeader { protocol, frame_length, stripped, header } => {
-            b.u32(*protocol).u32(*frame_length).u32(*stripped).opaque(header);
+        FlowRec::RawHeader {
+            protocol,
+            frame_length,
+            stripped,
+            header,
+        } => {
+            b.u32(*protocol)
+                .u32(*frame_length)
+                .u32(*stripped)
+                .opaque(header);
             1
         }
-        FlowRec::Ipv4 { length, protocol, src, dst, src_port, dst_port } => {
+        FlowRec::Ipv4 {
+            length,
+            protocol,
+            src,
+            dst,
+            src_port,
+            dst_port,
+        } => {
             b.u32(*length).u32(*protocol);
             b.buf.extend_from_slice(src);
             b.buf.extend_from_slice(dst);
@@ -109,7 +156,11 @@ fn flow_rec(w: &mut XdrWriter, r: &FlowRec) {
             b.u32(*src_vlan).u32(0).u32(*dst_vlan).u32(0);
             1001
         }
-        FlowRec::Raw { enterprise, format, body } => {
+        FlowRec::Raw {
+            enterprise,
+            format,
+            body,
+        } => {
             w.u32(enterprise << 12 | format).opaque(body);
             return;
         }
@@ -121,11 +172,25 @@ fn counter_rec(w: &mut XdrWriter, r: &CounterRec) {
     let mut b = XdrWriter::default();
     let fmt = match r {
         CounterRec::Generic(c) => {
-            b.u32(c.if_index).u32(c.if_type).u64(c.if_speed).u32(c.if_direction).u32(c.if_status);
-            b.u64(c.in_octets).u32(c.in_ucast_pkts).u32(c.in_multicast_pkts).u32(c.in_broadcast_pkts);
-            b.u32(c.in_discards).u32(c.in_errors).u32(c.in_unknown_protos);
-            b.u64(c.out_octets).u32(c.out_ucast_pkts).u32(c.out_multicast_pkts).u32(c.out_broadcast_pkts);
-            b.u32(c.out_discards).u32(c.out_errors).u32(c.promiscuous_mode);
+            b.u32(c.if_index)
+                .u32(c.if_type)
+                .u64(c.if_speed)
+                .u32(c.if_direction)
+                .u32(c.if_status);
+            b.u64(c.in_octets)
+                .u32(c.in_ucast_pkts)
+                .u32(c.in_multicast_pkts)
+                .u32(c.in_broadcast_pkts);
+            b.u32(c.in_discards)
+                .u32(c.in_errors)
+                .u32(c.in_unknown_protos);
+            b.u64(c.out_octets)
+                .u32(c.out_ucast_pkts)
+                .u32(c.out_multicast_pkts)
+                .u32(c.out_broadcast_pkts);
+            b.u32(c.out_discards)
+                .u32(c.out_errors)
+                .u32(c.promiscuous_mode);
             1
         }
         CounterRec::Ethernet(e) => {
@@ -148,7 +213,11 @@ fn counter_rec(w: &mut XdrWriter, r: &CounterRec) {
             }
             2
         }
-        CounterRec::Raw { enterprise, format, body } => {
+        CounterRec::Raw {
+            enterprise,
+            format,
+            body,
+        } => {
             w.u32(enterprise << 12 | format).opaque(body);
             return;
         }
@@ -179,7 +248,10 @@ pub fn sample(w: &mut XdrWriter, s: &SampleSpec) {
             }
             b.u32(*sampling_rate).u32(*sample_pool).u32(*drops);
             if *expanded {
-                b.u32(input >> 30).u32(input & 0x3fff_ffff).u32(output >> 30).u32(output & 0x3fff_ffff);
+                b.u32(input >> 30)
+                    .u32(input & 0x3fff_ffff)
+                    .u32(output >> 30)
+                    .u32(output & 0x3fff_ffff);
             } else {
                 b.u32(*input).u32(*output);
             }
@@ -193,7 +265,12 @@ pub fn sample(w: &mut XdrWriter, s: &SampleSpec) {
                 1
             }
         }
-        SampleSpec::Counters { expanded, sequence, source_index, records } => {
+        SampleSpec::Counters {
+            expanded,
+            sequence,
+            source_index,
+            records,
+        } => {
             b.u32(*sequence);
             if *expanded {
                 b.u32(0).u32(*source_index);
@@ -210,7 +287,11 @@ pub fn sample(w: &mut XdrWriter, s: &SampleSpec) {
                 2
             }
         }
-        SampleSpec::Raw { enterprise, format, body } => {
+        SampleSpec::Raw {
+            enterprise,
+            format,
+            body,
+        } => {
             w.u32(enterprise << 12 | format).opaque(body);
             return;
         }
@@ -221,7 +302,11 @@ pub fn sample(w: &mut XdrWriter, s: &SampleSpec) {
 /// Encodes a whole datagram.
 pub fn datagram(d: &DatagramSpec) -> Vec<u8> {
     let mut w = XdrWriter::default();
-    w.u32(5).address(d.agent).u32(d.sub_agent_id).u32(d.sequence).u32(d.uptime_ms);
+    w.u32(5)
+        .address(d.agent)
+        .u32(d.sub_agent_id)
+        .u32(d.sequence)
+        .u32(d.uptime_ms);
     w.u32(d.samples.len() as u32);
     for s in &d.samples {
         sample(&mut w, s);
@@ -234,12 +319,24 @@ pub fn datagram(d: &DatagramSpec) -> Vec<u8> {
 /// (outer 0x88a8). `proto` is 6 (TCP) or 17 (UDP). `payload_len` is the
 /// L4 payload length written into the IP header (the bytes are not included:
 /// a sampled header is truncated).
-pub fn frame(vlans: &[u16], src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16, payload_len: u16) -> Vec<u8> {
+pub fn frame(
+    vlans: &[u16],
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    payload_len: u16,
+) -> Vec<u8> {
     let mut f = Vec::with_capacity(128);
     f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2]); // dst mac
     f.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]); // src mac
     for (i, v) in vlans.iter().enumerate() {
-        let tpid: u16 = if i == 0 && vlans.len() > 1 { 0x88a8 } else { 0x8100 };
+        let tpid: u16 = if i == 0 && vlans.len() > 1 {
+            0x88a8
+        } else {
+            0x8100
+        };
         f.extend_from_slice(&tpid.to_be_bytes());
         f.extend_from_slice(&v.to_be_bytes());
     }

@@ -69,7 +69,10 @@ impl<'a> Xdr<'a> {
                 self.pos += 4;
                 Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             }
-            None => Err(DecodeError::Truncated { what, offset: self.pos }),
+            None => Err(DecodeError::Truncated {
+                what,
+                offset: self.pos,
+            }),
         }
     }
     #[inline]
@@ -85,7 +88,10 @@ impl<'a> Xdr<'a> {
                 self.pos += n;
                 Ok(b)
             }
-            _ => Err(DecodeError::Truncated { what, offset: self.pos }),
+            _ => Err(DecodeError::Truncated {
+                what,
+                offset: self.pos,
+            }),
         }
     }
     /// XDR variable-length opaque: length, bytes, padding to 4.
@@ -95,7 +101,10 @@ impl<'a> Xdr<'a> {
         let len = self.u32(what)? as usize;
         let padded = len.checked_add(3).map(|l| l & !3).unwrap_or(usize::MAX);
         if padded > self.remaining() {
-            return Err(DecodeError::Truncated { what, offset: start });
+            return Err(DecodeError::Truncated {
+                what,
+                offset: start,
+            });
         }
         let b = &self.buf[self.pos..self.pos + len];
         self.pos += padded;
@@ -147,14 +156,25 @@ pub fn decode(buf: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     let sequence = x.u32("sequence")?;
     let uptime_ms = x.u32("uptime")?;
     let num_samples = x.u32("num_samples")?;
-    Ok(Datagram { agent, sub_agent_id, sequence, uptime_ms, num_samples, body: &buf[x.pos..] })
+    Ok(Datagram {
+        agent,
+        sub_agent_id,
+        sequence,
+        uptime_ms,
+        num_samples,
+        body: &buf[x.pos..],
+    })
 }
 
 impl<'a> Datagram<'a> {
     /// Iterates the samples: each item is a sample or the error of that one
     /// sample. After a framing error (a length past the end) iteration stops.
     pub fn samples(&self) -> Samples<'a> {
-        Samples { x: Xdr::new(self.body), left: self.num_samples, done: false }
+        Samples {
+            x: Xdr::new(self.body),
+            left: self.num_samples,
+            done: false,
+        }
     }
 }
 
@@ -208,7 +228,11 @@ pub enum Sample<'a> {
     /// Counter sample (0,2) or expanded counter sample (0,4).
     Counters(CountersSample<'a>),
     /// Any other format, kept undecoded.
-    Other { enterprise: u32, format: u32, data: &'a [u8] },
+    Other {
+        enterprise: u32,
+        format: u32,
+        data: &'a [u8],
+    },
 }
 
 /// A flow sample; records are read with [`FlowSample::records`].
@@ -246,10 +270,16 @@ impl<'a> Sample<'a> {
                 let expanded = format == 3;
                 let sequence = x.u32("flow sample sequence")?;
                 let source = if expanded {
-                    SourceId { kind: x.u32("source_id_type")?, index: x.u32("source_id_index")? }
+                    SourceId {
+                        kind: x.u32("source_id_type")?,
+                        index: x.u32("source_id_index")?,
+                    }
                 } else {
                     let v = x.u32("source_id")?;
-                    SourceId { kind: v >> 24, index: v & 0x00ff_ffff }
+                    SourceId {
+                        kind: v >> 24,
+                        index: v & 0x00ff_ffff,
+                    }
                 };
                 let sampling_rate = x.u32("sampling_rate")?;
                 let sample_pool = x.u32("sample_pool")?;
@@ -259,7 +289,10 @@ impl<'a> Sample<'a> {
                     let inv = x.u32("input value")?;
                     let outf = x.u32("output format")?;
                     let outv = x.u32("output value")?;
-                    ((inf << 30) | (inv & 0x3fff_ffff), (outf << 30) | (outv & 0x3fff_ffff))
+                    (
+                        (inf << 30) | (inv & 0x3fff_ffff),
+                        (outf << 30) | (outv & 0x3fff_ffff),
+                    )
                 } else {
                     (x.u32("input")?, x.u32("output")?)
                 };
@@ -281,10 +314,16 @@ impl<'a> Sample<'a> {
                 let expanded = format == 4;
                 let sequence = x.u32("counter sample sequence")?;
                 let source = if expanded {
-                    SourceId { kind: x.u32("source_id_type")?, index: x.u32("source_id_index")? }
+                    SourceId {
+                        kind: x.u32("source_id_type")?,
+                        index: x.u32("source_id_index")?,
+                    }
                 } else {
                     let v = x.u32("source_id")?;
-                    SourceId { kind: v >> 24, index: v & 0x00ff_ffff }
+                    SourceId {
+                        kind: v >> 24,
+                        index: v & 0x00ff_ffff,
+                    }
                 };
                 let num_records = x.u32("counter record count")?;
                 Ok(Sample::Counters(CountersSample {
@@ -295,7 +334,11 @@ impl<'a> Sample<'a> {
                     records: &data[x.pos..],
                 }))
             }
-            _ => Ok(Sample::Other { enterprise, format, data }),
+            _ => Ok(Sample::Other {
+                enterprise,
+                format,
+                data,
+            }),
         }
     }
 }
@@ -317,7 +360,10 @@ impl<'a, T> Iterator for Records<'a, T> {
             return None;
         }
         self.left -= 1;
-        let r = self.x.u32("record format").and_then(|f| Ok((f, self.x.opaque("record")?)));
+        let r = self
+            .x
+            .u32("record format")
+            .and_then(|f| Ok((f, self.x.opaque("record")?)));
         match r {
             Ok((format, body)) => Some((self.parse)(format >> 12, format & 0xfff, body)),
             Err(e) => {
@@ -340,22 +386,55 @@ pub mod header_protocol {
 #[non_exhaustive]
 pub enum FlowRecord<'a> {
     /// Sampled header (0,1).
-    RawHeader { protocol: u32, frame_length: u32, stripped: u32, header: &'a [u8] },
+    RawHeader {
+        protocol: u32,
+        frame_length: u32,
+        stripped: u32,
+        header: &'a [u8],
+    },
     /// Sampled IPv4 (0,3): addresses and ports of the packet, no header bytes.
-    Ipv4 { length: u32, protocol: u32, src: Ipv4Addr, dst: Ipv4Addr, src_port: u32, dst_port: u32 },
+    Ipv4 {
+        length: u32,
+        protocol: u32,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        src_port: u32,
+        dst_port: u32,
+    },
     /// Sampled IPv6 (0,4).
-    Ipv6 { length: u32, protocol: u32, src: Ipv6Addr, dst: Ipv6Addr, src_port: u32, dst_port: u32 },
+    Ipv6 {
+        length: u32,
+        protocol: u32,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        src_port: u32,
+        dst_port: u32,
+    },
     /// Extended switch (0,1001).
-    ExtendedSwitch { src_vlan: u32, src_priority: u32, dst_vlan: u32, dst_priority: u32 },
+    ExtendedSwitch {
+        src_vlan: u32,
+        src_priority: u32,
+        dst_vlan: u32,
+        dst_priority: u32,
+    },
     /// Anything else.
-    Other { enterprise: u32, format: u32, data: &'a [u8] },
+    Other {
+        enterprise: u32,
+        format: u32,
+        data: &'a [u8],
+    },
 }
 
 impl<'a> FlowSample<'a> {
     /// Iterates the flow records; a malformed record yields its error and the
     /// next record is still read.
     pub fn records(&self) -> Records<'a, FlowRecord<'a>> {
-        Records { x: Xdr::new(self.records), left: self.num_records, done: false, parse: parse_flow_record }
+        Records {
+            x: Xdr::new(self.records),
+            left: self.num_records,
+            done: false,
+            parse: parse_flow_record,
+        }
     }
     /// Interface index of `input` (compact value without the format bits).
     pub fn input_ifindex(&self) -> Option<u32> {
@@ -366,7 +445,11 @@ impl<'a> FlowSample<'a> {
     }
 }
 
-fn parse_flow_record(enterprise: u32, format: u32, d: &[u8]) -> Result<FlowRecord<'_>, DecodeError> {
+fn parse_flow_record(
+    enterprise: u32,
+    format: u32,
+    d: &[u8],
+) -> Result<FlowRecord<'_>, DecodeError> {
     let mut x = Xdr::new(d);
     match (enterprise, format) {
         (0, 1) => {
@@ -374,7 +457,12 @@ fn parse_flow_record(enterprise: u32, format: u32, d: &[u8]) -> Result<FlowRecor
             let frame_length = x.u32("frame_length")?;
             let stripped = x.u32("stripped")?;
             let header = x.opaque("sampled header")?;
-            Ok(FlowRecord::RawHeader { protocol, frame_length, stripped, header })
+            Ok(FlowRecord::RawHeader {
+                protocol,
+                frame_length,
+                stripped,
+                header,
+            })
         }
         (0, 3) => {
             let length = x.u32("ipv4 length")?;
@@ -401,7 +489,14 @@ fn parse_flow_record(enterprise: u32, format: u32, d: &[u8]) -> Result<FlowRecor
             t.copy_from_slice(x.bytes(16, "ipv6 dst")?);
             let src_port = x.u32("src_port")?;
             let dst_port = x.u32("dst_port")?;
-            Ok(FlowRecord::Ipv6 { length, protocol, src: s.into(), dst: t.into(), src_port, dst_port })
+            Ok(FlowRecord::Ipv6 {
+                length,
+                protocol,
+                src: s.into(),
+                dst: t.into(),
+                src_port,
+                dst_port,
+            })
         }
         (0, 1001) => Ok(FlowRecord::ExtendedSwitch {
             src_vlan: x.u32("src_vlan")?,
@@ -409,7 +504,11 @@ fn parse_flow_record(enterprise: u32, format: u32, d: &[u8]) -> Result<FlowRecor
             dst_vlan: x.u32("dst_vlan")?,
             dst_priority: x.u32("dst_priority")?,
         }),
-        _ => Ok(FlowRecord::Other { enterprise, format, data: d }),
+        _ => Ok(FlowRecord::Other {
+            enterprise,
+            format,
+            data: d,
+        }),
     }
 }
 
@@ -461,17 +560,30 @@ pub struct EthCounters {
 pub enum CounterRecord<'a> {
     Generic(IfCounters),
     Ethernet(EthCounters),
-    Other { enterprise: u32, format: u32, data: &'a [u8] },
+    Other {
+        enterprise: u32,
+        format: u32,
+        data: &'a [u8],
+    },
 }
 
 impl<'a> CountersSample<'a> {
     /// Iterates the counter records (same error rules as flow records).
     pub fn records(&self) -> Records<'a, CounterRecord<'a>> {
-        Records { x: Xdr::new(self.records), left: self.num_records, done: false, parse: parse_counter_record }
+        Records {
+            x: Xdr::new(self.records),
+            left: self.num_records,
+            done: false,
+            parse: parse_counter_record,
+        }
     }
 }
 
-fn parse_counter_record(enterprise: u32, format: u32, d: &[u8]) -> Result<CounterRecord<'_>, DecodeError> {
+fn parse_counter_record(
+    enterprise: u32,
+    format: u32,
+    d: &[u8],
+) -> Result<CounterRecord<'_>, DecodeError> {
     let mut x = Xdr::new(d);
     match (enterprise, format) {
         (0, 1) => {
@@ -516,7 +628,11 @@ fn parse_counter_record(enterprise: u32, format: u32, d: &[u8]) -> Result<Counte
                 symbol_errors: x.u32(w)?,
             }))
         }
-        _ => Ok(CounterRecord::Other { enterprise, format, data: d }),
+        _ => Ok(CounterRecord::Other {
+            enterprise,
+            format,
+            data: d,
+        }),
     }
 }
 

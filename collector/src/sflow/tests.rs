@@ -36,12 +36,26 @@ const HAND_MADE: &[u8] = &[
 fn decodes_hand_made_datagram_byte_by_byte() {
     let d = decode(HAND_MADE).unwrap();
     assert_eq!(d.agent, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
-    assert_eq!((d.sub_agent_id, d.sequence, d.uptime_ms, d.num_samples), (7, 256, 10000, 1));
+    assert_eq!(
+        (d.sub_agent_id, d.sequence, d.uptime_ms, d.num_samples),
+        (7, 256, 10000, 1)
+    );
     let samples: Vec<_> = d.samples().collect();
     assert_eq!(samples.len(), 1);
-    let Ok(Sample::Flow(f)) = &samples[0] else { panic!("{samples:?}") };
+    let Ok(Sample::Flow(f)) = &samples[0] else {
+        panic!("{samples:?}")
+    };
     assert!(!f.expanded);
-    assert_eq!((f.sequence, f.source, f.sampling_rate, f.sample_pool, f.drops), (9, SourceId { kind: 0, index: 3 }, 256, 4096, 2));
+    assert_eq!(
+        (
+            f.sequence,
+            f.source,
+            f.sampling_rate,
+            f.sample_pool,
+            f.drops
+        ),
+        (9, SourceId { kind: 0, index: 3 }, 256, 4096, 2)
+    );
     assert_eq!(f.input_ifindex(), Some(3));
     assert_eq!(f.output_ifindex(), None);
     let recs: Vec<_> = f.records().collect();
@@ -86,9 +100,21 @@ fn encoder_matches_hand_made_bytes() {
 #[test]
 fn header_errors() {
     assert_eq!(decode(&[0, 0, 0, 4]).unwrap_err(), DecodeError::Version(4));
-    assert_eq!(decode(&[0, 0, 0, 5, 0, 0, 0, 3]).unwrap_err(), DecodeError::AddressType(3));
-    assert!(matches!(decode(&HAND_MADE[..20]).unwrap_err(), DecodeError::Truncated { .. }));
-    assert!(matches!(decode(&[]).unwrap_err(), DecodeError::Truncated { what: "version", offset: 0 }));
+    assert_eq!(
+        decode(&[0, 0, 0, 5, 0, 0, 0, 3]).unwrap_err(),
+        DecodeError::AddressType(3)
+    );
+    assert!(matches!(
+        decode(&HAND_MADE[..20]).unwrap_err(),
+        DecodeError::Truncated { .. }
+    ));
+    assert!(matches!(
+        decode(&[]).unwrap_err(),
+        DecodeError::Truncated {
+            what: "version",
+            offset: 0
+        }
+    ));
 }
 
 fn good_flow(seq: u32) -> SampleSpec {
@@ -106,9 +132,20 @@ fn good_flow(seq: u32) -> SampleSpec {
                 protocol: 1,
                 frame_length: 1000,
                 stripped: 4,
-                header: frame(&[], "10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 6, 1, 2, 900),
+                header: frame(
+                    &[],
+                    "10.0.0.1".parse().unwrap(),
+                    "10.0.0.2".parse().unwrap(),
+                    6,
+                    1,
+                    2,
+                    900,
+                ),
             },
-            FlowRec::ExtendedSwitch { src_vlan: 5, dst_vlan: 6 },
+            FlowRec::ExtendedSwitch {
+                src_vlan: 5,
+                dst_vlan: 6,
+            },
         ],
     }
 }
@@ -123,8 +160,16 @@ fn malformed_sample_does_not_discard_neighbours() {
         samples: vec![
             good_flow(1),
             // A flow sample whose body is cut short: the sample errors alone.
-            SampleSpec::Raw { enterprise: 0, format: 1, body: vec![0, 0, 0, 1, 0, 0] },
-            SampleSpec::Raw { enterprise: 9, format: 9, body: vec![1, 2, 3] },
+            SampleSpec::Raw {
+                enterprise: 0,
+                format: 1,
+                body: vec![0, 0, 0, 1, 0, 0],
+            },
+            SampleSpec::Raw {
+                enterprise: 9,
+                format: 9,
+                body: vec![1, 2, 3],
+            },
             good_flow(2),
         ],
     };
@@ -134,7 +179,14 @@ fn malformed_sample_does_not_discard_neighbours() {
     assert_eq!(s.len(), 4);
     assert!(matches!(s[0], Ok(Sample::Flow(_))));
     assert!(matches!(s[1], Err(DecodeError::Truncated { .. })));
-    assert!(matches!(s[2], Ok(Sample::Other { enterprise: 9, format: 9, data: [1, 2, 3] })));
+    assert!(matches!(
+        s[2],
+        Ok(Sample::Other {
+            enterprise: 9,
+            format: 9,
+            data: [1, 2, 3]
+        })
+    ));
     let Ok(Sample::Flow(f)) = &s[3] else { panic!() };
     assert!(!f.expanded);
     assert_eq!(f.sequence, 2);
@@ -145,29 +197,67 @@ fn malformed_record_does_not_discard_neighbours() {
     let mut spec = good_flow(3);
     if let SampleSpec::Flow { records, .. } = &mut spec {
         // An IPv4 record 8 bytes long: truncated inside it.
-        records.insert(0, FlowRec::Raw { enterprise: 0, format: 3, body: vec![0; 8] });
+        records.insert(
+            0,
+            FlowRec::Raw {
+                enterprise: 0,
+                format: 3,
+                body: vec![0; 8],
+            },
+        );
     }
-    let bytes = datagram(&DatagramSpec { agent: None, sub_agent_id: 0, sequence: 1, uptime_ms: 0, samples: vec![spec] });
+    let bytes = datagram(&DatagramSpec {
+        agent: None,
+        sub_agent_id: 0,
+        sequence: 1,
+        uptime_ms: 0,
+        samples: vec![spec],
+    });
     let dg = decode(&bytes).unwrap();
-    let Some(Ok(Sample::Flow(f))) = dg.samples().next() else { panic!() };
+    let Some(Ok(Sample::Flow(f))) = dg.samples().next() else {
+        panic!()
+    };
     assert!(f.expanded);
     let r: Vec<_> = f.records().collect();
     assert_eq!(r.len(), 3);
     assert!(r[0].is_err());
-    assert!(matches!(r[1], Ok(FlowRecord::RawHeader { frame_length: 1000, .. })));
-    assert_eq!(r[2], Ok(FlowRecord::ExtendedSwitch { src_vlan: 5, src_priority: 0, dst_vlan: 6, dst_priority: 0 }));
+    assert!(matches!(
+        r[1],
+        Ok(FlowRecord::RawHeader {
+            frame_length: 1000,
+            ..
+        })
+    ));
+    assert_eq!(
+        r[2],
+        Ok(FlowRecord::ExtendedSwitch {
+            src_vlan: 5,
+            src_priority: 0,
+            dst_vlan: 6,
+            dst_priority: 0
+        })
+    );
 }
 
 #[test]
 fn truncated_tail_keeps_earlier_samples() {
-    let d = DatagramSpec { agent: None, sub_agent_id: 0, sequence: 1, uptime_ms: 0, samples: vec![good_flow(1), good_flow(2)] };
+    let d = DatagramSpec {
+        agent: None,
+        sub_agent_id: 0,
+        sequence: 1,
+        uptime_ms: 0,
+        samples: vec![good_flow(1), good_flow(2)],
+    };
     let bytes = datagram(&d);
     let cut = &bytes[..bytes.len() - 10];
     let dg = decode(cut).unwrap();
     let s: Vec<_> = dg.samples().collect();
     assert_eq!(s.len(), 2);
     assert!(s[0].is_ok());
-    assert!(matches!(s[1], Err(DecodeError::Truncated { what: "sample", .. })));
+    assert!(matches!(
+        s[1],
+        Err(DecodeError::Truncated { what: "sample", .. })
+    ));
     // A count larger than the samples present: one framing error, then the end.
     let mut more = bytes.clone();
     more[23] = 5; // num_samples (agent type 0: 20 header bytes, then the count)
@@ -201,7 +291,11 @@ fn counters_generic_and_ethernet() {
         out_errors: 11,
         promiscuous_mode: 0,
     };
-    let e = EthCounters { fcs_errors: 42, symbol_errors: 1, ..Default::default() };
+    let e = EthCounters {
+        fcs_errors: 42,
+        symbol_errors: 1,
+        ..Default::default()
+    };
     let d = DatagramSpec {
         agent: Some("2001:db8::5".parse().unwrap()),
         sub_agent_id: 1,
@@ -211,13 +305,23 @@ fn counters_generic_and_ethernet() {
             expanded: true,
             sequence: 4,
             source_index: 7,
-            records: vec![CounterRec::Generic(g), CounterRec::Ethernet(e), CounterRec::Raw { enterprise: 0, format: 1, body: vec![0; 12] }],
+            records: vec![
+                CounterRec::Generic(g),
+                CounterRec::Ethernet(e),
+                CounterRec::Raw {
+                    enterprise: 0,
+                    format: 1,
+                    body: vec![0; 12],
+                },
+            ],
         }],
     };
     let bytes = datagram(&d);
     let dg = decode(&bytes).unwrap();
     assert_eq!(dg.agent, Some("2001:db8::5".parse().unwrap()));
-    let Some(Ok(Sample::Counters(c))) = dg.samples().next() else { panic!() };
+    let Some(Ok(Sample::Counters(c))) = dg.samples().next() else {
+        panic!()
+    };
     assert_eq!((c.expanded, c.sequence, c.source.index), (true, 4, 7));
     let r: Vec<_> = c.records().collect();
     assert_eq!(r[0], Ok(CounterRecord::Generic(g)));
@@ -228,7 +332,14 @@ fn counters_generic_and_ethernet() {
 #[test]
 fn absurd_lengths_are_errors_not_panics() {
     let mut w = XdrWriter::default();
-    w.u32(5).u32(0).u32(0).u32(0).u32(0).u32(1).u32(1).u32(u32::MAX);
+    w.u32(5)
+        .u32(0)
+        .u32(0)
+        .u32(0)
+        .u32(0)
+        .u32(1)
+        .u32(1)
+        .u32(u32::MAX);
     let dg = decode(&w.buf).unwrap();
     let s: Vec<_> = dg.samples().collect();
     assert!(matches!(s[..], [Err(DecodeError::Truncated { .. })]));

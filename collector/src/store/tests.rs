@@ -5,14 +5,30 @@ fn cfg() -> SeriesConfig {
     SeriesConfig {
         step: 10,
         heartbeat: 30,
-        archives: vec![RraDef { cf: Cf::Average, steps: 1, rows: 100, xff: 0.5 }, RraDef { cf: Cf::Average, steps: 6, rows: 50, xff: 0.5 }],
+        archives: vec![
+            RraDef {
+                cf: Cf::Average,
+                steps: 1,
+                rows: 100,
+                xff: 0.5,
+            },
+            RraDef {
+                cf: Cf::Average,
+                steps: 6,
+                rows: 50,
+                xff: 0.5,
+            },
+        ],
         flush_interval: 10,
         max_interfaces: 2,
     }
 }
 
 fn nets() -> Vec<IpNet> {
-    vec!["10.0.0.0/24".parse().unwrap(), "2001:db8::/64".parse().unwrap()]
+    vec![
+        "10.0.0.0/24".parse().unwrap(),
+        "2001:db8::/64".parse().unwrap(),
+    ]
 }
 
 const T0: u64 = 1_700_000_000;
@@ -22,8 +38,24 @@ fn traffic(s: &mut Store, from: u64, to: u64) {
         // 1000 B/s in, 500 B/s out for subnet 0; subnet 1 varies.
         s.apply(Drained {
             subnets: vec![
-                (0, SubnetCounters { in_bytes: 10_000, out_bytes: 5_000, in_pkts: 10, out_pkts: 5 }),
-                (1, SubnetCounters { in_bytes: (t % 70) * 10, out_bytes: 0, in_pkts: 1, out_pkts: 0 }),
+                (
+                    0,
+                    SubnetCounters {
+                        in_bytes: 10_000,
+                        out_bytes: 5_000,
+                        in_pkts: 10,
+                        out_pkts: 5,
+                    },
+                ),
+                (
+                    1,
+                    SubnetCounters {
+                        in_bytes: (t % 70) * 10,
+                        out_bytes: 0,
+                        in_pkts: 1,
+                        out_pkts: 0,
+                    },
+                ),
             ],
             ifaces: vec![],
         });
@@ -37,10 +69,21 @@ fn clean_restart_loses_nothing() {
     traffic(&mut a, T0, T0 + 600);
     let snap = a.snapshot(T0 + 600);
     let (mut b, rep) = Store::restore(&cfg(), &nets(), &snap, T0 + 605).unwrap();
-    assert_eq!(rep, RestoreReport { subnets_restored: 2, saved_at: T0 + 600, ..Default::default() });
+    assert_eq!(
+        rep,
+        RestoreReport {
+            subnets_restored: 2,
+            saved_at: T0 + 600,
+            ..Default::default()
+        }
+    );
     traffic(&mut a, T0 + 600, T0 + 1200);
     traffic(&mut b, T0 + 600, T0 + 1200);
-    assert_eq!(a.snapshot(1), b.snapshot(1), "restored store continues exactly like the original");
+    assert_eq!(
+        a.snapshot(1),
+        b.snapshot(1),
+        "restored store continues exactly like the original"
+    );
     let r = b.report(T0 + 600, T0 + 1200, 10, 95.0, None).unwrap();
     assert_eq!(r.subnets[0].in_bytes, 600_000.0);
     assert_eq!(r.subnets[0].out_pkts, 300.0);
@@ -54,7 +97,12 @@ fn corrupt_or_foreign_snapshots_are_refused() {
     let mut snap = a.snapshot(T0);
     let i = snap.len() / 2;
     snap[i] ^= 1;
-    assert_eq!(Store::restore(&cfg(), &nets(), &snap, T0).unwrap_err().to_string(), "corrupt snapshot: checksum mismatch");
+    assert_eq!(
+        Store::restore(&cfg(), &nets(), &snap, T0)
+            .unwrap_err()
+            .to_string(),
+        "corrupt snapshot: checksum mismatch"
+    );
     assert!(Store::restore(&cfg(), &nets(), b"something else entirely", T0).is_err());
     assert!(Store::restore(&cfg(), &nets(), &[], T0).is_err());
 }
@@ -65,7 +113,10 @@ fn restore_follows_configuration_changes() {
     traffic(&mut a, T0, T0 + 100);
     let snap = a.snapshot(T0);
     // One subnet removed, one added.
-    let new_nets: Vec<IpNet> = vec!["10.0.0.0/24".parse().unwrap(), "192.0.2.0/24".parse().unwrap()];
+    let new_nets: Vec<IpNet> = vec![
+        "10.0.0.0/24".parse().unwrap(),
+        "192.0.2.0/24".parse().unwrap(),
+    ];
     let (b, rep) = Store::restore(&cfg(), &new_nets, &snap, T0 + 200).unwrap();
     assert_eq!((rep.subnets_restored, rep.subnets_dropped), (1, 1));
     assert_eq!(b.subnets[0].totals.in_bytes, 100_000);
@@ -78,13 +129,23 @@ fn restore_follows_configuration_changes() {
 }
 
 fn ifc(octets: u64, ucast: u32, mcast: u32) -> IfCounters {
-    IfCounters { if_index: 3, in_octets: octets, out_octets: octets / 2, in_ucast_pkts: ucast, in_multicast_pkts: mcast, ..Default::default() }
+    IfCounters {
+        if_index: 3,
+        in_octets: octets,
+        out_octets: octets / 2,
+        in_ucast_pkts: ucast,
+        in_multicast_pkts: mcast,
+        ..Default::default()
+    }
 }
 
 #[test]
 fn interface_series_and_packet_resets() {
     let mut s = Store::new(&cfg(), &nets(), T0);
-    let k = IfKey { agent: "192.0.2.1".parse().unwrap(), if_index: 3 };
+    let k = IfKey {
+        agent: "192.0.2.1".parse().unwrap(),
+        if_index: 3,
+    };
     let readings = [
         (T0 + 10, ifc(1_000, 100, 10)),
         (T0 + 20, ifc(11_000, 200, 20)),
@@ -97,7 +158,10 @@ fn interface_series_and_packet_resets() {
         (T0 + 70, ifc(10_500, 105, 10)),
     ];
     for (t, c) in readings {
-        s.apply(Drained { subnets: vec![], ifaces: vec![(k, c, t)] });
+        s.apply(Drained {
+            subnets: vec![],
+            ifaces: vec![(k, c, t)],
+        });
     }
     let (rrd, names) = s.find("if/192.0.2.1/3").unwrap();
     assert_eq!(names[2], "in_pkts");
@@ -110,12 +174,21 @@ fn interface_series_and_packet_resets() {
     // (2^32 - (2^32-50) + 50) + 10 = 110 packets in 10 s.
     assert_eq!(pkts[3], (u32::MAX as f64 - 49.0 - 300.0 + 10.0) / 10.0);
     assert_eq!(pkts[4], 11.0);
-    assert!(octets[5].is_nan() && pkts[5].is_nan(), "the reset interval is unknown, not a spike");
+    assert!(
+        octets[5].is_nan() && pkts[5].is_nan(),
+        "the reset interval is unknown, not a spike"
+    );
     assert_eq!(octets[6], 1000.0);
     // Out-of-order and over-limit readings are dropped and counted.
-    s.apply(Drained { subnets: vec![], ifaces: vec![(k, ifc(0, 0, 0), T0 + 65)] });
+    s.apply(Drained {
+        subnets: vec![],
+        ifaces: vec![(k, ifc(0, 0, 0), T0 + 65)],
+    });
     for i in 10..12 {
-        s.apply(Drained { subnets: vec![], ifaces: vec![(IfKey { if_index: i, ..k }, ifc(0, 0, 0), T0 + 80)] });
+        s.apply(Drained {
+            subnets: vec![],
+            ifaces: vec![(IfKey { if_index: i, ..k }, ifc(0, 0, 0), T0 + 80)],
+        });
     }
     assert_eq!(s.ifaces.len(), 2);
     assert_eq!(s.iface_readings_dropped, 2);
@@ -140,7 +213,10 @@ fn percentile_nearest_rank() {
 fn list_and_find() {
     let s = Store::new(&cfg(), &nets(), T0);
     let l = s.list();
-    assert_eq!(l.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), vec!["subnet/10.0.0.0/24", "subnet/2001:db8::/64"]);
+    assert_eq!(
+        l.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        vec!["subnet/10.0.0.0/24", "subnet/2001:db8::/64"]
+    );
     assert_eq!(l[0].archives[1].resolution, 60);
     assert!(s.find("subnet/2001:db8::/64").is_some());
     assert!(s.find("subnet/10.9.0.0/24").is_none());
