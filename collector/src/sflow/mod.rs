@@ -245,11 +245,29 @@ pub struct FlowSample<'a> {
     pub sample_pool: u32,
     /// Cumulative count of samples the agent dropped for lack of resources.
     pub drops: u32,
-    /// Input interface (compact form: format in the top 2 bits).
-    pub input: u32,
-    pub output: u32,
+    /// Input interface: format 0 = ifIndex, 1 = discarded (value = reason),
+    /// 2 = multiple interfaces (value = count); compact samples carry the
+    /// format in the top 2 bits.
+    pub input: IfRef,
+    pub output: IfRef,
     pub num_records: u32,
     records: &'a [u8],
+}
+
+/// An interface reference of a flow sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfRef {
+    pub format: u32,
+    pub value: u32,
+}
+
+impl IfRef {
+    fn compact(v: u32) -> Self {
+        Self {
+            format: v >> 30,
+            value: v & 0x3fff_ffff,
+        }
+    }
 }
 
 /// A counter sample; records are read with [`CountersSample::records`].
@@ -285,16 +303,22 @@ impl<'a> Sample<'a> {
                 let sample_pool = x.u32("sample_pool")?;
                 let drops = x.u32("drops")?;
                 let (input, output) = if expanded {
-                    let inf = x.u32("input format")?;
-                    let inv = x.u32("input value")?;
-                    let outf = x.u32("output format")?;
-                    let outv = x.u32("output value")?;
+                    let input = IfRef {
+                        format: x.u32("input format")?,
+                        value: x.u32("input value")?,
+                    };
                     (
-                        (inf << 30) | (inv & 0x3fff_ffff),
-                        (outf << 30) | (outv & 0x3fff_ffff),
+                        input,
+                        IfRef {
+                            format: x.u32("output format")?,
+                            value: x.u32("output value")?,
+                        },
                     )
                 } else {
-                    (x.u32("input")?, x.u32("output")?)
+                    (
+                        IfRef::compact(x.u32("input")?),
+                        IfRef::compact(x.u32("output")?),
+                    )
                 };
                 let num_records = x.u32("flow record count")?;
                 Ok(Sample::Flow(FlowSample {
@@ -436,12 +460,12 @@ impl<'a> FlowSample<'a> {
             parse: parse_flow_record,
         }
     }
-    /// Interface index of `input` (compact value without the format bits).
+    /// The input ifIndex, if the input is a single interface.
     pub fn input_ifindex(&self) -> Option<u32> {
-        (self.input >> 30 == 0).then_some(self.input & 0x3fff_ffff)
+        (self.input.format == 0).then_some(self.input.value)
     }
     pub fn output_ifindex(&self) -> Option<u32> {
-        (self.output >> 30 == 0).then_some(self.output & 0x3fff_ffff)
+        (self.output.format == 0).then_some(self.output.value)
     }
 }
 
