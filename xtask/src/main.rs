@@ -40,6 +40,14 @@ enum Cmd {
     },
     /// Build, then bring up the demo rack and show it working.
     Demo,
+    /// Benchmark: one bond + N VLANs + N bridges applied by `ip -batch`,
+    /// `hostd apply` and ifupdown2, in the VM; prints a markdown table and
+    /// writes it to target/bench/apply.md.
+    BenchApply {
+        /// Arguments for the bench-apply binary (`--sizes`, `--tools`, `--cap`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run a command inside the VM (Debian's kernel, TCG).
     Vm {
         #[arg(trailing_var_arg = true, required = true)]
@@ -59,6 +67,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Test { only, filter } => test(&only, &filter),
         Cmd::Demo => demo(),
+        Cmd::BenchApply { args } => bench_apply(&args),
         Cmd::Vm { cmd } => {
             let status = vm::run_in_vm(&cmd, &vm::VmOptions::from_env()?)?;
             std::process::exit(status)
@@ -158,6 +167,30 @@ fn demo() -> anyhow::Result<()> {
     if code != 0 {
         bail!("demo failed with exit code {code}");
     }
+    Ok(())
+}
+
+fn bench_apply(args: &[String]) -> anyhow::Result<()> {
+    {
+        let _p = Phase::start("build (release)");
+        run(cargo().args(["build", "--release", "-p", "hostd", "--bin", "hostd"]))?;
+        run(cargo().args(["build", "--release", "-p", "lab", "--bin", "bench-apply"]))?;
+    }
+    let _p = Phase::start("bench-apply");
+    let target = target_dir()?;
+    let out_dir = target.join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join("apply.md");
+    // The VM sees the host read-only except for this directory.
+    std::env::set_var("LAB_VM_RWDIR", &out_dir);
+    std::env::set_var("HOSTD_BIN", target.join("release/hostd"));
+    let mut a = args.to_vec();
+    a.extend(["--out".to_owned(), out.display().to_string()]);
+    let code = vm::runner(&target.join("release/bench-apply"), &a)?;
+    if code != 0 {
+        bail!("bench-apply failed with exit code {code}");
+    }
+    eprintln!("results: {}", out.display());
     Ok(())
 }
 

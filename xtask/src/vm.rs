@@ -181,7 +181,7 @@ fn is_privileged(bin: &Path) -> bool {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    name.starts_with("kernel_") || name == "lab-demo"
+    name.starts_with("kernel_") || name.starts_with("bench-") || name == "lab-demo"
 }
 
 fn short_name(bin: &Path) -> String {
