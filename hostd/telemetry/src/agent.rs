@@ -152,7 +152,13 @@ impl Agent {
             *seq = seq.wrapping_add(1);
             let n = (rec.header_len as usize).min(rec.header.len());
             let header = if rec.tag_offloaded != 0 {
-                insert_vlan_tag(&rec.header[..n], rec.vlan, u32::from(rec.priority))
+                // Put the tag back; keep the configured header size when the
+                // packet was cut (the whole frame otherwise).
+                let mut h = insert_vlan_tag(&rec.header[..n], rec.vlan, u32::from(rec.priority));
+                if n + 4 < rec.frame_len as usize {
+                    h.truncate(n);
+                }
+                h
             } else {
                 rec.header[..n].to_vec()
             };

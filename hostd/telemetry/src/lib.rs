@@ -19,5 +19,11 @@ pub mod loader;
 pub mod sflow;
 
 pub use agent::{Agent, AgentConfig, AgentError, Sent};
-pub use loader::{unpin, AttachMode, LoadOptions, Telemetry, TelemetryError, DEFAULT_PIN_DIR};
-pub use telemetry_common::{DirCounters, IfVlanCounters, IfVlanKey, SubnetCounters, NO_VLAN};
+pub use aya::programs::TcAttachType;
+pub use ipnet::IpNet;
+pub use loader::{
+    tcx_programs, unpin, AttachMode, LoadOptions, Telemetry, TelemetryError, DEFAULT_PIN_DIR,
+};
+pub use telemetry_common::{
+    programs, DirCounters, IfVlanCounters, IfVlanKey, SubnetCounters, NO_VLAN,
+};

@@ -4,6 +4,7 @@ use std::{
     collections::BTreeMap,
     io,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use aya::{
@@ -34,7 +35,7 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/hostd";
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error("loading the eBPF object failed")]
-    Load(#[source] aya::EbpfError),
+    Load(#[source] Box<aya::EbpfError>),
     #[error("program {name} is missing from the eBPF object")]
     MissingProgram { name: &'static str },
     #[error("map {name} is missing from the eBPF object (or was taken)")]
@@ -43,7 +44,7 @@ pub enum TelemetryError {
     Program {
         name: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("attaching {name} to {interface} ({direction}) failed")]
     Attach {
@@ -51,21 +52,21 @@ pub enum TelemetryError {
         interface: String,
         direction: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("detaching {name} from {interface} failed")]
     Detach {
         name: &'static str,
         interface: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     #[error("removing a stale {name} filter from {interface} failed")]
     Stale {
         name: &'static str,
         interface: String,
         #[source]
-        source: TcError,
+        source: Box<TcError>,
     },
     #[error(
         "{name} is still attached to {interface} through TCX by another owner \
@@ -87,7 +88,7 @@ pub enum TelemetryError {
     Map {
         name: &'static str,
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     #[error("pin directory {path}: {source}")]
     PinDir {
@@ -104,7 +105,10 @@ pub enum TelemetryError {
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> TelemetryError {
-    move |source| TelemetryError::Map { name, source }
+    move |source| TelemetryError::Map {
+        name,
+        source: Box::new(source),
+    }
 }
 
 /// How the programs were attached: TCX links (kernel >= 6.6) or netlink
@@ -214,11 +218,16 @@ impl Telemetry {
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(OBJECT).map_err(TelemetryError::Load)?;
+        let mut ebpf = loader
+            .load(OBJECT)
+            .map_err(|e| TelemetryError::Load(Box::new(e)))?;
         for name in [programs::INGRESS, programs::EGRESS] {
             classifier(&mut ebpf, name)?
                 .load()
-                .map_err(|source| TelemetryError::Program { name, source })?;
+                .map_err(|source| TelemetryError::Program {
+                    name,
+                    source: Box::new(source),
+                })?;
         }
         // aya attaches with TCX from 6.6 on and with netlink (clsact) before.
         let tcx = aya::util::KernelVersion::current()
@@ -262,7 +271,7 @@ impl Telemetry {
             .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
             .map_max_entries(maps::SAMPLES, opts.ring_bytes)
             .load(OBJECT)
-            .map_err(TelemetryError::Load)
+            .map_err(|e| TelemetryError::Load(Box::new(e)))
     }
 
     /// How [`Telemetry::attach`] hooks interfaces on this kernel.
@@ -378,7 +387,7 @@ impl Telemetry {
                             return Err(TelemetryError::Stale {
                                 name,
                                 interface: interface.to_owned(),
-                                source,
+                                source: Box::new(source),
                             })
                         }
                     }
@@ -405,7 +414,7 @@ impl Telemetry {
                     name,
                     interface: interface.to_owned(),
                     direction,
-                    source,
+                    source: Box::new(source),
                 });
             match link {
                 Ok(l) => links.push(l),
@@ -416,7 +425,7 @@ impl Telemetry {
                             p.detach(l).map_err(|source| TelemetryError::Detach {
                                 name: programs::INGRESS,
                                 interface: interface.to_owned(),
-                                source,
+                                source: Box::new(source),
                             })
                         });
                     }
@@ -457,7 +466,7 @@ impl Telemetry {
                 .map_err(|source| TelemetryError::Detach {
                     name,
                     interface: interface.to_owned(),
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         tracing::info!(interface, "telemetry detached");
@@ -555,6 +564,52 @@ impl Telemetry {
         RingBuf::try_from(map).map_err(map_err(maps::SAMPLES))
     }
 
+    /// Runs program `name` (an [`programs`] name: ingress, egress or the
+    /// no-op baseline, loaded on first use) `repeat` times over `packet` in
+    /// the kernel with `BPF_PROG_TEST_RUN`, and returns the kernel's average
+    /// time per run. For benchmarks: the runs are counted (on ifindex 1).
+    pub fn test_run(
+        &mut self,
+        name: &'static str,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<Duration, TelemetryError> {
+        use aya::programs::{TestRun as _, TestRunOptions};
+        let prog = classifier(&mut self.ebpf, name)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|source| TelemetryError::Program {
+                name,
+                source: Box::new(source),
+            })?;
+        }
+        let opts = TestRunOptions {
+            data_in: Some(packet),
+            repeat,
+            ..TestRunOptions::new()
+        };
+        let r = prog
+            .test_run(opts)
+            .map_err(|source| TelemetryError::Program {
+                name,
+                source: Box::new(source),
+            })?;
+        Ok(r.duration)
+    }
+
+    /// Discards every sample waiting in the ring buffer (when no agent took
+    /// it); returns how many.
+    pub fn drain_samples(&mut self) -> Result<usize, TelemetryError> {
+        let Some(map) = self.ebpf.map_mut(maps::SAMPLES) else {
+            return Ok(0);
+        };
+        let mut ring = RingBuf::try_from(map).map_err(map_err(maps::SAMPLES))?;
+        let mut n = 0;
+        while ring.next().is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn write_config(&mut self) -> Result<(), TelemetryError> {
         let map = self
             .ebpf
@@ -579,12 +634,12 @@ impl Telemetry {
     fn zero_subnet_values(&self) -> Result<PerCpuValues<SubnetCounters>, TelemetryError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, source)| TelemetryError::Map {
             name: maps::SUBNET_COUNTERS,
-            source: aya::maps::MapError::IoError(source),
+            source: Box::new(aya::maps::MapError::IoError(source)),
         })?;
         PerCpuValues::try_from(vec![SubnetCounters::default(); cpus]).map_err(|source| {
             TelemetryError::Map {
                 name: maps::SUBNET_COUNTERS,
-                source: aya::maps::MapError::IoError(source),
+                source: Box::new(aya::maps::MapError::IoError(source)),
             }
         })
     }
@@ -737,6 +792,27 @@ pub fn ifindex(interface: &str) -> Result<u32, TelemetryError> {
     })
 }
 
+/// Names of the programs attached to `interface` through TCX in `direction`
+/// (kernels >= 6.6; the kernel keeps 15 bytes of each name). For checks that
+/// nothing is left attached.
+pub fn tcx_programs(
+    interface: &str,
+    direction: TcAttachType,
+) -> Result<Vec<String>, TelemetryError> {
+    let (_, progs) = SchedClassifier::query_tcx(interface, direction).map_err(|source| {
+        TelemetryError::Attach {
+            name: "query",
+            interface: interface.to_owned(),
+            direction: "tcx query",
+            source: Box::new(source),
+        }
+    })?;
+    Ok(progs
+        .iter()
+        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+        .collect())
+}
+
 /// True when a program named `name` (the kernel keeps 15 bytes of it) is
 /// attached to `interface` through TCX.
 fn tcx_attached(interface: &str, attach_type: TcAttachType, name: &str) -> bool {
@@ -757,5 +833,8 @@ fn classifier<'a>(
     ebpf.program_mut(name)
         .ok_or(TelemetryError::MissingProgram { name })?
         .try_into()
-        .map_err(|source| TelemetryError::Program { name, source })
+        .map_err(|source| TelemetryError::Program {
+            name,
+            source: Box::new(source),
+        })
 }

@@ -1,0 +1,284 @@
+//! Benchmark of the telemetry programs (run as root):
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=/work/targets/ebpf cargo run --release -p hostd-telemetry --example bench
+//! CARGO_TARGET_DIR=/work/targets/ebpf cargo run --release -p hostd-telemetry --example bench -- --skip-iperf
+//! ```
+//!
+//! 1. ns per packet with `BPF_PROG_TEST_RUN` (the kernel's own average over
+//!    `repeat` runs of one 98-byte IPv4 frame): the no-op program (the cost of
+//!    running any TC program under test-run), counters only, counters with
+//!    1k and 64k subnets, and each of those plus 1:1000 sampling. Each case is
+//!    measured `ROUNDS` times; the median is reported.
+//! 2. TCP throughput over a veth pair between two namespaces with iperf3,
+//!    without and with the programs attached to the client's veth (both
+//!    directions), alternating, median of `IPERF_ROUNDS` runs each.
+//!
+//! Namespaces are named `hostd-bench-<pid>-{a,b}` and deleted on exit.
+
+use std::{
+    net::Ipv4Addr,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+use hostd_telemetry::{programs, IpNet, LoadOptions, Telemetry};
+
+const REPEAT: u32 = 1_000_000;
+const ROUNDS: usize = 7;
+const IPERF_ROUNDS: usize = 5;
+const IPERF_SECONDS: &str = "5";
+
+/// Ethernet + IPv4 + ICMP echo (56 bytes of payload), 10.1.2.3 -> 10.200.0.1.
+fn packet() -> Vec<u8> {
+    let mut p = vec![0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a, 0x08, 0x00];
+    let mut ip = vec![
+        0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 1, 2, 3, 10, 200, 0, 1,
+    ];
+    let sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p.extend_from_slice(&ip);
+    p.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+    p.extend((0..56u8).map(|i| i.wrapping_mul(7)));
+    p
+}
+
+/// `n` distinct IPv4 subnets (mostly /24, every tenth a /32); the packet's
+/// destination 10.200.0.1 falls in the first (10.200.0.0/24).
+fn subnets(n: usize) -> Vec<IpNet> {
+    let mut v: Vec<IpNet> = Vec::with_capacity(n);
+    if n == 0 {
+        return v;
+    }
+    v.push("10.200.0.0/24".parse().expect("net"));
+    for i in 0..(n as u32 - 1) {
+        let base = (172u32 << 24) | (16 << 16) | (i << 8);
+        let net = if i % 10 == 0 {
+            ipnet::Ipv4Net::new(Ipv4Addr::from(base + 1), 32)
+        } else {
+            ipnet::Ipv4Net::new(Ipv4Addr::from(base), 24)
+        };
+        v.push(IpNet::V4(net.expect("prefix")));
+    }
+    v
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn measure(t: &mut Telemetry, name: &'static str, pkt: &[u8]) -> anyhow::Result<f64> {
+    let mut runs = Vec::with_capacity(ROUNDS);
+    // Warm-up (map entries created, caches warm).
+    t.test_run(name, pkt, 10_000)?;
+    for _ in 0..ROUNDS {
+        let d = t.test_run(name, pkt, REPEAT)?;
+        runs.push(d.as_nanos() as f64);
+        t.drain_samples()?;
+    }
+    Ok(median(runs))
+}
+
+fn prog_test_run() -> anyhow::Result<Vec<(String, f64)>> {
+    let pkt = packet();
+    let mut rows = Vec::new();
+    // A ring big enough for one round's samples at 1:1000 (1000 x 288 B).
+    let opts = LoadOptions {
+        max_subnets: 65536,
+        ring_bytes: 4 << 20,
+        ..Default::default()
+    };
+    let mut t = Telemetry::load_with(&opts)?;
+    rows.push((
+        "no program (no-op TC program)".to_owned(),
+        measure(&mut t, programs::NOOP, &pkt)?,
+    ));
+    for (label, n) in [
+        ("", 0usize),
+        (", 1k subnets", 1024),
+        (", 64k subnets", 65536),
+    ] {
+        let nets = subnets(n);
+        t.set_subnets(&nets)?;
+        t.set_sampling(0, 128)?;
+        rows.push((
+            format!("counters{label}"),
+            measure(&mut t, programs::INGRESS, &pkt)?,
+        ));
+        t.set_sampling(1000, 128)?;
+        rows.push((
+            format!("counters{label} + sampling 1:1000"),
+            measure(&mut t, programs::INGRESS, &pkt)?,
+        ));
+        let (rx, _) = t.counters()?;
+        if rx.samples == 0 {
+            bail!("no sample taken at 1:1000: the sampling path was not exercised");
+        }
+        eprintln!(
+            "  {} subnets configured ({} in the tries); samples so far {}",
+            n,
+            nets.len(),
+            rx.samples
+        );
+    }
+    Ok(rows)
+}
+
+/// Two namespaces and a veth pair, deleted on drop.
+struct Pair {
+    a: String,
+    b: String,
+}
+
+impl Pair {
+    fn new() -> anyhow::Result<Self> {
+        let pid = std::process::id();
+        let p = Self {
+            a: format!("hostd-bench-{pid}-a"),
+            b: format!("hostd-bench-{pid}-b"),
+        };
+        for ns in [&p.a, &p.b] {
+            run(&["ip", "netns", "add", ns])?;
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        run(&[
+            "ip", "-n", &p.a, "link", "add", "veth0", "type", "veth", "peer", "name", "veth0",
+            "netns", &p.b,
+        ])?;
+        run(&[
+            "ip",
+            "-n",
+            &p.a,
+            "addr",
+            "add",
+            "10.77.0.1/24",
+            "dev",
+            "veth0",
+        ])?;
+        run(&[
+            "ip",
+            "-n",
+            &p.b,
+            "addr",
+            "add",
+            "10.77.0.2/24",
+            "dev",
+            "veth0",
+        ])?;
+        run(&["ip", "-n", &p.a, "link", "set", "veth0", "up"])?;
+        run(&["ip", "-n", &p.b, "link", "set", "veth0", "up"])?;
+        Ok(p)
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn run(argv: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .with_context(|| format!("{argv:?}"))?;
+    if !out.status.success() {
+        bail!("{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn iperf(p: &Pair) -> anyhow::Result<f64> {
+    let out = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &p.a,
+        "iperf3",
+        "-c",
+        "10.77.0.2",
+        "-t",
+        IPERF_SECONDS,
+        "-J",
+    ])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("iperf3 JSON")?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("bits_per_second")
+}
+
+fn throughput() -> anyhow::Result<(f64, f64, u64)> {
+    let p = Pair::new()?;
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &p.b, "iperf3", "-s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("iperf3 server")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let ns = std::fs::File::open(format!("/run/netns/{}", p.a))?;
+    let result = std::thread::scope(|s| {
+        s.spawn(|| -> anyhow::Result<(f64, f64, u64)> {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let mut t = Telemetry::load()?;
+            t.set_sampling(1000, 128)?;
+            t.set_subnets(&subnets(1024))?;
+            let (mut without, mut with) = (Vec::new(), Vec::new());
+            for _ in 0..IPERF_ROUNDS {
+                without.push(iperf(&p)?);
+                t.attach("veth0")?;
+                with.push(iperf(&p)?);
+                t.detach("veth0")?;
+            }
+            let (rx, tx) = t.counters()?;
+            Ok((median(without), median(with), rx.packets + tx.packets))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("bench thread panicked"))?
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
+fn main() -> anyhow::Result<()> {
+    let skip_iperf = std::env::args().any(|a| a == "--skip-iperf");
+    let uname = run(&["uname", "-r"])?;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")?
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        .unwrap_or_default();
+    println!(
+        "kernel {}; {} x {cpu}",
+        uname.trim(),
+        std::thread::available_parallelism()?.get()
+    );
+    println!("BPF_PROG_TEST_RUN, 98-byte IPv4 frame, {REPEAT} runs x {ROUNDS} rounds (median of kernel averages):");
+    let rows = prog_test_run()?;
+    let base = rows[0].1;
+    println!("| case | ns/packet | minus no-op |");
+    println!("|---|---:|---:|");
+    for (label, ns) in &rows {
+        println!("| {label} | {ns:.1} | {:.1} |", ns - base);
+    }
+    if !skip_iperf {
+        let (without, with, packets) = throughput()?;
+        println!(
+            "iperf3 TCP over veth, {IPERF_SECONDS} s x {IPERF_ROUNDS} (median): without {:.2} Gbit/s, with programs \
+             (1:1000 sampling, 1k subnets) {:.2} Gbit/s ({:+.1}%); {packets} packets counted",
+            without / 1e9,
+            with / 1e9,
+            (with - without) / without * 100.0
+        );
+    }
+    Ok(())
+}
