@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::{
     header,
     sflow::{self, CounterRecord, FlowRecord, IfCounters, Sample},
-    subnets::{SubnetId, SubnetTable},
+    subnets::{IntMap, SubnetId, SubnetTable},
 };
 
 /// Scaled counters of one subnet.
@@ -163,8 +163,8 @@ pub struct Shard {
     dirty: Vec<SubnetId>,
     /// Latest generic interface counters per interface, with receive time.
     ifaces: HashMap<IfKey, (IfCounters, u64)>,
-    agents: HashMap<AgentKey, AgentStats>,
-    drops: HashMap<SourceKey, u32>,
+    agents: IntMap<AgentKey, AgentStats>,
+    drops: IntMap<SourceKey, u32>,
     pub stats: Stats,
 }
 
@@ -183,14 +183,14 @@ impl Shard {
             deltas: vec![SubnetCounters::default(); n],
             dirty: Vec::new(),
             ifaces: HashMap::new(),
-            agents: HashMap::new(),
-            drops: HashMap::new(),
+            agents: IntMap::default(),
+            drops: IntMap::default(),
             stats: Stats::default(),
         }
     }
 
     /// Per-agent statistics of this shard.
-    pub fn agents(&self) -> &HashMap<AgentKey, AgentStats> {
+    pub fn agents(&self) -> &IntMap<AgentKey, AgentStats> {
         &self.agents
     }
 

@@ -25,9 +25,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers panic with context")]
 
 use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr, UdpSocket},
-    process::{Command, Stdio},
+    net::{SocketAddr, UdpSocket},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -42,6 +40,9 @@ use collector::{
 };
 use ipnet::IpNet;
 use lab::NetNs;
+
+mod common;
+use common::{start_capture, stop_capture, tshark_oracle};
 use serde_json::Value;
 
 const RATE: u64 = 5;
@@ -68,112 +69,6 @@ fn blast(from: SocketAddr, to: SocketAddr, n: usize, size: usize) {
             }
         }
     }
-}
-
-/// Per-subnet totals from tshark's JSON decoding of the capture.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Tot {
-    in_bytes: f64,
-    out_bytes: f64,
-    in_pkts: f64,
-    out_pkts: f64,
-}
-
-struct Oracle {
-    datagrams: u64,
-    flow_samples: u64,
-    subnets: BTreeMap<IpNet, Tot>,
-}
-
-fn tshark_oracle(pcap: &str, port: u16, nets: &[IpNet]) -> Oracle {
-    let out = Command::new("tshark")
-        .args([
-            "-r",
-            pcap,
-            "-d",
-            &format!("udp.port=={port},sflow"),
-            "-T",
-            "json",
-            "--no-duplicate-keys",
-        ])
-        .output()
-        .expect("run tshark (Debian package tshark)");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let frames: Vec<Value> = serde_json::from_slice(&out.stdout).expect("tshark json");
-    let mut o = Oracle {
-        datagrams: 0,
-        flow_samples: 0,
-        subnets: nets.iter().map(|n| (*n, Tot::default())).collect(),
-    };
-    let lookup = |a: &str| -> Option<IpNet> {
-        let a: IpAddr = a.parse().ok()?;
-        nets.iter()
-            .filter(|n| n.contains(&a))
-            .max_by_key(|n| n.prefix_len())
-            .copied()
-    };
-    for f in &frames {
-        let Some(sflow) = f["_source"]["layers"].get("sflow") else {
-            continue;
-        };
-        o.datagrams += 1;
-        let Some(obj) = sflow.as_object() else {
-            continue;
-        };
-        for (k, sample) in obj {
-            if !k.starts_with("Flow sample") {
-                continue;
-            }
-            // With --no-duplicate-keys equal keys become arrays.
-            let samples = match sample {
-                Value::Array(a) => a.clone(),
-                v => vec![v.clone()],
-            };
-            for s in samples {
-                o.flow_samples += 1;
-                let rate: f64 = s["sflow.flow_sample.sampling_rate"]
-                    .as_str()
-                    .and_then(|v| v.parse().ok())
-                    .expect("rate");
-                let hdr = &s["Raw packet header"];
-                let Some(len) = hdr["sflow_245.header.frame_length"]
-                    .as_str()
-                    .and_then(|v| v.parse::<f64>().ok())
-                else {
-                    continue;
-                };
-                let tree = &hdr["sflow_245.header_tree"];
-                let (src, dst) = if let Some(ip) = tree.get("ip") {
-                    (
-                        ip["ip.src"].as_str().unwrap_or(""),
-                        ip["ip.dst"].as_str().unwrap_or(""),
-                    )
-                } else if let Some(ip) = tree.get("ipv6") {
-                    (
-                        ip["ipv6.src"].as_str().unwrap_or(""),
-                        ip["ipv6.dst"].as_str().unwrap_or(""),
-                    )
-                } else {
-                    continue;
-                };
-                if let Some(n) = lookup(src) {
-                    let t = o.subnets.get_mut(&n).expect("net");
-                    t.out_bytes += rate * len;
-                    t.out_pkts += rate;
-                }
-                if let Some(n) = lookup(dst) {
-                    let t = o.subnets.get_mut(&n).expect("net");
-                    t.in_bytes += rate * len;
-                    t.in_pkts += rate;
-                }
-            }
-        }
-    }
-    o
 }
 
 fn within(what: &str, est: f64, n: f64, frame: f64) {
@@ -300,14 +195,7 @@ fn pmacct_sfprobe_totals_match_traffic_and_tshark() {
 
             let pcap = dir.join("sflow.pcap");
             let pcap_s = pcap.to_str().expect("utf-8").to_string();
-            let mut tshark = Command::new("tshark")
-                .args(["-i", "lo", "-f", &format!("udp port {port}"), "-w", &pcap_s, "-q"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("tshark (Debian package tshark)");
-            lab::wait_until("tshark capturing", Duration::from_secs(20), || pcap.metadata().is_ok_and(|m| m.len() > 0));
+            let tshark = start_capture(port, &pcap);
 
             let log = dir.join("pmacctd.log");
             let conf = dir.join("pmacctd.conf");
@@ -342,10 +230,7 @@ fn pmacct_sfprobe_totals_match_traffic_and_tshark() {
                 }
                 s > 0 && last.1.elapsed() > Duration::from_secs(3)
             });
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(tshark.id() as i32, libc::SIGINT) };
-            let st = tshark.wait().expect("tshark exit");
-            assert!(st.success() || st.code().is_none(), "tshark: {st}");
+            stop_capture(tshark);
 
             now.store(T0 + 60, Ordering::SeqCst);
             c.flush();
