@@ -300,3 +300,46 @@ fn read_rxq_ovfl(h: &libc::msghdr, drops: &AtomicU64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket nobody reads, with a tiny buffer, flooded: the kernel drops.
+    /// A datagram queued after the drops carries the socket's drop count in
+    /// its SO_RXQ_OVFL control message, which `read_rxq_ovfl` publishes.
+    #[test]
+    fn kernel_drops_from_rxq_ovfl() {
+        let rx = bind("127.0.0.1:0".parse().unwrap(), 4096).unwrap();
+        let to = rx.local_addr().unwrap().as_socket().unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..500 {
+            tx.send_to(&[0u8; 1000], to).unwrap();
+        }
+        // Drain what was queued before the drops, then queue one more.
+        let mut sink = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+        rx.set_nonblocking(true).unwrap();
+        while rx.recv(&mut sink).is_ok() {}
+        rx.set_nonblocking(false).unwrap();
+        tx.send_to(&[0u8; 1000], to).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut ctl = [0u8; CMSG_LEN];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: a zeroed msghdr pointing at live buffers.
+        let mut h: libc::msghdr = unsafe { zeroed() };
+        h.msg_iov = &mut iov;
+        h.msg_iovlen = 1;
+        h.msg_control = ctl.as_mut_ptr() as *mut libc::c_void;
+        h.msg_controllen = CMSG_LEN as _;
+        // SAFETY: valid fd and msghdr.
+        let n = unsafe { libc::recvmsg(rx.as_raw_fd(), &mut h, 0) };
+        assert_eq!(n, 1000);
+        let drops = AtomicU64::new(0);
+        read_rxq_ovfl(&h, &drops);
+        let d = drops.load(Ordering::Relaxed);
+        assert!(d > 0 && d < 500, "drops {d}");
+    }
+}
