@@ -983,3 +983,100 @@ fn ten_thousand_cidrs_are_one_set_and_match() {
         "client no longer in the list"
     );
 }
+
+#[test]
+fn netlink_loaded_sets_list_exactly_like_nft_loaded_ones() {
+    use hostd_core::firewall::NamedSet;
+    let ns = NetNs::new("fwnl").expect("namespace");
+    // Sets as hostd renders them (aggregated), renamed for the test.
+    let mk = |name: &str, v6: bool, nets: &[&str]| -> NamedSet {
+        let quoted: Vec<String> = nets.iter().map(|n| format!("\"{n}\"")).collect();
+        let s = spec(&format!(
+            "{MGMT_ELSEWHERE}rules:\n  - {{ action: accept, sources: [{}] }}\n",
+            quoted.join(", ")
+        ));
+        let rs = hostd_core::firewall::render(&s).expect("enabled");
+        let mut set = rs
+            .sets
+            .into_iter()
+            .find(|x| x.name.starts_with("r0_src") && x.v6 == v6)
+            .expect("rule set");
+        set.name = name.to_owned();
+        set
+    };
+    let v4 = [
+        "10.0.0.0/24",
+        "10.0.1.0/24",
+        "10.0.3.5/32",
+        "192.0.2.128/25",
+        "255.255.255.0/24",
+    ];
+    let v6 = [
+        "2001:db8::/48",
+        "2001:db8:1::/48",
+        "fe80::1/128",
+        "ff00::/8",
+    ];
+    let big: Vec<String> = (0..3000u32)
+        .map(|k| std::net::Ipv4Addr::from(0x0a00_0000 + k * 4).to_string())
+        .collect();
+    let big: Vec<&str> = big.iter().map(String::as_str).collect();
+    let sets = [
+        mk("nl4", false, &v4),
+        mk("nl6", true, &v6),
+        mk("nlbig", false, &big),
+    ];
+    ns.enter(|| hostd::firewall::netlink::load_sets(&sets.iter().collect::<Vec<_>>()))
+        .expect("netlink load");
+    // The same sets through the nft binary.
+    let mut script = String::new();
+    for s in &sets {
+        let elems: Vec<String> = s.elements.iter().map(ToString::to_string).collect();
+        script.push_str(&format!(
+            "add set inet hostd {}_nft {{ type {}; flags interval; elements = {{ {} }} }}\n",
+            s.name,
+            if s.v6 { "ipv6_addr" } else { "ipv4_addr" },
+            elems.join(", ")
+        ));
+    }
+    nft_script(&ns, &script);
+    for s in &sets {
+        let elem = |name: &str| {
+            let v: serde_json::Value =
+                serde_json::from_str(&ns.run(&["nft", "-j", "list", "set", "inet", "hostd", name]))
+                    .expect("json");
+            let set = v["nftables"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .find_map(|o| o.get("set").cloned())
+                .expect("set");
+            (
+                set["type"].clone(),
+                set["flags"].clone(),
+                set["elem"].clone(),
+            )
+        };
+        let (a, b) = (elem(&s.name), elem(&format!("{}_nft", s.name)));
+        assert_eq!(
+            a, b,
+            "set {} loaded over netlink differs from nft's",
+            s.name
+        );
+        assert!(a.2.as_array().is_some_and(|e| !e.is_empty()));
+    }
+    // Creating an existing set is refused, and the batch creates nothing.
+    let again = [
+        mk("nl4", false, &["10.9.9.0/24"]),
+        mk("fresh", false, &["10.8.8.0/24"]),
+    ];
+    let e = ns
+        .enter(|| hostd::firewall::netlink::load_sets(&again.iter().collect::<Vec<_>>()))
+        .expect_err("exists");
+    assert!(e.to_string().contains("add set nl4"), "{e}");
+    assert!(
+        ns.try_run(&["nft", "list", "set", "inet", "hostd", "fresh"])
+            .is_err(),
+        "a refused batch left a set behind"
+    );
+}

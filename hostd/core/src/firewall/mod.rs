@@ -13,8 +13,8 @@ mod validate;
 
 pub use counters::{parse_current, parse_listing, ListingError, RuleCounter, ShowRow, TableState};
 pub use render::{
-    remove_script, render, Chain, Current, NamedSet, NftRule, RuleTag, Ruleset, FAMILY,
-    FINGERPRINT_KEY, TABLE,
+    remove_script, render, Chain, Current, IntervalElement, NamedSet, NftRule, RuleTag, Ruleset,
+    FAMILY, FINGERPRINT_KEY, TABLE,
 };
 pub use spec::{
     Action, Cidr, Comment, Direction, FirewallSpec, IfaceMatch, Management, OutboundPolicy, Port,

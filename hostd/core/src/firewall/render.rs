@@ -76,7 +76,84 @@ pub struct NamedSet {
     pub elements: Vec<IpNet>,
 }
 
+/// One element of an interval set as the kernel stores it: a start key, or
+/// the first key past a range (`end`). Built by [`NamedSet::interval_elements`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntervalElement {
+    /// Address in network byte order (4 or 16 bytes).
+    pub key: Vec<u8>,
+    /// `NFT_SET_ELEM_INTERVAL_END`.
+    pub end: bool,
+    /// The range runs to the top of the address space (no end element follows).
+    pub open: bool,
+}
+
 impl NamedSet {
+    /// The elements nft itself would send for this set (as `nft --debug=netlink`
+    /// shows): an end marker at 0 when the first range starts above 0, then
+    /// for each network its start and the first address past it (end marker),
+    /// none after a network reaching the top of the address space. Elements
+    /// must be aggregated (no overlaps), as [`render`] leaves them.
+    pub fn interval_elements(&self) -> Vec<IntervalElement> {
+        let width = if self.v6 { 128 } else { 32 };
+        let to_key = |v: u128| -> Vec<u8> {
+            if self.v6 {
+                v.to_be_bytes().to_vec()
+            } else {
+                (v as u32).to_be_bytes().to_vec()
+            }
+        };
+        let mut ranges: Vec<(u128, Option<u128>)> = self
+            .elements
+            .iter()
+            .map(|n| {
+                let (start, host_bits) = match n {
+                    IpNet::V4(n) => (
+                        u128::from(u32::from(n.network())),
+                        32 - u32::from(n.prefix_len()),
+                    ),
+                    IpNet::V6(n) => (u128::from(n.network()), 128 - u32::from(n.prefix_len())),
+                };
+                let size_minus_one = if host_bits >= 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << host_bits) - 1
+                };
+                let last = start + size_minus_one;
+                let top = if width == 128 {
+                    u128::MAX
+                } else {
+                    (1u128 << width) - 1
+                };
+                (start, if last >= top { None } else { Some(last + 1) })
+            })
+            .collect();
+        ranges.sort_unstable();
+        let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
+        if ranges.first().is_some_and(|r| r.0 != 0) {
+            out.push(IntervalElement {
+                key: to_key(0),
+                end: true,
+                open: false,
+            });
+        }
+        for (start, end) in ranges {
+            out.push(IntervalElement {
+                key: to_key(start),
+                end: false,
+                open: end.is_none(),
+            });
+            if let Some(e) = end {
+                out.push(IntervalElement {
+                    key: to_key(e),
+                    end: true,
+                    open: false,
+                });
+            }
+        }
+        out
+    }
+
     /// `{ type ipv4_addr; flags interval; elements = { ... } }` and a newline.
     fn write_body(&self, s: &mut String) {
         let _ = writeln!(s, "{{");

@@ -624,3 +624,66 @@ fn whole_document_or_section() {
     assert!(FirewallSpec::from_document(&section).is_ok());
     assert!(FirewallSpec::from_document("[1, 2").is_err());
 }
+
+#[test]
+fn interval_elements_match_what_nft_sends() {
+    // `nft --debug=netlink` for elements = { 10.0.0.0/24, 10.0.1.0/24, 10.0.3.5, 255.255.255.0/24 }:
+    // 0.0.0.0 end, 10.0.0.0, 10.0.1.0 end, 10.0.1.0, 10.0.2.0 end, 10.0.3.5,
+    // 10.0.3.6 end, 255.255.255.0 (open).
+    let set = NamedSet {
+        name: "s".into(),
+        v6: false,
+        elements: [
+            "10.0.1.0/24",
+            "10.0.0.0/24",
+            "10.0.3.5/32",
+            "255.255.255.0/24",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("net"))
+        .collect(),
+    };
+    let got: Vec<(String, bool, bool)> = set
+        .interval_elements()
+        .into_iter()
+        .map(|e| {
+            let k: [u8; 4] = e.key.as_slice().try_into().expect("4 bytes");
+            (std::net::Ipv4Addr::from(k).to_string(), e.end, e.open)
+        })
+        .collect();
+    let want = [
+        ("0.0.0.0", true, false),
+        ("10.0.0.0", false, false),
+        ("10.0.1.0", true, false),
+        ("10.0.1.0", false, false),
+        ("10.0.2.0", true, false),
+        ("10.0.3.5", false, false),
+        ("10.0.3.6", true, false),
+        ("255.255.255.0", false, true),
+    ];
+    assert_eq!(got, want.map(|(a, b, c)| (a.to_owned(), b, c)));
+    // IPv6, starting at :: (no leading end marker), and the whole space.
+    let v6 = NamedSet {
+        name: "s6".into(),
+        v6: true,
+        elements: vec!["::/1".parse().expect("net")],
+    };
+    let e = v6.interval_elements();
+    assert_eq!(e.len(), 2);
+    assert_eq!((e[0].key.len(), e[0].end), (16, false));
+    assert_eq!(e[1].key[0], 0x80);
+    assert!(e[1].end);
+    let all = NamedSet {
+        name: "a".into(),
+        v6: false,
+        elements: vec!["0.0.0.0/0".parse().expect("net")],
+    };
+    assert_eq!(
+        all.interval_elements(),
+        vec![IntervalElement {
+            key: vec![0; 4],
+            end: false,
+            open: true
+        }]
+    );
+}

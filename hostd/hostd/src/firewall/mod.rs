@@ -12,6 +12,7 @@
 //! namespace (`setns(2)`) applies the firewall of that namespace.
 
 pub mod cli;
+pub mod netlink;
 
 use std::{
     ffi::OsString,
@@ -22,7 +23,7 @@ use std::{
 
 use hostd_core::firewall::{
     parse_current, parse_listing, remove_script, render, Current, FirewallError, FirewallSpec,
-    ListingError, Ruleset, TableState,
+    ListingError, NamedSet, Ruleset, TableState,
 };
 use tracing::{info, instrument, warn};
 
@@ -92,7 +93,8 @@ pub enum Applied {
         sets_loaded: usize,
         /// Set elements loaded by this transaction.
         elements_loaded: usize,
-        /// Time spent in the nft transaction alone.
+        /// Time spent changing the kernel: loading new sets over netlink
+        /// plus the nft transaction (reading and verifying excluded).
         transaction: Duration,
     },
     /// The firewall is disabled and hostd's table was removed (or absent).
@@ -216,26 +218,39 @@ pub fn apply_with(nft: &Nft, spec: &FirewallSpec, opts: ApplyOptions) -> Result<
 
 /// Sends one transaction: an update from `current`, or a full replacement.
 fn send(nft: &Nft, rs: &Ruleset, current: Option<&Current>) -> Result<Applied, Error> {
-    let (how, script, loaded): (&'static str, String, Vec<_>) = match current {
-        Some(cur) => (
-            "update",
-            rs.update_script(cur),
-            rs.sets
+    let start = Instant::now();
+    let (how, script, loaded): (&'static str, String, Vec<&NamedSet>) = match current {
+        Some(cur) => {
+            let new: Vec<&NamedSet> = rs
+                .sets
                 .iter()
                 .filter(|s| !cur.sets.contains(&s.name))
-                .collect(),
-        ),
+                .collect();
+            // New sets go in first over netlink (no rule uses them yet, so
+            // packets are unaffected); the nft transaction then switches the
+            // rules over atomically. If the kernel refuses the netlink batch,
+            // nothing was created and nft adds the sets itself.
+            let script = match netlink::load_sets(&new) {
+                Ok(()) => {
+                    let mut cur = cur.clone();
+                    cur.sets.extend(new.iter().map(|s| s.name.clone()));
+                    rs.update_script(&cur)
+                }
+                Err(e) => {
+                    warn!(error = %e, "netlink set loader refused; nft loads the sets");
+                    rs.update_script(cur)
+                }
+            };
+            ("update", script, new)
+        }
         None => ("replace", rs.replace_script(), rs.sets.iter().collect()),
     };
-    let start = Instant::now();
-    nft.transaction(
-        &script,
-        if how == "update" {
-            "update transaction"
-        } else {
-            "replace transaction"
-        },
-    )?;
+    let what = if how == "update" {
+        "update transaction"
+    } else {
+        "replace transaction"
+    };
+    nft.transaction(&script, what)?;
     let transaction = start.elapsed();
     let elements_loaded = loaded.iter().map(|s| s.elements.len()).sum();
     info!(

@@ -1,0 +1,178 @@
+//! Benchmark: time to apply hostd's firewall with 10, 1,000 and 10,000 CIDR
+//! exceptions, through the same code path hostd uses (`firewall::apply_with`).
+//!
+//! `cargo run --release -p hostd --bin firewall-bench [-- --runs N]`
+//!
+//! Needs root. Re-executes itself inside a fresh, private network namespace
+//! (`unshare --net`), so the host's own nftables ruleset is never touched;
+//! the namespace disappears with the process.
+//!
+//! Scenarios, each timed `--runs` times (median, min, max):
+//! - `cold`: hostd's table absent, apply a ruleset with N CIDRs;
+//! - `replace`: table present, forced full replacement (delete + recreate);
+//! - `rule change`: a port of another rule changes, the N-CIDR set is kept;
+//! - `cidr change`: one CIDR added to the N: the set is reloaded.
+//!
+//! `apply` is the whole call (read the table, one transaction, read back and
+//! verify); `txn` is the nft transaction alone.
+
+use std::{
+    net::Ipv4Addr,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use hostd::firewall::{self as fw, Applied, ApplyOptions, Nft};
+use hostd_core::firewall::FirewallSpec;
+
+const INNER: &str = "HOSTD_FIREWALL_BENCH_IN_NETNS";
+
+fn main() -> anyhow::Result<()> {
+    let mut runs = 10usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => {
+                runs = args
+                    .next()
+                    .context("--runs N")?
+                    .parse()
+                    .context("--runs N")?
+            }
+            other => bail!("unknown argument {other:?} (usage: firewall-bench [--runs N])"),
+        }
+    }
+    if std::env::var_os(INNER).is_none() {
+        let exe = std::env::current_exe().context("current_exe")?;
+        let status = Command::new("unshare")
+            .arg("--net")
+            .arg("--")
+            .arg(exe)
+            .args(["--runs", &runs.to_string()])
+            .env(INNER, "1")
+            .status()
+            .context("running unshare --net (root needed)")?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let nft = Nft::default();
+    println!(
+        "| CIDRs | set elements | scenario | apply median | apply min | apply max | txn median |"
+    );
+    println!("|---:|---:|---|---:|---:|---:|---:|");
+    for n in [10usize, 1_000, 10_000] {
+        bench_size(&nft, n, runs)?;
+    }
+    Ok(())
+}
+
+/// `n` distinct CIDRs that aggregation cannot merge: random /32s, /28s and
+/// /24s of 10.0.0.0/8 on a deterministic generator, each kept apart.
+fn cidrs(n: usize, salt: u64) -> Vec<String> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ salt;
+    let mut out = std::collections::BTreeMap::new();
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Slots of 512 addresses: a CIDR at the start of a slot never touches
+        // its neighbour's.
+        let slot = (x % 32_768) as u32;
+        let base = 0x0a00_0000u32 + slot * 512;
+        let len = [32, 28, 24][(x >> 20) as usize % 3];
+        out.entry(slot)
+            .or_insert_with(|| format!("{}/{len}", Ipv4Addr::from(base)));
+    }
+    out.into_values().collect()
+}
+
+fn spec(list: &[String], port: u16) -> anyhow::Result<FirewallSpec> {
+    let yaml = format!(
+        "management: {{ controllers: [192.0.2.10], channel_port: 7443 }}
+rules:
+  - {{ action: accept, protocol: tcp, ports: [22, 443], sources: [{}], comment: exceptions }}
+  - {{ action: accept, protocol: tcp, ports: [{port}] }}
+",
+        list.join(", ")
+    );
+    FirewallSpec::from_yaml(&yaml).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn txn(a: &Applied) -> Duration {
+    match a {
+        Applied::Changed { transaction, .. } => *transaction,
+        _ => Duration::ZERO,
+    }
+}
+
+fn bench_size(nft: &Nft, n: usize, runs: usize) -> anyhow::Result<()> {
+    let list = cidrs(n, n as u64);
+    let base = spec(&list, 8000)?;
+    let elements = hostd_core::firewall::render(&base).map_or(0, |r| {
+        r.sets
+            .iter()
+            .filter(|s| s.name.starts_with("r0_"))
+            .map(|s| s.elements.len())
+            .sum()
+    });
+    let report = |scenario: &str, samples: Vec<(Duration, Duration)>| {
+        let mut apply: Vec<Duration> = samples.iter().map(|s| s.0).collect();
+        let mut t: Vec<Duration> = samples.iter().map(|s| s.1).collect();
+        apply.sort();
+        t.sort();
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        println!(
+            "| {n} | {elements} | {scenario} | {} | {} | {} | {} |",
+            ms(apply[apply.len() / 2]),
+            ms(apply[0]),
+            ms(apply[apply.len() - 1]),
+            ms(t[t.len() / 2])
+        );
+    };
+    let timed = |spec: &FirewallSpec, force: bool| -> anyhow::Result<(Duration, Duration)> {
+        let start = Instant::now();
+        let a = fw::apply_with(
+            nft,
+            spec,
+            ApplyOptions {
+                force_replace: force,
+            },
+        )?;
+        let took = start.elapsed();
+        if !matches!(a, Applied::Changed { .. }) {
+            bail!("expected a change, got {a:?}");
+        }
+        Ok((took, txn(&a)))
+    };
+
+    let mut cold = Vec::new();
+    for _ in 0..runs {
+        fw::disable(nft)?;
+        cold.push(timed(&base, false)?);
+    }
+    report("cold (table absent)", cold);
+
+    let mut replace = Vec::new();
+    for _ in 0..runs {
+        replace.push(timed(&base, true)?);
+    }
+    report("replace whole table", replace);
+
+    let mut rule = Vec::new();
+    for i in 0..runs {
+        let s = spec(&list, 8001 + (i % 2) as u16)?;
+        rule.push(timed(&s, false)?);
+    }
+    report("rule change, set kept", rule);
+
+    let mut change = Vec::new();
+    for i in 0..runs {
+        let mut l = list.clone();
+        // One more CIDR, different each run, outside the generator's range.
+        l.push(format!("198.18.{}.0/24", i % 250));
+        change.push(timed(&spec(&l, 8000)?, false)?);
+    }
+    report("one CIDR added", change);
+    fw::disable(nft)?;
+    Ok(())
+}
