@@ -964,3 +964,100 @@ fn restart_with_pinned_maps_keeps_counting_once() {
         assert_nothing_attached(&a);
     }
 }
+
+/// The collector (`collector/`) decodes our datagrams and accounts the
+/// sampled packets (1:1 here) to the same subnets, with the same packet and
+/// byte counts, as the eBPF subnet counters.
+#[test]
+fn collector_accounts_our_samples_to_the_right_subnets() {
+    let (a, b) = veth_pair(false);
+    a.ip(&["addr", "add", "10.8.1.1/16", "dev", "eth0"]);
+    b.ip(&["addr", "add", "10.8.2.1/16", "dev", "eth0"]);
+    a.ip(&[
+        "neigh",
+        "replace",
+        "10.8.2.1",
+        "lladdr",
+        MAC_B,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    b.ip(&[
+        "neigh",
+        "replace",
+        "10.8.1.1",
+        "lladdr",
+        MAC_A,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    const N: u32 = 15;
+    let nets = vec![net("10.8.1.0/24"), net("10.8.2.0/24"), net("10.9.0.0/16")];
+    let (datagrams, ebpf) = a.enter(|| {
+        let collector = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("collector socket");
+        let mut t = Telemetry::load().expect("load");
+        t.set_sampling(1, 128).expect("sampling");
+        t.set_subnets(&nets).expect("subnets");
+        t.attach("eth0").expect("attach");
+        let mut agent = Agent::new(
+            &mut t,
+            AgentConfig {
+                collectors: vec![collector.local_addr().expect("addr")],
+                sampling_rate: 1,
+                ..Default::default()
+            },
+        )
+        .expect("agent");
+        let s = ping(&a, "10.8.2.1", N, Duration::from_millis(20), None).expect("ping");
+        assert_eq!(s.received, N, "{s:?}");
+        let sent = agent.export_samples(&t).expect("export");
+        assert_eq!(
+            sent.samples,
+            2 * N as usize,
+            "a request and a reply per ping"
+        );
+        let ebpf: BTreeMap<IpNet, SubnetCounters> =
+            t.subnet_counters().expect("subnets").into_iter().collect();
+        (drain(&collector, Duration::from_millis(500)), ebpf)
+    });
+    let table = collector::subnets::SubnetTable::new(nets.clone()).expect("subnet table");
+    let mut shard = collector::accounting::Shard::new(std::sync::Arc::new(table));
+    for d in &datagrams {
+        shard.datagram(Ipv4Addr::LOCALHOST.into(), d, 0);
+    }
+    let drained = shard.drain();
+    let got: BTreeMap<IpNet, collector::accounting::SubnetCounters> = drained
+        .subnets
+        .iter()
+        .map(|(id, c)| (nets[*id as usize], *c))
+        .collect();
+    let n = u64::from(N);
+    for net in &nets[..2] {
+        let (c, e) = (got.get(net).copied().unwrap_or_default(), ebpf[net]);
+        println!("{net}: collector {c:?}, eBPF {e:?}");
+        assert_eq!(
+            (c.in_pkts, c.in_bytes),
+            (e.to_packets, e.to_bytes),
+            "{net}: in = to the subnet"
+        );
+        assert_eq!(
+            (c.out_pkts, c.out_bytes),
+            (e.from_packets, e.from_bytes),
+            "{net}: out = from the subnet"
+        );
+        assert_eq!(
+            (e.to_packets, e.to_bytes),
+            (n, n * ECHO_FRAME),
+            "{net}: exact"
+        );
+    }
+    assert!(
+        got.get(&nets[2])
+            .is_none_or(|c| c.in_pkts == 0 && c.out_pkts == 0),
+        "10.9.0.0/16: nothing"
+    );
+}
