@@ -102,25 +102,26 @@ impl Shared {
             return Ok(());
         };
         let now = (self.clock)();
-        let bytes = self
+        let st = self
             .store
             .read()
-            .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
-            .snapshot(now);
-        let r = write_atomic(&path, &bytes)
+            .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+        // Ingest goes on into the shards meanwhile; only the next flush waits.
+        let r = write_atomic(&path, |w| st.write_snapshot(w, now))
             .with_context(|| format!("writing snapshot {}", path.display()));
+        drop(st);
         if let Ok(mut s) = self.snapshots.lock() {
             match &r {
-                Ok(()) => {
+                Ok(bytes) => {
                     s.last_success = Some(now);
                     s.last_error = None;
-                    s.bytes = bytes.len();
+                    s.bytes = *bytes;
                     s.count += 1;
                 }
                 Err(e) => s.last_error = Some(format!("{e:#}")),
             }
         }
-        r
+        r.map(drop)
     }
 }
 

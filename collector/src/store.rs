@@ -17,7 +17,7 @@
 //! [`Store::restore`] keeps series whose subnet and shape still match the
 //! configuration and starts the others afresh.
 
-use std::{collections::BTreeMap, fs, io::Write as _, net::IpAddr, path::Path};
+use std::{collections::BTreeMap, fs, io::Write, net::IpAddr, path::Path};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -394,12 +394,32 @@ impl Store {
         Ok(out)
     }
 
-    /// Encodes all series.
+    /// Encodes all series into memory (see [`Store::write_snapshot`]).
     pub fn snapshot(&self, now: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.write_snapshot(&mut v, now);
+        v
+    }
+
+    /// Streams the snapshot to `w` one series at a time (no second copy of
+    /// the store in memory); returns the bytes written.
+    pub fn write_snapshot(&self, w: &mut dyn Write, now: u64) -> std::io::Result<usize> {
+        let mut crc = crc32fast::Hasher::new();
+        let mut total = 0usize;
+        let mut head = Enc::default();
+        head.buf.extend_from_slice(MAGIC);
+        head.u64(VERSION);
+        w.write_all(&head.buf)?;
+        total += head.buf.len();
         let mut e = Enc::default();
-        e.buf.extend_from_slice(MAGIC);
-        e.u64(VERSION);
-        let payload_start = e.buf.len();
+        let mut emit = |e: &mut Enc, w: &mut dyn Write| -> std::io::Result<()> {
+            crc.update(&e.buf);
+            w.write_all(&e.buf)?;
+            total += e.buf.len();
+            e.buf.clear();
+            Ok(())
+        };
         e.u64(now);
         e.u64(self.subnets.len() as u64);
         for s in &self.subnets {
@@ -413,6 +433,7 @@ impl Store {
                 e.u64(v);
             }
             s.rrd.encode(&mut e);
+            emit(&mut e, w)?;
         }
         e.u64(self.ifaces.len() as u64);
         for (k, s) in &self.ifaces {
@@ -430,10 +451,12 @@ impl Store {
             e.u64(s.pkts[0]);
             e.u64(s.pkts[1]);
             s.rrd.encode(&mut e);
+            emit(&mut e, w)?;
         }
-        let crc = crc32fast::hash(&e.buf[payload_start..]);
-        e.u64(crc as u64);
-        e.buf
+        emit(&mut e, w)?;
+        let crc = crc.finalize() as u64;
+        w.write_all(&crc.to_le_bytes())?;
+        Ok(total + 8)
     }
 
     /// Rebuilds the store from a snapshot for the current configuration.
@@ -624,19 +647,26 @@ fn if_from_fields(f: &[u64; 19]) -> IfCounters {
     }
 }
 
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file atomically: `PATH.tmp` filled by `fill`, fsynced, renamed
+/// over `PATH`, and the directory fsynced.
+pub fn write_atomic<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+    let r = {
+        let f = fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let r = fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-    }
+        r
+    };
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::File::open(dir)?.sync_all()?;
     }
-    Ok(())
+    Ok(r)
 }
 
 #[cfg(test)]

@@ -331,3 +331,32 @@ async fn end_to_end_with_restart() {
     c.shutdown().await.expect("shutdown");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A damaged snapshot (crash mid-way through a disk, bad copy) is moved
+/// aside and the collector starts empty instead of refusing to start; a
+/// leftover temporary file from an interrupted write is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_snapshot_is_set_aside() {
+    let dir = std::env::temp_dir().join(format!("collector-svc-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("snap.bin"), b"HNCOLSNP but then garbage").unwrap();
+    std::fs::write(dir.join("snap.tmp"), b"half-written").unwrap();
+    let clock: collector::ingest::Clock = Arc::new(|| T0);
+    let c = Collector::start(config(&dir), clock)
+        .await
+        .expect("start despite a bad snapshot");
+    assert!(dir.join("snap.corrupt").exists());
+    let s = json(c.api_addr, "/api/v1/stats").await;
+    assert_eq!(s["restored"], Value::Null);
+    assert_eq!(s["series"]["subnets"], 3);
+    c.shutdown().await.unwrap();
+    // The shutdown snapshot replaced the temporary file and is readable.
+    assert!(!dir.join("snap.tmp").exists());
+    let c = Collector::start(config(&dir), Arc::new(|| T0 + 10))
+        .await
+        .unwrap();
+    let s = json(c.api_addr, "/api/v1/stats").await;
+    assert_eq!(s["restored"]["subnets_restored"], 3);
+    c.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
