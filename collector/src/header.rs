@@ -172,6 +172,24 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_extension_header_is_skipped() {
+        let s: IpAddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().into();
+        let d: IpAddr = "2001:db8::2".parse::<Ipv6Addr>().unwrap().into();
+        let mut f = frame(&[], s, d, 17, 7000, 8000, 10);
+        // Insert a hop-by-hop header (next header UDP, PadN to 8 bytes).
+        f[14 + 6] = 0;
+        let plen = u16::from_be_bytes([f[18], f[19]]) + 8;
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        let hbh = [17u8, 0, 1, 4, 0, 0, 0, 0];
+        f.splice(54..54, hbh);
+        let i = decode(1, &f).unwrap();
+        assert_eq!(
+            (i.ip_proto, i.src_port, i.dst_port),
+            (17, Some(7000), Some(8000))
+        );
+    }
+
+    #[test]
     fn truncated_transport_still_gives_addresses() {
         let f = frame(&[], v4(10, 0, 0, 1), v4(10, 0, 0, 2), 6, 1, 2, 1400);
         // Cut inside the TCP header: addresses known, ports not.
