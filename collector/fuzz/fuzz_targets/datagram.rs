@@ -15,7 +15,13 @@ use libfuzzer_sys::fuzz_target;
 fn table() -> Arc<SubnetTable> {
     static T: OnceLock<Arc<SubnetTable>> = OnceLock::new();
     T.get_or_init(|| {
-        let nets = ["10.0.0.0/8", "10.1.0.0/16", "192.0.2.0/24", "2001:db8::/32", "0.0.0.0/0"];
+        let nets = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "192.0.2.0/24",
+            "2001:db8::/32",
+            "0.0.0.0/0",
+        ];
         Arc::new(SubnetTable::new(nets.iter().map(|n| n.parse().expect("prefix"))).expect("table"))
     })
     .clone()
@@ -36,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
     let s = &shard.stats;
     assert_eq!(
         s.flow_samples,
-        s.flow_samples_attributed + s.flow_samples_unattributed + s.flow_samples_no_ip + s.flow_samples_zero_rate
+        s.flow_samples_attributed
+            + s.flow_samples_unattributed
+            + s.flow_samples_no_ip
+            + s.flow_samples_zero_rate
     );
     let _ = shard.drain();
 });

@@ -6,7 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&p, rest)) = data.split_first() else { return };
+    let Some((&p, rest)) = data.split_first() else {
+        return;
+    };
     let protocol = match p % 4 {
         0 => 1,
         1 => 11,
