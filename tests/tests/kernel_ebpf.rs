@@ -911,15 +911,14 @@ fn restart_with_pinned_maps_keeps_counting_once() {
         drop(t);
         pings("stopped: not counted");
 
-        // Restart: the pinned counters continue where they were.
+        // Restart: the pinned counters continue where they were, and the
+        // pinned subnets are counted without being set again.
         let mut t = Telemetry::load_with(&opts).expect("reload");
         assert_eq!(
             t.subnets(),
             &subnets,
             "subnet slots come back from the pinned tries"
         );
-        t.set_subnets(&subnets)
-            .expect("same subnets keep their slot");
         assert_eq!(
             t.counters().expect("counters").1.packets,
             n,
@@ -928,6 +927,15 @@ fn restart_with_pinned_maps_keeps_counting_once() {
         t.attach("eth0").expect("re-attach");
         pings("second run");
         assert_eq!(t.counters().expect("counters").1.packets, 2 * n);
+        let to = |t: &Telemetry| t.subnet_counters().expect("subnets")[0].1.to_packets;
+        assert_eq!(to(&t), 2 * n, "10.9.0.2 counted across the restart");
+        t.set_subnets(&subnets)
+            .expect("same subnets keep their slot");
+        assert_eq!(
+            to(&t),
+            2 * n,
+            "setting the same subnets keeps their counters"
+        );
 
         // A crash leaves the attachment behind (clsact filters outlive their
         // process; here the fds are leaked): the next start must not count

@@ -78,7 +78,12 @@ mod programs {
 
         // Ethernet header: destination MAC (6), source MAC (6), EtherType,
         // and the next 4 bytes (a VLAN tag's TCI and inner EtherType).
-        let eth: [u8; 18] = ctx.load(0).unwrap_or([0; 18]);
+        // Direct packet access when the bytes are in the linear area (no
+        // helper call), `bpf_skb_load_bytes` otherwise.
+        let eth: [u8; 18] = match read::<[u8; 18]>(ctx, 0) {
+            Some(v) => v,
+            None => ctx.load(0).unwrap_or([0; 18]),
+        };
         let outer_type = u16::from_be_bytes([eth[12], eth[13]]);
         let mut len = ctx.len();
         let (vlan, priority, offloaded, l3_off, ethertype) = if vlan_present != 0 {
@@ -127,14 +132,14 @@ mod programs {
 
         if cfg.flags & FLAG_SUBNETS_V4 != 0 && ethertype == ETH_P_IP {
             // Source and destination addresses, at 12..20 of the IPv4 header.
-            if let Ok(addrs) = ctx.load::<[u8; 8]>(l3_off + 12) {
+            if let Some(addrs) = read::<[u8; 8]>(ctx, l3_off + 12).or_else(|| ctx.load(l3_off + 12).ok()) {
                 let src = SUBNETS_V4.get(Key::new(32, [addrs[0], addrs[1], addrs[2], addrs[3]]));
                 let dst = SUBNETS_V4.get(Key::new(32, [addrs[4], addrs[5], addrs[6], addrs[7]]));
                 count_subnets(src.copied(), dst.copied(), len);
             }
         } else if cfg.flags & FLAG_SUBNETS_V6 != 0 && ethertype == ETH_P_IPV6 {
             // Source and destination addresses, at 8..40 of the IPv6 header.
-            if let Ok(addrs) = ctx.load::<[[u8; 16]; 2]>(l3_off + 8) {
+            if let Some(addrs) = read::<[[u8; 16]; 2]>(ctx, l3_off + 8).or_else(|| ctx.load(l3_off + 8).ok()) {
                 let src = SUBNETS_V6.get(Key::new(128, addrs[0]));
                 let dst = SUBNETS_V6.get(Key::new(128, addrs[1]));
                 count_subnets(src.copied(), dst.copied(), len);
@@ -148,6 +153,20 @@ mod programs {
             sample(ctx, cfg, d, dir, ifindex, vlan, priority, offloaded, len);
         }
         TC_ACT_UNSPEC
+    }
+
+    /// `T` at `offset` of the packet by direct access, if the linear data
+    /// holds it.
+    #[inline(always)]
+    fn read<T: Copy>(ctx: &TcContext, offset: usize) -> Option<T> {
+        let start = ctx.data();
+        let end = ctx.data_end();
+        if start + offset + core::mem::size_of::<T>() > end {
+            return None;
+        }
+        // SAFETY: bounds checked against data_end just above (the verifier
+        // checks it too); packet data has no alignment guarantee.
+        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
     }
 
     #[inline(always)]

@@ -252,6 +252,7 @@ impl Telemetry {
         // Subnets already in pinned tries (hostd restarted): keep their slots
         // until `set_subnets` says otherwise.
         t.subnets = t.pinned_subnets()?;
+        t.config.flags = subnet_flags(&t.subnets);
         t.write_config()?;
         tracing::info!(
             ?mode,
@@ -349,13 +350,7 @@ impl Telemetry {
         let mut by_slot: Vec<(u32, IpNet)> = assigned.into_iter().map(|(n, s)| (s, n)).collect();
         by_slot.sort();
         self.subnets = by_slot.into_iter().map(|(_, n)| n).collect();
-        self.config.flags = 0;
-        if self.subnets.iter().any(|n| matches!(n, IpNet::V4(_))) {
-            self.config.flags |= FLAG_SUBNETS_V4;
-        }
-        if self.subnets.iter().any(|n| matches!(n, IpNet::V6(_))) {
-            self.config.flags |= FLAG_SUBNETS_V6;
-        }
+        self.config.flags = subnet_flags(&self.subnets);
         self.write_config()?;
         tracing::info!(count = self.subnets.len(), "telemetry subnets set");
         Ok(())
@@ -782,6 +777,18 @@ pub fn unpin(dir: &Path) -> Result<(), TelemetryError> {
         }
     }
     Ok(())
+}
+
+/// [`Config::flags`] for a set of subnets: which tries to look up.
+fn subnet_flags(subnets: &[IpNet]) -> u32 {
+    let mut flags = 0;
+    if subnets.iter().any(|n| matches!(n, IpNet::V4(_))) {
+        flags |= FLAG_SUBNETS_V4;
+    }
+    if subnets.iter().any(|n| matches!(n, IpNet::V6(_))) {
+        flags |= FLAG_SUBNETS_V6;
+    }
+    flags
 }
 
 /// ifindex of `interface` in the calling thread's network namespace.
