@@ -167,6 +167,8 @@ fn snapshot(ns: &NetNs, loose: bool) -> Value {
                 for k in keys {
                     m.remove(*k);
                 }
+                // Bridge and port timers run on their own.
+                m.retain(|k, _| !k.ends_with("_timer"));
                 if let Some(Value::Array(flags)) = m.get_mut("flags") {
                     flags.retain(|f| {
                         !matches!(

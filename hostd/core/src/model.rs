@@ -363,6 +363,7 @@ impl BondOptions {
             o.xmit_hash_policy = None;
         }
         if matches!(mode, Lacp | BalanceTlb | BalanceAlb) {
+            o.missed_max = None;
             o.arp_interval = None;
             o.arp_ip_target = None;
             o.arp_validate = None;

@@ -474,7 +474,8 @@ fn check_bond_options(e: &mut Errs, bp: &str, iface: &Interface) {
         arp_validate,
         arp_all_targets,
         packets_per_slave,
-        tlb_dynamic_lb
+        tlb_dynamic_lb,
+        missed_max
     );
     if mode != BondMode::Lacp && o.ad_actor_system.is_some() {
         e.push(

@@ -28,6 +28,8 @@ impl Ns {
         let name = format!("hostdbench{}{tag}", std::process::id());
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Self(name);
+        // No IPv6: addrconf on thousands of links is background noise.
+        run(Command::new("ip").args(["netns", "exec", &ns.0, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]))?;
         ns.ip_batch("link set lo up\nlink add eth0 type veth peer name p0\nlink add eth1 type veth peer name p1\nlink set p0 up\nlink set p1 up\n")?;
         Ok(ns)
     }
@@ -64,6 +66,31 @@ impl Drop for Ns {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Waits until the kernel is idle enough that a link dump in `ns` answers
+/// quickly three times in a row (namespace teardown and link-watch work of a
+/// previous run hold the rtnl lock and would be billed to the next run).
+fn settle(ns: &Ns) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut base = Duration::MAX;
+    let mut quick = 0;
+    while start.elapsed() < Duration::from_secs(600) {
+        let t = Instant::now();
+        run(Command::new("ip").args(["-n", &ns.0, "link", "show", "lo"]))?;
+        let d = t.elapsed();
+        base = base.min(d);
+        if d <= base * 2 {
+            quick += 1;
+            if quick >= 3 && start.elapsed() > Duration::from_millis(500) {
+                break;
+            }
+        } else {
+            quick = 0;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(start.elapsed())
 }
 
 fn run(c: &mut Command) -> anyhow::Result<()> {
@@ -202,12 +229,13 @@ fn main() -> anyhow::Result<()> {
     println!(
         "# hostd apply benchmark: 1 bond + N VLANs + N bridges, from empty (kernel {uname})\n"
     );
-    println!("| N | links created | ip -batch (s) | hostd apply (s) | hostd / ip | ifupdown2 (s) | ifupdown2 / hostd | hostd no-op re-apply (s) | hostd peak RSS (MiB) |");
+    println!("| N | links created | ip -batch (s) | hostd apply (s) | hostd / ip | ifupdown2 (s) | ifupdown2 / hostd | hostd no-op re-apply, best of 3 (s) | hostd peak RSS (MiB) |");
     println!("|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for &n in &ns_list {
         // ip -batch
         let ipb = {
             let ns = Ns::new("ip")?;
+            settle(&ns)?;
             let d = ns.ip_batch(&ip_batch_text(n))?;
             let links = ns.count_links()?;
             if links != 2 * usize::from(n) + 6 {
@@ -222,16 +250,27 @@ fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&state);
         let (hd, noop, rss, links) = {
             let ns = Ns::new("hd")?;
+            settle(&ns)?;
             let (d, rss1, code) = hostd_apply(&hostd, &ns, &file, &state)?;
             if code != 10 {
                 bail!("hostd apply exited {code}");
             }
             let links = ns.count_links()?;
-            let (noop, rss2, code) = hostd_apply(&hostd, &ns, &file, &state)?;
-            if code != 0 {
-                bail!("hostd re-apply exited {code} (expected no change)");
+            // The kernel finishes some work of a large apply in the
+            // background (link watch, addrconf) and holds the rtnl lock for
+            // it: the best of three re-applies is hostd's own no-op time.
+            let mut noop = Duration::MAX;
+            let mut rss = rss1;
+            for _ in 0..3 {
+                settle(&ns)?;
+                let (t, rss2, code) = hostd_apply(&hostd, &ns, &file, &state)?;
+                if code != 0 {
+                    bail!("hostd re-apply exited {code} (expected no change)");
+                }
+                noop = noop.min(t);
+                rss = rss.max(rss2);
             }
-            (d, noop, rss1.max(rss2), links)
+            (d, noop, rss, links)
         };
         if links != 2 * usize::from(n) + 6 {
             bail!("hostd made {links} links");
@@ -241,12 +280,13 @@ fn main() -> anyhow::Result<()> {
             let ns = Ns::new("ifu")?;
             let ifile = work.join(format!("interfaces-{n}"));
             std::fs::write(&ifile, ifupdown2_text(n))?;
+            settle(&ns)?;
             let t = Instant::now();
             let mut child = Command::new("ip")
                 .args(["netns", "exec", &ns.0, "ifup", "-a", "-i"])
                 .arg(&ifile)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::from(std::fs::File::create(work.join("ifupdown2.err"))?))
                 .spawn()?;
             let mut capped = false;
             loop {
@@ -262,7 +302,14 @@ fn main() -> anyhow::Result<()> {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let d = t.elapsed();
-            let made = ns.count_links()?;
+            let made = ns.count_links()?.saturating_sub(5);
+            if !capped && made < 2 * usize::from(n) + 1 {
+                let err = std::fs::read_to_string(work.join("ifupdown2.err")).unwrap_or_default();
+                eprintln!("ifupdown2 made {made} of {} links; its stderr ends with:", 2 * n + 1);
+                for l in err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev() {
+                    eprintln!("  {l}");
+                }
+            }
             Some((d, capped, made))
         } else {
             None
