@@ -215,6 +215,8 @@ impl Collector {
         tasks.push(tokio::spawn(async move {
             let mut flush = tokio::time::interval(Duration::from_secs(sh.cfg.series.flush_interval));
             let mut snap = tokio::time::interval(Duration::from_secs(sh.cfg.store.snapshot_interval));
+            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            snap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             flush.tick().await;
             snap.tick().await;
             loop {

@@ -176,7 +176,8 @@ pub struct Store {
     iface_def: RrdDef,
     pub subnets: Vec<SubnetSeries>,
     pub ifaces: BTreeMap<IfKey, IfaceSeries>,
-    /// Interface readings dropped (over max_interfaces, or out of time order).
+    /// Interface readings not applied: over max_interfaces, or not newer
+    /// than the series' last update (a second reading within the same second).
     pub iface_readings_dropped: u64,
 }
 
