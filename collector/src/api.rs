@@ -248,12 +248,6 @@ async fn series_data(
     let f = rrd
         .fetch(cf, start, end, resolution)
         .map_err(|e| bad(e.to_string()))?;
-    if f.rows.len() > 100_000 {
-        return Err(bad(format!(
-            "{} rows: ask for a coarser 'resolution'",
-            f.rows.len()
-        )));
-    }
     let rows: Vec<serde_json::Value> = f
         .iter()
         .map(|(t, v)| {

@@ -273,6 +273,20 @@ async fn end_to_end_with_restart() {
     )
     .await;
     assert_eq!((st, body.contains("no MIN archive")), (400, true), "{body}");
+    let (st, body) = http(
+        api,
+        &format!(
+            "/api/v1/series/data?id=subnet/10.0.0.0/24&start={}&end={T0}&resolution=1",
+            T0 - 19 * 365 * 86_400
+        ),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (st, body.contains("exceed the limit")),
+        (400, true),
+        "{body}"
+    );
     let (st, body) = http(api, "/api/v1/report?bogus=1", Some(TOKEN)).await;
     assert_eq!(
         (st, body.contains("unknown parameter 'bogus'")),

@@ -115,6 +115,8 @@ pub enum RrdError {
     NoArchive(Cf),
     #[error("bad range: start {start} must be before end {end}")]
     Range { start: u64, end: u64 },
+    #[error("{rows} rows at {step} s resolution exceed the limit of {max}: ask for a shorter range or a coarser resolution")]
+    TooManyRows { rows: u64, step: u64, max: u64 },
 }
 
 /// An update value.
@@ -627,7 +629,15 @@ impl Rrd {
         let first = start - start % step + step;
         let last = (end - end % step).max(first);
         let rra = &self.rras[i];
-        let count = ((last - first) / step + 1) as usize;
+        let count = (last - first) / step + 1;
+        if count > MAX_FETCH_ROWS {
+            return Err(RrdError::TooManyRows {
+                rows: count,
+                step,
+                max: MAX_FETCH_ROWS,
+            });
+        }
+        let count = count as usize;
         let mut rows = Vec::with_capacity(count.min(1 << 20));
         let mut t = first;
         while t <= last {
@@ -648,6 +658,9 @@ impl Rrd {
         })
     }
 }
+
+/// Most rows one fetch returns (bounds the memory a query can take).
+pub const MAX_FETCH_ROWS: u64 = 200_000;
 
 fn as_f64(v: Value) -> f64 {
     match v {
