@@ -607,9 +607,7 @@ fn current_state_parsed_from_listing() {
 
 #[test]
 fn whole_document_or_section() {
-    let whole = format!(
-        "interfaces: []\nfirewall:\n  management:\n    controllers: [192.0.2.10]\n    channel_port: 7443\n  rules:\n    - {{ action: accept, protocol: tcp, ports: [70000] }}\n"
-    );
+    let whole = "interfaces: []\nfirewall:\n  management:\n    controllers: [192.0.2.10]\n    channel_port: 7443\n  rules:\n    - { action: accept, protocol: tcp, ports: [70000] }\n".to_owned();
     let e = FirewallSpec::from_document(&whole)
         .expect_err("bad port")
         .to_string();

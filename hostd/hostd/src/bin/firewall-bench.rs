@@ -55,6 +55,13 @@ fn main() -> anyhow::Result<()> {
             .context("running unshare --net (root needed)")?;
         std::process::exit(status.code().unwrap_or(1));
     }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let nft = Nft::default();
     println!(
         "| CIDRs | set elements | scenario | apply median | apply min | apply max | txn median |"
@@ -173,6 +180,37 @@ fn bench_size(nft: &Nft, n: usize, runs: usize) -> anyhow::Result<()> {
         change.push(timed(&spec(&l, 8000)?, false)?);
     }
     report("one CIDR added", change);
+    fw::disable(nft)?;
+
+    // Breakdown: loading the N-CIDR set alone, over netlink and through nft.
+    let rs = hostd_core::firewall::render(&base).context("enabled")?;
+    let set = rs
+        .sets
+        .iter()
+        .find(|s| s.name.starts_with("r0_"))
+        .context("rule set")?;
+    let mut via_netlink = Vec::new();
+    let mut via_nft = Vec::new();
+    for _ in 0..runs {
+        fw::disable(nft)?;
+        let start = Instant::now();
+        fw::netlink::load_sets(&[set])?;
+        let t = start.elapsed();
+        via_netlink.push((t, t));
+        fw::disable(nft)?;
+        let elems: Vec<String> = set.elements.iter().map(ToString::to_string).collect();
+        let script = format!(
+            "add table inet hostd\nadd set inet hostd {} {{ type ipv4_addr; flags interval; elements = {{ {} }} }}\n",
+            set.name,
+            elems.join(", ")
+        );
+        let start = Instant::now();
+        nft.transaction(&script, "bench set load")?;
+        let t = start.elapsed();
+        via_nft.push((t, t));
+    }
+    report("set load only, netlink", via_netlink);
+    report("set load only, nft -f", via_nft);
     fw::disable(nft)?;
     Ok(())
 }
