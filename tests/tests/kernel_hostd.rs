@@ -158,6 +158,8 @@ fn snapshot(ns: &NetNs, loose: bool) -> Value {
         "perm_hwaddr",
         "ad_actor_system",
         "no_linklocal_learn",
+        // A NIC brought up for the first time gets its default qdisc for good.
+        "qdisc",
         "inet6_addr_gen_mode",
         "id",
     ];
