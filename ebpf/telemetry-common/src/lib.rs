@@ -16,6 +16,7 @@
 //! | `SUBNETS_V6` | LPM trie | prefix length + 16 address bytes | slot (`u32`) |
 //! | `SUBNET_COUNTERS` | per-CPU array | slot | [`SubnetCounters`] |
 //! | `SAMPLES` | ring buffer | - | [`SampleRecord`] |
+//! | `SKIP` | per-CPU array[1] | 0 | packets left before the next sample (`u64`) |
 #![no_std]
 
 /// Index of the ingress direction (`DirCounters` in `IfVlanCounters::rx`).
@@ -36,6 +37,7 @@ pub mod maps {
     pub const SUBNETS_V6: &str = "SUBNETS_V6";
     pub const SUBNET_COUNTERS: &str = "SUBNET_COUNTERS";
     pub const SAMPLES: &str = "SAMPLES";
+    pub const SKIP: &str = "SKIP";
 }
 
 /// Program names (ELF symbols).
@@ -51,16 +53,18 @@ pub mod programs {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
-    /// A packet is sampled when `bpf_get_prandom_u32() < sample_threshold`:
-    /// `2^32 / N` samples 1 in N on average; 0 turns sampling off; `2^32`
-    /// samples every packet. See [`Config::threshold_for_rate`].
-    pub sample_threshold: u64,
+    /// Sample 1 in N packets on average; 0 turns sampling off. Each CPU
+    /// counts down a random skip drawn uniformly from 1..=2N-1 (mean N) with
+    /// `bpf_get_prandom_u32` and samples the packet that reaches zero: one
+    /// random draw per sample instead of one per packet.
+    pub sampling_rate: u32,
     /// Bytes of each sampled packet copied into the ring buffer
     /// (1..=[`MAX_HEADER_BYTES`]; fewer when the packet is shorter).
     pub header_bytes: u32,
     /// Bit 0: IPv4 subnets configured; bit 1: IPv6 subnets configured. Saves
     /// the LPM lookups when there is nothing to find.
     pub flags: u32,
+    pub _reserved: u32,
 }
 
 /// [`Config::flags`] bit: look IPv4 packets up in `SUBNETS_V4`.
@@ -68,15 +72,12 @@ pub const FLAG_SUBNETS_V4: u32 = 1;
 /// [`Config::flags`] bit: look IPv6 packets up in `SUBNETS_V6`.
 pub const FLAG_SUBNETS_V6: u32 = 2;
 
-impl Config {
-    /// The threshold that samples 1 in `rate` packets (0 = off).
-    pub const fn threshold_for_rate(rate: u32) -> u64 {
-        if rate == 0 {
-            0
-        } else {
-            (1u64 << 32) / rate as u64
-        }
-    }
+/// The next skip count for 1-in-`rate` sampling from a random `r`:
+/// uniform in 1..=2*rate-1 (mean `rate`); 1 for rate 1.
+#[inline(always)]
+pub fn next_skip(rate: u32, r: u32) -> u64 {
+    let span = 2 * rate as u64 - 1;
+    1 + ((r as u64 * span) >> 32)
 }
 
 /// Key of the per-interface, per-VLAN counters. `vlan` is the 802.1Q VLAN id

@@ -9,9 +9,10 @@
 //! 2. for IPv4/IPv6, look its source and destination up in the LPM tries of
 //!    configured subnets and add it to the per-CPU counters of the matching
 //!    slots (`SUBNET_COUNTERS`);
-//! 3. with probability `CONFIG.sample_threshold / 2^32` (1 in N), copy the
-//!    first `CONFIG.header_bytes` bytes into the `SAMPLES` ring buffer, and
-//!    count the sample, or the drop when the ring buffer is full.
+//! 3. 1 in N on average (a per-CPU countdown of random skips drawn with
+//!    `bpf_get_prandom_u32`, mean N), copy the first `CONFIG.header_bytes`
+//!    bytes into the `SAMPLES` ring buffer, and count the sample, or the drop
+//!    when the ring buffer is full.
 //!
 //! They never drop or alter traffic: they only read the packet and always
 //! return `TC_ACT_UNSPEC` (`TCX_NEXT` under TCX), so the next program or the
@@ -29,8 +30,8 @@ mod programs {
         programs::TcContext,
     };
     use telemetry_common::{
-        Config, DirCounters, IfVlanCounters, IfVlanKey, SampleRecord, SubnetCounters, DIR_EGRESS,
-        DIR_INGRESS, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_HEADER_BYTES, NO_VLAN,
+        next_skip, Config, DirCounters, IfVlanCounters, IfVlanKey, SampleRecord, SubnetCounters,
+        DIR_EGRESS, DIR_INGRESS, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_HEADER_BYTES, NO_VLAN,
     };
 
     /// "Continue with the next program / default action" in both clsact and TCX.
@@ -61,6 +62,10 @@ mod programs {
 
     #[map]
     static SUBNET_COUNTERS: PerCpuArray<SubnetCounters> = PerCpuArray::with_max_entries(1024, 0);
+
+    /// Per CPU: packets left before the next sample.
+    #[map]
+    static SKIP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
     #[map]
     static SAMPLES: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
@@ -132,25 +137,40 @@ mod programs {
 
         if cfg.flags & FLAG_SUBNETS_V4 != 0 && ethertype == ETH_P_IP {
             // Source and destination addresses, at 12..20 of the IPv4 header.
-            if let Some(addrs) = read::<[u8; 8]>(ctx, l3_off + 12).or_else(|| ctx.load(l3_off + 12).ok()) {
+            if let Some(addrs) =
+                read::<[u8; 8]>(ctx, l3_off + 12).or_else(|| ctx.load(l3_off + 12).ok())
+            {
                 let src = SUBNETS_V4.get(Key::new(32, [addrs[0], addrs[1], addrs[2], addrs[3]]));
                 let dst = SUBNETS_V4.get(Key::new(32, [addrs[4], addrs[5], addrs[6], addrs[7]]));
                 count_subnets(src.copied(), dst.copied(), len);
             }
         } else if cfg.flags & FLAG_SUBNETS_V6 != 0 && ethertype == ETH_P_IPV6 {
             // Source and destination addresses, at 8..40 of the IPv6 header.
-            if let Some(addrs) = read::<[[u8; 16]; 2]>(ctx, l3_off + 8).or_else(|| ctx.load(l3_off + 8).ok()) {
+            if let Some(addrs) =
+                read::<[[u8; 16]; 2]>(ctx, l3_off + 8).or_else(|| ctx.load(l3_off + 8).ok())
+            {
                 let src = SUBNETS_V6.get(Key::new(128, addrs[0]));
                 let dst = SUBNETS_V6.get(Key::new(128, addrs[1]));
                 count_subnets(src.copied(), dst.copied(), len);
             }
         }
 
-        // SAFETY: helper without arguments.
-        if cfg.sample_threshold != 0
-            && u64::from(unsafe { bpf_get_prandom_u32() }) < cfg.sample_threshold
-        {
-            sample(ctx, cfg, d, dir, ifindex, vlan, priority, offloaded, len);
+        if cfg.sampling_rate != 0 {
+            if let Some(skip) = SKIP.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot; the helper takes no arguments.
+                unsafe {
+                    // 0: first packet on this CPU since the rate was set.
+                    if *skip == 0 {
+                        *skip = next_skip(cfg.sampling_rate, bpf_get_prandom_u32());
+                    }
+                    if *skip > 1 {
+                        *skip -= 1;
+                    } else {
+                        sample(ctx, cfg, d, dir, ifindex, vlan, priority, offloaded, len);
+                        *skip = next_skip(cfg.sampling_rate, bpf_get_prandom_u32());
+                    }
+                }
+            }
         }
         TC_ACT_UNSPEC
     }

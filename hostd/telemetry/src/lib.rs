@@ -27,3 +27,42 @@ pub use loader::{
 pub use telemetry_common::{
     programs, DirCounters, IfVlanCounters, IfVlanKey, SubnetCounters, NO_VLAN,
 };
+
+#[cfg(test)]
+mod layout {
+    //! The map values are read as bytes on both sides: no implicit padding,
+    //! sizes as the programs see them.
+    use std::mem::size_of;
+
+    use telemetry_common::{Config, SampleRecord, MAX_HEADER_BYTES};
+
+    use super::*;
+
+    #[test]
+    fn shared_types_have_no_padding() {
+        assert_eq!(size_of::<Config>(), 4 * 4);
+        assert_eq!(size_of::<IfVlanKey>(), 4 + 4);
+        assert_eq!(size_of::<DirCounters>(), 6 * 8);
+        assert_eq!(size_of::<IfVlanCounters>(), 2 * 6 * 8);
+        assert_eq!(size_of::<SubnetCounters>(), 4 * 8);
+        assert_eq!(size_of::<SampleRecord>(), 5 * 4 + 2 * 2 + MAX_HEADER_BYTES);
+    }
+
+    #[test]
+    fn skips_average_the_sampling_rate() {
+        use telemetry_common::next_skip;
+        assert_eq!(
+            (next_skip(1, 0), next_skip(1, u32::MAX)),
+            (1, 1),
+            "1:1 samples every packet"
+        );
+        assert_eq!((next_skip(1000, 0), next_skip(1000, u32::MAX)), (1, 1999));
+        // Mean over a uniform sweep of r is N.
+        let n = 100_000u64;
+        let sum: u64 = (0..n)
+            .map(|i| next_skip(1000, ((i << 32) / n) as u32))
+            .sum();
+        let mean = sum as f64 / n as f64;
+        assert!((mean - 1000.0).abs() < 0.01, "mean skip {mean}");
+    }
+}

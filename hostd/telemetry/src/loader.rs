@@ -242,7 +242,8 @@ impl Telemetry {
             mode,
             attached: BTreeMap::new(),
             config: Config {
-                sample_threshold: 0,
+                sampling_rate: 0,
+                _reserved: 0,
                 header_bytes: DEFAULT_HEADER_BYTES,
                 flags: 0,
             },
@@ -290,9 +291,26 @@ impl Telemetry {
                 reason: format!("is outside 1..={MAX_HEADER_BYTES}"),
             });
         }
-        self.config.sample_threshold = Config::threshold_for_rate(rate);
+        self.config.sampling_rate = rate;
         self.config.header_bytes = header_bytes;
-        self.write_config()
+        self.write_config()?;
+        // Restart every CPU's countdown with the new rate.
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| TelemetryError::Map {
+            name: maps::SKIP,
+            source: Box::new(aya::maps::MapError::IoError(source)),
+        })?;
+        let zero =
+            PerCpuValues::try_from(vec![0u64; cpus]).map_err(|source| TelemetryError::Map {
+                name: maps::SKIP,
+                source: Box::new(aya::maps::MapError::IoError(source)),
+            })?;
+        let map = self
+            .ebpf
+            .map_mut(maps::SKIP)
+            .ok_or(TelemetryError::MissingMap { name: maps::SKIP })?;
+        let mut skip: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(map_err(maps::SKIP))?;
+        skip.set(0, zero, 0).map_err(map_err(maps::SKIP))
     }
 
     /// The subnets counted, in slot order.
