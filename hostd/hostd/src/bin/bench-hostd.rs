@@ -29,7 +29,15 @@ impl Ns {
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Self(name);
         // No IPv6: addrconf on thousands of links is background noise.
-        run(Command::new("ip").args(["netns", "exec", &ns.0, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]))?;
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &ns.0,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]))?;
         ns.ip_batch("link set lo up\nlink add eth0 type veth peer name p0\nlink add eth1 type veth peer name p1\nlink set p0 up\nlink set p1 up\n")?;
         Ok(ns)
     }
@@ -294,7 +302,9 @@ fn main() -> anyhow::Result<()> {
             let mut child = Command::new("ip")
                 .args(["netns", "exec", &ns.0, "unshare", "-m", "sh", "-c", &script])
                 .stdout(Stdio::null())
-                .stderr(Stdio::from(std::fs::File::create(work.join("ifupdown2.err"))?))
+                .stderr(Stdio::from(std::fs::File::create(
+                    work.join("ifupdown2.err"),
+                )?))
                 .spawn()?;
             let mut capped = false;
             loop {
@@ -313,8 +323,18 @@ fn main() -> anyhow::Result<()> {
             let made = ns.count_links()?.saturating_sub(5);
             if !capped && made < 2 * usize::from(n) + 1 {
                 let err = std::fs::read_to_string(work.join("ifupdown2.err")).unwrap_or_default();
-                eprintln!("ifupdown2 made {made} of {} links; its stderr ends with:", 2 * n + 1);
-                for l in err.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev() {
+                eprintln!(
+                    "ifupdown2 made {made} of {} links; its stderr ends with:",
+                    2 * n + 1
+                );
+                for l in err
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
                     eprintln!("  {l}");
                 }
             }
