@@ -12,8 +12,9 @@
 //!   ICMPv6 needed for path MTU discovery and neighbour discovery, invalid
 //!   dropped, then the management exception, then the user rules in order,
 //!   then a counter of what the policy drops.
-//! - chain `output` only when there are outbound rules or the outbound
-//!   policy is drop.
+//! - chain `output`: its defaults and rules only when there are outbound
+//!   rules or the outbound policy is drop; otherwise empty with policy
+//!   accept (it is never deleted: see [`Ruleset::reload_script`]).
 //!
 //! Every rule carries a counter and a comment whose first word is a tag
 //! (`default:established`, `mgmt/v4`, `rule:3/v6`): `hostd firewall show`
@@ -359,18 +360,22 @@ pub fn render(spec: &FirewallSpec) -> Option<Ruleset> {
         policy: "drop",
         rules: input,
     }];
+    // The output chain always exists (empty, policy accept, when outbound
+    // filtering is off): a base chain with policy drop is never deleted
+    // while in use, which the kernel cannot do without a brief window where
+    // the old chain runs with no rules.
+    let policy = match spec.outbound_policy {
+        OutboundPolicy::Accept => "accept",
+        OutboundPolicy::Drop => "drop",
+    };
     if outbound_chain {
-        let policy = match spec.outbound_policy {
-            OutboundPolicy::Accept => "accept",
-            OutboundPolicy::Drop => "drop",
-        };
         output.push(d("policy", "counter"));
-        chains.push(Chain {
-            name: "output",
-            policy,
-            rules: output,
-        });
     }
+    chains.push(Chain {
+        name: "output",
+        policy,
+        rules: output,
+    });
     // The fingerprint of everything else rides in the comment of the input
     // chain's last rule: `apply` reads it back to skip unchanged rulesets.
     let mut h = std::hash::DefaultHasher::new();
@@ -556,7 +561,8 @@ impl Ruleset {
 
     /// One nft transaction that turns the table described by `current` into
     /// this ruleset without reloading unchanged sets: new sets are added,
-    /// chains are flushed and refilled, sets no longer used are deleted.
+    /// chains are flushed and refilled. Sets no longer used are left for
+    /// [`Ruleset::cleanup_script`], sent after this one commits.
     /// Set names carry a hash of their content, so a set of the same name
     /// holds the same elements. Like [`Ruleset::replace_script`] it is one
     /// batch: packets see the old rules or the new ones, never neither.
@@ -589,12 +595,79 @@ impl Ruleset {
             let _ = writeln!(s, "flush chain {FAMILY} {TABLE} {old}");
             let _ = writeln!(s, "delete chain {FAMILY} {TABLE} {old}");
         }
+        for chain in &self.chains {
+            for r in &chain.rules {
+                let _ = writeln!(
+                    s,
+                    "add rule {FAMILY} {TABLE} {} {} comment \"{}\"",
+                    chain.name,
+                    r.statement,
+                    r.nft_comment()
+                );
+            }
+        }
+        s
+    }
+
+    /// The second transaction of an update: deletes the sets of `current`
+    /// this ruleset no longer uses; `None` when there are none.
+    ///
+    /// It is separate because a set must not be deleted in the transaction
+    /// that stops using it: a packet already traversing the old rules when
+    /// that transaction commits may still look the old set up, and the lab
+    /// measured such lookups failing (an allowed SYN dropped) when the set
+    /// was deleted in the same batch. Once the switch has committed, no rule
+    /// references these sets.
+    pub fn cleanup_script(&self, current: &Current) -> Option<String> {
+        let mut s = String::new();
         for old in current
             .sets
             .iter()
             .filter(|n| !self.sets.iter().any(|d| &d.name == *n))
         {
             let _ = writeln!(s, "delete set {FAMILY} {TABLE} {old}");
+        }
+        (!s.is_empty()).then_some(s)
+    }
+
+    /// A full rewrite of hostd's table that keeps its base chains: one nft
+    /// transaction that flushes every rule, deletes every set listed in
+    /// `current`, and recreates all sets and rules. Used for `--force` and
+    /// when an [`update_script`](Ruleset::update_script) was refused.
+    ///
+    /// Deleting a live base chain whose policy is drop (as `delete table`
+    /// does) leaves a window of microseconds after the commit in which
+    /// packets still traverse the old chain, now without rules, and get its
+    /// drop policy; the lab measured such drops. Keeping the chains avoids it.
+    pub fn reload_script(&self, current: &Current) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "add table {FAMILY} {TABLE}");
+        for chain in &self.chains {
+            let _ = writeln!(
+                s,
+                "add chain {FAMILY} {TABLE} {0} {{ type filter hook {0} priority filter; policy {1}; }}",
+                chain.name, chain.policy
+            );
+        }
+        // Chains are flushed one by one: `flush table` would also flush the
+        // sets' elements, and a packet already traversing the old rules can
+        // look a set up after the commit: it must still find the elements.
+        for chain in &current.chains {
+            let _ = writeln!(s, "flush chain {FAMILY} {TABLE} {chain}");
+        }
+        for old in current
+            .chains
+            .iter()
+            .filter(|c| !self.chains.iter().any(|d| d.name == c.as_str()))
+        {
+            let _ = writeln!(s, "delete chain {FAMILY} {TABLE} {old}");
+        }
+        for old in &current.sets {
+            let _ = writeln!(s, "delete set {FAMILY} {TABLE} {old}");
+        }
+        for set in &self.sets {
+            let _ = write!(s, "add set {FAMILY} {TABLE} {} ", set.name);
+            set.write_body(&mut s);
         }
         for chain in &self.chains {
             for r in &chain.rules {

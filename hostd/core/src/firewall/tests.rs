@@ -427,9 +427,18 @@ fn outbound_policy_drop_adds_protected_output_chain() {
         .rules
         .iter()
         .any(|r| r.tag.to_string() == "default:established"));
-    // Without outbound rules and policy accept there is no output chain.
+    // Without outbound rules and policy accept the output chain is kept,
+    // empty, with policy accept (a live base chain is never deleted).
     let rs = render(&FirewallSpec::from_yaml(BASE).expect("valid")).expect("on");
-    assert_eq!(rs.chains.len(), 1);
+    assert_eq!(rs.chains.len(), 2);
+    assert_eq!(
+        (
+            rs.chains[1].name,
+            rs.chains[1].policy,
+            rs.chains[1].rules.len()
+        ),
+        ("output", "accept", 0)
+    );
 }
 
 #[test]
@@ -564,7 +573,13 @@ fn update_script_keeps_unchanged_sets_and_drops_stale_ones() {
     let added = lines_matching(&script, "add set ");
     assert_eq!(added.len(), 1, "{script}");
     assert!(added[0].1.starts_with("add set inet hostd r1_src4_"));
-    let deleted = lines_matching(&script, "delete set ");
+    // Stale sets are not deleted in the switch itself, but right after.
+    assert!(
+        lines_matching(&script, "delete set ").is_empty(),
+        "{script}"
+    );
+    let cleanup = new.cleanup_script(&current).expect("one stale set");
+    let deleted = lines_matching(&cleanup, "delete set ");
     assert_eq!(deleted.len(), 1);
     let stale = old
         .sets
@@ -575,7 +590,7 @@ fn update_script_keeps_unchanged_sets_and_drops_stale_ones() {
         deleted[0].1,
         format!("delete set inet hostd {}", stale.name)
     );
-    // The output chain is no longer needed: flushed, then deleted.
+    // The output chain stays (policy back to accept, no rules): flushed, never deleted.
     let flushes = lines_matching(&script, "flush chain ");
     assert_eq!(
         flushes.iter().map(|l| l.1).collect::<Vec<_>>(),
@@ -584,13 +599,55 @@ fn update_script_keeps_unchanged_sets_and_drops_stale_ones() {
             "flush chain inet hostd output"
         ]
     );
-    let del_chain = lines_matching(&script, "delete chain inet hostd output");
-    assert_eq!(del_chain.len(), 1);
-    // Order: every flush before the set deletion, which comes before the rules.
+    assert!(!script.contains("delete chain"));
+    assert!(script.contains(
+        "add chain inet hostd output { type filter hook output priority filter; policy accept; }"
+    ));
+    // Order: every flush before the rules.
     let first_rule = lines_matching(&script, "add rule ")[0].0;
-    assert!(flushes.iter().all(|f| f.0 < deleted[0].0));
-    assert!(deleted[0].0 < first_rule);
-    assert!(del_chain[0].0 < first_rule);
+    assert!(flushes.iter().all(|f| f.0 < first_rule));
+    assert!(new
+        .cleanup_script(&Current {
+            sets: new.sets.iter().map(|s| s.name.clone()).collect(),
+            ..Current::default()
+        })
+        .is_none());
+}
+
+#[test]
+fn reload_script_keeps_base_chains_and_reloads_every_set() {
+    let rs =
+        render(&spec("  - { action: accept, sources: [10.0.0.0/8] }").expect("valid")).expect("on");
+    let current = Current {
+        fingerprint: None,
+        chains: [
+            "input".to_owned(),
+            "output".to_owned(),
+            "handmade".to_owned(),
+        ]
+        .into(),
+        sets: rs
+            .sets
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(["stray".to_owned()])
+            .collect(),
+    };
+    let script = rs.reload_script(&current);
+    assert!(!script.contains("delete table"));
+    assert!(!script.contains("delete chain inet hostd input"));
+    assert!(!script.contains("delete chain inet hostd output"));
+    assert!(script.contains("delete chain inet hostd handmade\n"));
+    assert!(!script.contains("flush table"));
+    let flush = lines_matching(&script, "flush chain inet hostd ")
+        .last()
+        .expect("flushes")
+        .0;
+    let deletes = lines_matching(&script, "delete set ");
+    assert_eq!(deletes.len(), rs.sets.len() + 1);
+    let adds = lines_matching(&script, "add set ");
+    assert_eq!(adds.len(), rs.sets.len());
+    assert!(deletes.iter().all(|d| d.0 > flush && d.0 < adds[0].0));
 }
 
 #[test]

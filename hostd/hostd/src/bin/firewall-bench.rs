@@ -9,7 +9,7 @@
 //!
 //! Scenarios, each timed `--runs` times (median, min, max):
 //! - `cold`: hostd's table absent, apply a ruleset with N CIDRs;
-//! - `replace`: table present, forced full replacement (delete + recreate);
+//! - `forced re-send`: table present and current, `--force` sends it again;
 //! - `rule change`: a port of another rule changes, the N-CIDR set is kept;
 //! - `cidr change`: one CIDR added to the N: the set is reloaded.
 //!
@@ -163,7 +163,7 @@ fn bench_size(nft: &Nft, n: usize, runs: usize) -> anyhow::Result<()> {
     for _ in 0..runs {
         replace.push(timed(&base, true)?);
     }
-    report("replace whole table", replace);
+    report("forced re-send (--force)", replace);
 
     let mut rule = Vec::new();
     for i in 0..runs {

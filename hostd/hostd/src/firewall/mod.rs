@@ -104,7 +104,7 @@ pub enum Applied {
 /// Options of [`apply_with`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApplyOptions {
-    /// Recreate the whole table even when it looks current.
+    /// Send the ruleset even when the kernel's fingerprint matches.
     pub force_replace: bool,
 }
 
@@ -202,24 +202,41 @@ pub fn apply_with(nft: &Nft, spec: &FirewallSpec, opts: ApplyOptions) -> Result<
         }
     }
     let applied = match (&current, opts.force_replace) {
-        (Some(cur), false) => match send(nft, &rs, Some(cur)) {
+        (Some(cur), false) => match send(nft, &rs, Some(cur), false) {
             Ok(a) => a,
             Err(e @ Error::Nft { .. }) => {
                 warn!(error = %e, "update transaction refused (nothing changed); replacing the table whole");
-                send(nft, &rs, None)?
+                send(nft, &rs, Some(cur), true)?
             }
             Err(e) => return Err(e),
         },
-        _ => send(nft, &rs, None)?,
+        (Some(cur), true) => send(nft, &rs, Some(cur), false)?,
+        (None, _) => send(nft, &rs, None, false)?,
     };
+    // Second transaction: delete the sets the switch left unused.
+    if let Ok(after) = read_current(nft) {
+        if let Some(script) = rs.cleanup_script(&after) {
+            if let Err(e) = nft.transaction(&script, "delete unused sets") {
+                warn!(error = %e, "unused sets left in hostd's table (deleted by a later apply)");
+            }
+        }
+    }
     verify(nft, &rs)?;
     Ok(applied)
 }
 
-/// Sends one transaction: an update from `current`, or a full replacement.
-fn send(nft: &Nft, rs: &Ruleset, current: Option<&Current>) -> Result<Applied, Error> {
+/// Sends one transaction: an update from `current`; with `reload`, a full
+/// rewrite that keeps the base chains; without `current` (table unreadable),
+/// a replacement of the whole table.
+fn send(
+    nft: &Nft,
+    rs: &Ruleset,
+    current: Option<&Current>,
+    reload: bool,
+) -> Result<Applied, Error> {
     let start = Instant::now();
     let (how, script, loaded): (&'static str, String, Vec<&NamedSet>) = match current {
+        Some(cur) if reload => ("replace", rs.reload_script(cur), rs.sets.iter().collect()),
         Some(cur) => {
             let new: Vec<&NamedSet> = rs
                 .sets
