@@ -707,7 +707,9 @@ fn bad_input_is_rejected_and_changes_nothing() {
     // IPv6 duplicate address detection finishes on its own: wait for it, so
     // that the kernel's own changes are not taken for hostd's.
     wait_until("IPv6 DAD finished", scaled(Duration::from_secs(30)), || {
-        srv.ip(&["-6", "addr", "show", "tentative"]).trim().is_empty()
+        srv.ip(&["-6", "addr", "show", "tentative"])
+            .trim()
+            .is_empty()
     });
     let before = snapshot(&srv, false);
     let own = std::fs::read_to_string(&cfg.state_file).expect("ownership");

@@ -123,28 +123,38 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The path of this xtask binary, used as cargo's target runner.
+/// Makes cargo run test binaries through a copy of this xtask binary
+/// (`xtask runner`). A copy, because `cargo build --workspace` rebuilds
+/// target/debug/xtask while the tests run.
 fn runner_env(cmd: &mut Command) -> anyhow::Result<()> {
     let me = std::env::current_exe().context("current_exe")?;
+    let dir = target_dir()?.join("lab-runner");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let copy = dir.join("xtask");
+    let tmp = dir.join(format!("xtask.{}", std::process::id()));
+    std::fs::copy(&me, &tmp)
+        .with_context(|| format!("copying {} to {}", me.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &copy)?;
     cmd.env(
         "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER",
-        format!("{} runner", me.display()),
+        format!("{} runner", copy.display()),
     );
     Ok(())
 }
 
 fn test(only: &[String], filter: &[String]) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    // Before the build replaces this binary.
+    runner_env(&mut cmd)?;
     {
         let _p = Phase::start("build (workspace, all targets)");
         run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     }
     let _p = Phase::start("test");
-    let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"]);
     if !only.is_empty() {
         cmd.env("LAB_ONLY", only.join(","));
     }
-    runner_env(&mut cmd)?;
     // The eBPF test runs on this kernel (TCX) and in the VM's 6.1 (clsact).
     if std::env::var_os("LAB_ALSO_NATIVE").is_none() {
         cmd.env("LAB_ALSO_NATIVE", "kernel_ebpf");
