@@ -1,9 +1,11 @@
 //! Build orchestration for the workspace.
 //!
-//! - `cargo xtask test [--quick]`: every test of the workspace. Privileged
-//!   test binaries (`tests/tests/kernel_*.rs`) run through [`vm`]'s runner:
-//!   natively when this kernel can build bonds, 802.1Q VLANs, VLAN-filtering
-//!   bridges and OVS datapaths, otherwise inside a VM booting Debian's kernel.
+//! - `cargo xtask test [--only NAME]`: every test of the workspace.
+//!   Privileged test binaries (`tests/tests/kernel_*.rs`) run through [`vm`]'s
+//!   runner: natively when this kernel has what the binary needs (bonds,
+//!   802.1Q VLANs, VLAN-filtering bridges and OVS datapaths for most; veth
+//!   and nf_tables for the firewall's), otherwise inside a VM booting
+//!   Debian's kernel.
 //! - `cargo xtask demo`: builds everything and brings up the demo rack in the
 //!   lab (inside the VM when needed), printing what was built.
 //! - `cargo xtask vm -- CMD...`: runs a command in the VM (debugging).

@@ -3,9 +3,9 @@
 //! read-only, runs one command in it, and returns its exit status.
 //!
 //! Privileged lab test binaries (`kernel_*`) and the demo go through
-//! [`runner`]: natively when this kernel has every networking feature the lab
-//! uses, otherwise in the VM. A hung VM is killed by `timeout` and fails the
-//! run with exit status 124.
+//! [`runner`]: natively when this kernel has every feature the binary needs
+//! (see `needs`: the whole lab's for most), otherwise in the VM. A hung VM is
+//! killed by `timeout` and fails the run with exit status 124.
 
 use std::{
     path::{Path, PathBuf},
@@ -176,6 +176,18 @@ pub fn run_in_vm(cmd: &[String], opts: &VmOptions) -> anyhow::Result<i32> {
     Ok(code)
 }
 
+/// The kernel features a privileged binary needs: it runs natively when the
+/// running kernel has all of them, in the VM otherwise. Binaries not listed
+/// need everything the lab can build.
+fn needs(name: &str) -> &'static [Feature] {
+    match name {
+        // Network namespaces, veth and nf_tables only: the firewall lab has
+        // no bonds, VLANs or bridges.
+        "kernel_firewall" => &[Feature::Veth, Feature::Nftables],
+        _ => Feature::ALL_NETWORKING,
+    }
+}
+
 fn is_privileged(bin: &Path) -> bool {
     let name = bin
         .file_name()
@@ -227,10 +239,10 @@ pub fn runner(bin: &Path, args: &[String]) -> anyhow::Result<i32> {
         "host" => false,
         "vm" => true,
         "auto" => {
-            let missing = kernel::missing(Feature::ALL_NETWORKING);
+            let missing = kernel::missing(needs(&name));
             if missing.is_empty() {
                 eprintln!(
-                    "runner: kernel {} has every lab feature: running {name} natively",
+                    "runner: kernel {} has every feature {name} needs: running it natively",
                     kernel::release()
                 );
                 false
