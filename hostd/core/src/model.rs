@@ -283,6 +283,7 @@ impl Observed {
             },
             dns_resolver: self.dns.clone().map(|config| DnsResolver { config }),
             firewall: None,
+            telemetry: None,
         }
     }
 

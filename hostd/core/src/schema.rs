@@ -30,6 +30,10 @@ pub struct NetworkState {
     /// The InstanceArray firewall (see `crate::firewall`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<crate::firewall::FirewallSpec>,
+    /// eBPF counters and sFlow export (see `crate::telemetry`); run by
+    /// `hostd telemetry run`, not by `apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<crate::telemetry::TelemetrySpec>,
 }
 
 /// Interface types.

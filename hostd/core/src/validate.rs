@@ -379,12 +379,112 @@ pub fn validate(state: &NetworkState) -> Result<(), ValidationErrors> {
 
     if let Some(fw) = &state.firewall {
         if let Err(err) = fw.validate() {
+            let tree = serde_json::to_value(fw).unwrap_or(serde_json::Value::Null);
             for f in err.fields() {
-                e.push(f.path, "see message", f.message);
+                let value = value_at(&tree, "firewall", &f.path);
+                e.push(f.path, value, f.message);
             }
         }
     }
 
+    if let Some(t) = &state.telemetry {
+        if let Err(errs) = t.validate() {
+            e.0.extend(errs.0);
+        }
+        for (i, name) in t.interfaces.iter().enumerate() {
+            if let Some(&j) = by_name.get(name.as_str()) {
+                if ifaces[j].state == IfState::Absent {
+                    e.push(
+                        format!("telemetry.interfaces[{i}]"),
+                        name,
+                        format!("interfaces[{j}] is absent: the programs cannot attach to it"),
+                    );
+                }
+            }
+        }
+    }
+
+    if e.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(e.0))
+    }
+}
+
+/// The value at `path` (`firewall.rules[2].ports[0]`) in `tree`, the
+/// serialized section whose own path is `root`, rendered compactly (cut at 80
+/// characters); `?` when the path does not lead to a value.
+fn value_at(tree: &serde_json::Value, root: &str, path: &str) -> String {
+    let Some(rest) = path.strip_prefix(root) else {
+        return "?".into();
+    };
+    let mut cur = tree;
+    for part in rest.split('.').filter(|p| !p.is_empty()) {
+        let (key, idx) = match part.split_once('[') {
+            Some((k, i)) => (
+                k,
+                i.split('[')
+                    .map(|x| x.trim_end_matches(']'))
+                    .collect::<Vec<_>>(),
+            ),
+            None => (part, Vec::new()),
+        };
+        if !key.is_empty() {
+            match cur.get(key).or_else(|| cur.get(key.replace('-', "_"))) {
+                Some(v) => cur = v,
+                None => return "?".into(),
+            }
+        }
+        for i in idx {
+            match i.parse::<usize>().ok().and_then(|i| cur.get(i)) {
+                Some(v) => cur = v,
+                None => return "?".into(),
+            }
+        }
+    }
+    let s = match cur {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    if s.chars().count() > 80 {
+        s.chars().take(77).collect::<String>() + "..."
+    } else {
+        s
+    }
+}
+
+/// Telemetry interfaces the document does not declare must be NICs of this
+/// host (`observed`): the programs attach to what exists, and hostd does not
+/// create NICs. Checked by `plan`, `apply` and `telemetry run` once the host
+/// has been observed; nothing is touched when it fails.
+pub fn check_telemetry_interfaces(
+    state: &NetworkState,
+    observed: &crate::model::Observed,
+) -> Result<(), ValidationErrors> {
+    let mut e = Errs(Vec::new());
+    if let Some(t) = &state.telemetry {
+        for (i, name) in t.interfaces.iter().enumerate() {
+            if state.interface(name.as_str()).is_some() {
+                continue;
+            }
+            match observed.link(name.as_str()) {
+                Some(l) if l.kind.interface_type() == InterfaceType::Ethernet => {}
+                Some(l) => e.push(
+                    format!("telemetry.interfaces[{i}]"),
+                    name,
+                    format!(
+                        "not declared in interfaces, and the host's link of that name is a {} (only NICs may be named without being declared)",
+                        l.kind.interface_type().as_str()
+                    ),
+                ),
+                None => e.push(
+                    format!("telemetry.interfaces[{i}]"),
+                    name,
+                    "not declared in interfaces and no such NIC on this host",
+                ),
+            }
+        }
+    }
     if e.0.is_empty() {
         Ok(())
     } else {
