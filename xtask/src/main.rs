@@ -6,8 +6,9 @@
 //!   802.1Q VLANs, VLAN-filtering bridges and OVS datapaths for most; veth
 //!   and nf_tables for the firewall's), otherwise inside a VM booting
 //!   Debian's kernel.
-//! - `cargo xtask demo`: builds everything and brings up the demo rack in the
-//!   lab (inside the VM when needed), printing what was built.
+//! - `cargo xtask demo`: builds everything, brings up the demo rack in the
+//!   lab (inside the VM when needed) and runs `hostd` on it with the three
+//!   examples of `hostd/examples/`, printing what it built and that it works.
 //! - `cargo xtask vm -- CMD...`: runs a command in the VM (debugging).
 //! - `cargo xtask runner BIN ARGS...`: the cargo target runner used by `test`.
 
@@ -42,11 +43,12 @@ enum Cmd {
     },
     /// Build, then bring up the demo rack and show it working.
     Demo,
-    /// Benchmark: one bond + N VLANs + N bridges applied by `ip -batch`,
-    /// `hostd apply` and ifupdown2, in the VM; prints a markdown table and
-    /// writes it to target/bench/apply.md.
-    BenchApply {
-        /// Arguments for the bench-apply binary (`--sizes`, `--tools`, `--cap`).
+    /// Benchmark: one bond + N VLANs + N bridges applied from empty by
+    /// `ip -batch`, `hostd apply` and ifupdown2, in the VM (release build of
+    /// hostd and bench-hostd); prints a markdown table.
+    BenchHostd {
+        /// Arguments for bench-hostd: sizes (default 100 500 1000 4000),
+        /// `--ifupdown2-cap SECS`, `--no-ifupdown2`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -69,7 +71,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Test { only, filter } => test(&only, &filter),
         Cmd::Demo => demo(),
-        Cmd::BenchApply { args } => bench_apply(&args),
+        Cmd::BenchHostd { args } => bench_hostd(&args),
         Cmd::Vm { cmd } => {
             let status = vm::run_in_vm(&cmd, &vm::VmOptions::from_env()?)?;
             std::process::exit(status)
@@ -174,7 +176,9 @@ fn demo() -> anyhow::Result<()> {
         run(cargo().args(["build", "-p", "lab", "--bin", "lab-demo"]))?;
     }
     let _p = Phase::start("demo");
-    let bin = target_dir()?.join("debug/lab-demo");
+    let target = target_dir()?;
+    std::env::set_var("HOSTD_BIN", target.join("debug/hostd"));
+    let bin = target.join("debug/lab-demo");
     let code = vm::runner(&bin, &[])?;
     if code != 0 {
         bail!("demo failed with exit code {code}");
@@ -182,27 +186,25 @@ fn demo() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_apply(args: &[String]) -> anyhow::Result<()> {
+fn bench_hostd(args: &[String]) -> anyhow::Result<()> {
     {
         let _p = Phase::start("build (release)");
-        run(cargo().args(["build", "--release", "-p", "hostd", "--bin", "hostd"]))?;
-        run(cargo().args(["build", "--release", "-p", "lab", "--bin", "bench-apply"]))?;
+        run(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "hostd",
+            "--bin",
+            "hostd",
+            "--bin",
+            "bench-hostd",
+        ]))?;
     }
-    let _p = Phase::start("bench-apply");
-    let target = target_dir()?;
-    let out_dir = target.join("bench");
-    std::fs::create_dir_all(&out_dir)?;
-    let out = out_dir.join("apply.md");
-    // The VM sees the host read-only except for this directory.
-    std::env::set_var("LAB_VM_RWDIR", &out_dir);
-    std::env::set_var("HOSTD_BIN", target.join("release/hostd"));
-    let mut a = args.to_vec();
-    a.extend(["--out".to_owned(), out.display().to_string()]);
-    let code = vm::runner(&target.join("release/bench-apply"), &a)?;
+    let _p = Phase::start("bench-hostd");
+    let code = vm::runner(&target_dir()?.join("release/bench-hostd"), args)?;
     if code != 0 {
-        bail!("bench-apply failed with exit code {code}");
+        bail!("bench-hostd failed with exit code {code}");
     }
-    eprintln!("results: {}", out.display());
     Ok(())
 }
 
