@@ -1094,3 +1094,142 @@ fn netlink_loaded_sets_list_exactly_like_nft_loaded_ones() {
         "a refused batch left a set behind"
     );
 }
+
+/// The whole `hostd apply` path (engine in-process, in the server
+/// namespace): the network part (an extra address on eth0, a veth NIC) and
+/// the firewall section are one apply, all or nothing; re-applying is a
+/// no-op; teardown removes hostd's table and no other.
+#[test]
+fn hostd_apply_enforces_the_firewall_section_all_or_nothing() {
+    use hostd::engine::{self, ApplyOptions, Config, Error, FirewallAction};
+    use hostd_core::NetworkState;
+
+    let p = Pair::new();
+    p.client
+        .ip(&["addr", "add", "198.51.100.2/24", "dev", "eth0"]);
+    nft_script(
+        &p.server,
+        "table inet operator {\n  chain input {\n    type filter hook input priority -10; policy accept;\n  }\n}\n",
+    );
+    let operator_before = table_json(&p.server, "inet", "operator");
+    let dir = std::env::temp_dir().join(format!("hostd-fw-apply-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("state dir");
+    let cfg = Config {
+        state_file: dir.join("owned.json"),
+        resolv_conf: dir.join("resolv.conf"),
+        ..Config::default()
+    };
+    let desired = NetworkState::parse(&format!(
+        "interfaces:
+  - name: eth0
+    type: ethernet
+    ipv4: {{ address: [{{ ip: {SRV4}, prefix-length: 24 }}, {{ ip: 198.51.100.1, prefix-length: 24 }}] }}
+firewall:
+  management: {{ controllers: [192.0.2.200/32, 2001:db8::200/128], channel_port: 7443 }}
+  rules:
+    - {{ action: accept, protocol: tcp, ports: [80], sources: [198.51.100.0/24, 192.0.2.0/24] }}
+    - {{ action: reject, protocol: tcp, ports: [23] }}
+"
+    ))
+    .unwrap_or_else(|e| panic!("desired state: {e}"));
+    let apply = |fail_at_step: Option<usize>| {
+        p.server.enter(|| {
+            engine::apply(
+                &cfg,
+                &desired,
+                ApplyOptions {
+                    fail_at_step,
+                    ..Default::default()
+                },
+            )
+        })
+    };
+    let tables = || {
+        let mut t: Vec<String> = p
+            .server
+            .run(&["nft", "list", "tables"])
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .collect();
+        t.sort();
+        t
+    };
+    let extra = "198.51.100.1";
+    assert_eq!(
+        p.tcp(extra, 80, DROP),
+        Outcome::TimedOut,
+        "the extra address is not there yet"
+    );
+
+    // The plan: the address, then the firewall created.
+    let plan = p
+        .server
+        .enter(|| engine::plan_only(&cfg, &desired))
+        .expect("plan");
+    println!("plan:\n{plan}");
+    let fw = plan.firewall.clone().expect("firewall step planned");
+    assert_eq!(fw.action, FirewallAction::Create);
+    assert_eq!((fw.rules, fw.cidrs), (2, 2 + 2), "{fw}");
+    assert!(!plan.ops.is_empty(), "{plan}");
+
+    // The firewall step fails: the address is rolled back, no table made.
+    let err = apply(Some(plan.steps())).expect_err("injected failure");
+    assert!(
+        matches!(&err, Error::RolledBack { cause, .. } if cause.contains("firewall: create")),
+        "{err}"
+    );
+    assert!(!p
+        .server
+        .ip(&["addr", "show", "dev", "eth0"])
+        .contains(extra));
+    assert_eq!(tables(), ["table inet operator"]);
+    assert_eq!(p.tcp(SRV4, 8080, OPEN), Outcome::Connected, "no firewall");
+
+    // Applied: the address answers, and the firewall filters real traffic.
+    let r = apply(None).expect("apply");
+    assert!(
+        r.executed && matches!(r.firewall, Some(Applied::Changed { .. })),
+        "{:?}",
+        r.firewall
+    );
+    assert_eq!(tables(), ["table inet hostd", "table inet operator"]);
+    lab::wait_until("the new address answers", Duration::from_secs(10), || {
+        p.tcp(extra, 80, Duration::from_millis(500)) == Outcome::Connected
+    });
+    assert_eq!(p.tcp(SRV4, 80, OPEN), Outcome::Connected, "accepted source");
+    assert_eq!(p.tcp(extra, 23, OPEN), Outcome::Refused, "rejected port");
+    assert_eq!(p.tcp(SRV4, 8080, DROP), Outcome::TimedOut, "default drop");
+    assert_eq!(
+        p.tcp(SRV6, 80, DROP),
+        Outcome::TimedOut,
+        "IPv6 source outside the rule's CIDRs"
+    );
+
+    // Re-applying is a no-op: nothing planned, nothing sent (counters kept).
+    let counters = p.server.run(&["nft", "list", "table", "inet", "hostd"]);
+    let again = apply(None).expect("re-apply");
+    assert!(again.plan.is_empty() && !again.executed, "{}", again.plan);
+    assert_eq!(
+        again.plan.firewall.as_ref().map(|f| f.action),
+        Some(FirewallAction::Unchanged)
+    );
+    assert_eq!(
+        p.server.run(&["nft", "list", "table", "inet", "hostd"]),
+        counters,
+        "table untouched by the no-op apply"
+    );
+
+    // Teardown: hostd's table removed, the operator's kept byte for byte.
+    let t = p
+        .server
+        .enter(|| engine::teardown(&cfg, ApplyOptions::default()))
+        .expect("teardown");
+    assert_eq!(
+        t.plan.firewall.as_ref().map(|f| f.action),
+        Some(FirewallAction::Remove)
+    );
+    assert_eq!(tables(), ["table inet operator"]);
+    assert_eq!(table_json(&p.server, "inet", "operator"), operator_before);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -30,7 +30,8 @@ pub mod exit {
     pub const HOST: i32 = 7;
     /// The ownership record could not be read or written.
     pub const STORE: i32 = 8;
-    /// The firewall subcommand failed.
+    /// A `firewall` subcommand failed, or hostd's nftables table could not
+    /// be read before `plan`/`apply`/`teardown` (nothing was touched).
     pub const FIREWALL: i32 = 9;
     /// Success; changes were made (apply, teardown) or are pending (plan,
     /// apply --dry-run).
@@ -101,7 +102,7 @@ pub enum Command {
     Firewall(crate::firewall::cli::FirewallCmd),
 }
 
-fn print_plan(out: Output, p: &hostd_core::Plan) -> Result<(), String> {
+fn print_plan(out: Output, p: &crate::state_plan::StatePlan) -> Result<(), String> {
     let text = match out {
         Output::Text => p.to_string(),
         Output::Json => serde_json::to_string_pretty(p).map_err(|e| e.to_string())? + "\n",
@@ -115,7 +116,8 @@ fn print_plan(out: Output, p: &hostd_core::Plan) -> Result<(), String> {
 fn code_of(e: &Error) -> i32 {
     match e {
         Error::Parse(_) | Error::Plan(PlanError::Invalid(_)) => exit::INVALID,
-        Error::Plan(_) => exit::CONFLICT,
+        Error::Plan(_) | Error::Conflict(_) => exit::CONFLICT,
+        Error::Firewall(_) => exit::FIREWALL,
         Error::Read { .. } | Error::Observe(_) => exit::HOST,
         Error::Store(_) => exit::STORE,
         Error::RolledBack { .. } => exit::ROLLED_BACK,
@@ -225,6 +227,9 @@ fn finish(out: Output, report: &engine::Report) -> Result<i32, Error> {
             report.elapsed.as_secs_f64(),
             report.verify_attempts
         );
+    }
+    if let Some(a) = &report.firewall {
+        eprintln!("hostd: {}", crate::firewall::cli::applied_text(a));
     }
     Ok(if report.plan.is_empty() {
         exit::NO_CHANGE

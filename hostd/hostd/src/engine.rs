@@ -10,7 +10,14 @@
 //!    bounded number of times (the kernel settles some state asynchronously);
 //! 6. on a failed step or a failed verification, roll back to the pre-apply
 //!    observation (links created are deleted, deleted ones recreated,
-//!    modified ones restored), verify the rollback the same way, and report.
+//!    modified ones restored), verify the rollback the same way, and report;
+//! 7. then the firewall step, when the document has a `firewall` section
+//!    (teardown: always removes hostd's table): one nft transaction
+//!    ([`crate::firewall`]). If it fails, the network changes are rolled back
+//!    too, and hostd's table is put back as it was: apply is all or nothing.
+//!
+//! The firewall is read (`nft -j -t list ruleset`) before anything is
+//! touched, so `plan` shows what would happen to it ([`StatePlan`]).
 
 use std::{
     path::{Path, PathBuf},
@@ -23,8 +30,12 @@ use hostd_core::{
     NetworkState, Ownership,
 };
 
+use hostd_core::{firewall::FirewallSpec, validate::ValidationErrors};
+
+pub use crate::state_plan::{FirewallAction, FirewallNow, FirewallPlan, StatePlan};
 use crate::{
     apply::{execute, ExecOptions, StepFailure},
+    firewall::{Applied, Nft},
     netlink::{NlError, Rtnl},
     observe::observe,
     store::{self, StoreError},
@@ -41,6 +52,8 @@ pub struct Config {
     pub verify_attempts: u32,
     /// Delay before the second attempt; doubles up to 1 s.
     pub verify_delay: Duration,
+    /// How the firewall step runs `nft`.
+    pub nft: Nft,
 }
 
 impl Default for Config {
@@ -50,6 +63,7 @@ impl Default for Config {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             verify_attempts: 20,
             verify_delay: Duration::from_millis(50),
+            nft: Nft::default(),
         }
     }
 }
@@ -68,10 +82,12 @@ pub struct ApplyOptions<'a> {
 /// What an apply did.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The plan.
-    pub plan: Plan,
+    /// The plan: network operations, then the firewall step.
+    pub plan: StatePlan,
     /// Whether it was executed (false for dry runs and empty plans).
     pub executed: bool,
+    /// What the firewall step did, when it ran.
+    pub firewall: Option<Applied>,
     /// Time spent executing and verifying.
     pub elapsed: Duration,
     /// Verification attempts used.
@@ -102,6 +118,14 @@ pub enum Error {
     /// The ownership record could not be read or written.
     #[error("ownership record: {0}")]
     Store(#[from] StoreError),
+    /// The state names something this host does not have (telemetry
+    /// interfaces that are neither declared nor NICs); nothing was touched.
+    #[error("{0}")]
+    Conflict(ValidationErrors),
+    /// hostd's nftables table could not be read before anything was
+    /// touched (`nft` missing or failing).
+    #[error("reading the firewall: {0}")]
+    Firewall(#[source] crate::firewall::Error),
     /// A step or the verification failed; the host was rolled back and
     /// verified to be as before.
     #[error(
@@ -142,41 +166,98 @@ pub fn show(cfg: &Config) -> Result<Observed, Error> {
     observe_now(&mut nl, cfg)
 }
 
-/// Plans `desired` against the host without touching it (`hostd plan`).
-pub fn plan_only(cfg: &Config, desired: &NetworkState) -> Result<Plan, Error> {
-    hostd_core::validate::validate(desired).map_err(PlanError::from)?;
-    let own = store::load(&cfg.state_file)?;
-    let mut nl = Rtnl::open().map_err(Error::Observe)?;
-    let observed = observe_now(&mut nl, cfg)?;
-    Ok(plan(desired, &observed, &own)?)
+/// Reads what hostd's nftables table holds now.
+pub fn firewall_now(nft: &Nft) -> Result<FirewallNow, Error> {
+    let json = nft.list_terse().map_err(Error::Firewall)?;
+    FirewallNow::from_listing(&json).map_err(|e| Error::Firewall(e.into()))
 }
 
-/// Plans, applies, verifies; rolls back on failure.
+/// Everything `apply` needs, read and decided before anything is touched.
+struct Prepared {
+    own: Ownership,
+    before: Observed,
+    network: Plan,
+    firewall: Option<(FirewallPlan, FirewallNow)>,
+}
+
+fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepared, Error> {
+    // Validation first: nothing is read from the host for a bad state.
+    hostd_core::validate::validate(desired).map_err(PlanError::from)?;
+    let own = store::load(&cfg.state_file)?;
+    let before = observe_now(nl, cfg)?;
+    hostd_core::validate::check_telemetry_interfaces(desired, &before).map_err(Error::Conflict)?;
+    let network = plan(desired, &before, &own)?;
+    let firewall = match &desired.firewall {
+        Some(spec) => {
+            let now = firewall_now(&cfg.nft)?;
+            Some((FirewallPlan::for_spec(spec, &now), now))
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        own,
+        before,
+        network,
+        firewall,
+    })
+}
+
+/// Plans `desired` against the host without touching it (`hostd plan`).
+pub fn plan_only(cfg: &Config, desired: &NetworkState) -> Result<StatePlan, Error> {
+    let mut nl = Rtnl::open().map_err(Error::Observe)?;
+    let p = prepare(cfg, &mut nl, desired)?;
+    Ok(StatePlan::new(p.network, p.firewall.map(|(f, _)| f)))
+}
+
+/// Plans, applies, verifies; rolls back on failure. The firewall step runs
+/// after the network is applied and verified; if it fails, the network is
+/// rolled back too.
 #[tracing::instrument(skip_all, fields(interfaces = desired.interfaces.len()))]
 pub fn apply(
     cfg: &Config,
     desired: &NetworkState,
     opts: ApplyOptions<'_>,
 ) -> Result<Report, Error> {
-    // Validation first: nothing is read from the host for a bad state.
-    hostd_core::validate::validate(desired).map_err(PlanError::from)?;
-    let own = store::load(&cfg.state_file)?;
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
-    let before = observe_now(&mut nl, cfg)?;
-    let p = plan(desired, &before, &own)?;
-    let next_own = own.after_apply(desired, &p);
-    run(cfg, &mut nl, &before, p, &own, next_own, opts, |now| {
-        plan(desired, now, &own)
-    })
+    let Prepared {
+        own,
+        before,
+        network,
+        firewall,
+    } = prepare(cfg, &mut nl, desired)?;
+    let next_own = own.after_apply(desired, &network);
+    let fw = firewall.map(|(plan, now)| FirewallStep {
+        plan,
+        now,
+        spec: desired.firewall.as_ref(),
+    });
+    run(
+        cfg,
+        &mut nl,
+        &before,
+        network,
+        fw,
+        &own,
+        next_own,
+        opts,
+        |now| plan(desired, now, &own),
+    )
 }
 
-/// Removes what hostd created and unconfigures the NICs it managed.
+/// Removes what hostd created and unconfigures the NICs it managed; removes
+/// hostd's nftables table (and no other).
 #[tracing::instrument(skip_all)]
 pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
     let own = store::load(&cfg.state_file)?;
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
     let before = observe_now(&mut nl, cfg)?;
     let p = plan_teardown(&before, &own)?;
+    let fw_now = firewall_now(&cfg.nft)?;
+    let fw = FirewallStep {
+        plan: FirewallPlan::removal(&fw_now),
+        now: fw_now,
+        spec: None,
+    };
     let mut next_own = Ownership::default();
     // Links hostd created that teardown does not delete (none expected) stay owned.
     for n in &own.created {
@@ -189,9 +270,58 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
             next_own.created.insert(n.clone());
         }
     }
-    run(cfg, &mut nl, &before, p, &own, next_own, opts, |now| {
-        plan_teardown(now, &own)
-    })
+    run(
+        cfg,
+        &mut nl,
+        &before,
+        p,
+        Some(fw),
+        &own,
+        next_own,
+        opts,
+        |now| plan_teardown(now, &own),
+    )
+}
+
+/// The firewall part of a run: its plan, the table before, and the spec
+/// (`None`: remove hostd's table).
+struct FirewallStep<'a> {
+    plan: FirewallPlan,
+    now: FirewallNow,
+    spec: Option<&'a FirewallSpec>,
+}
+
+impl FirewallStep<'_> {
+    /// Runs the step; `saved` is hostd's table before (`nft list table`),
+    /// for putting it back if the step fails after committing.
+    fn execute(&self, nft: &Nft) -> Result<Applied, crate::firewall::Error> {
+        match self.spec {
+            Some(spec) => crate::firewall::apply(nft, spec),
+            None => crate::firewall::disable(nft).map(|()| Applied::Removed),
+        }
+    }
+}
+
+/// Puts hostd's table back as it was before a failed firewall step, if the
+/// step changed it (a transaction is atomic, so usually it did not).
+fn restore_firewall(nft: &Nft, was: &FirewallNow, saved: Option<&str>) -> Result<(), String> {
+    let now = firewall_now(nft).map_err(|e| e.to_string())?;
+    if now == *was {
+        return Ok(());
+    }
+    match (was.present, saved) {
+        (false, _) => crate::firewall::disable(nft).map_err(|e| e.to_string()),
+        (true, Some(text)) => {
+            let script = format!(
+                "table {f} {t} {{}}\ndelete table {f} {t}\n{text}",
+                f = hostd_core::firewall::FAMILY,
+                t = hostd_core::firewall::TABLE
+            );
+            nft.transaction(&script, "restore transaction")
+                .map_err(|e| e.to_string())
+        }
+        (true, None) => Err("hostd's table changed and its previous content was not saved".into()),
+    }
 }
 
 #[allow(
@@ -203,19 +333,23 @@ fn run(
     nl: &mut Rtnl,
     before: &Observed,
     p: Plan,
+    fw: Option<FirewallStep<'_>>,
     own: &Ownership,
     next_own: Ownership,
     opts: ApplyOptions<'_>,
     replan: impl Fn(&Observed) -> Result<Plan, PlanError>,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    if opts.dry_run || p.is_empty() {
+    let fw_changes = fw.as_ref().is_some_and(|f| f.plan.action.changes());
+    let whole = |p: Plan| StatePlan::new(p, fw.as_ref().map(|f| f.plan.clone()));
+    if opts.dry_run || (p.is_empty() && !fw_changes) {
         if !opts.dry_run && next_own != *own {
             store::save(&cfg.state_file, &next_own)?;
         }
         return Ok(Report {
-            plan: p,
+            plan: whole(p),
             executed: false,
+            firewall: None,
             elapsed: started.elapsed(),
             verify_attempts: 0,
         });
@@ -227,48 +361,130 @@ fn run(
             intent.created.insert(iface.clone());
         }
     }
-    store::save(&cfg.state_file, &intent)?;
-    tracing::info!(ops = p.ops.len(), "applying");
-    let exec = execute(
-        nl,
-        before,
-        &p,
-        ExecOptions {
-            dns_path: &cfg.resolv_conf,
-            fail_at_step: opts.fail_at_step,
-            progress: opts.progress,
-        },
-    );
-    let cause = match exec {
-        Err(f) => Some(describe(&f)),
-        Ok(()) => match verify(nl, cfg, &replan) {
-            Ok(attempts) => {
-                store::save(&cfg.state_file, &next_own)?;
-                tracing::info!(ops = p.ops.len(), attempts, "applied and verified");
-                return Ok(Report {
-                    plan: p,
-                    executed: true,
-                    elapsed: started.elapsed(),
-                    verify_attempts: attempts,
+    let mut attempts = 0;
+    if !p.is_empty() {
+        store::save(&cfg.state_file, &intent)?;
+        tracing::info!(ops = p.ops.len(), "applying");
+        let exec = execute(
+            nl,
+            before,
+            &p,
+            ExecOptions {
+                dns_path: &cfg.resolv_conf,
+                fail_at_step: opts.fail_at_step,
+                progress: opts.progress,
+            },
+        );
+        let cause = match exec {
+            Err(f) => describe(&f),
+            Ok(()) => match verify(nl, cfg, &replan) {
+                Ok(a) => {
+                    tracing::info!(ops = p.ops.len(), attempts = a, "applied and verified");
+                    attempts = a;
+                    String::new()
+                }
+                Err(e) => e,
+            },
+        };
+        if !cause.is_empty() {
+            return Err(roll_back(nl, cfg, before, own, &intent, cause));
+        }
+    }
+    let mut fw_applied = None;
+    if let Some(step) = fw.as_ref().filter(|_| fw_changes) {
+        let n = p.ops.len() + 1;
+        // Saved before the transaction, to put a replaced table back.
+        let saved = if step.now.present && step.plan.action == FirewallAction::Replace {
+            cfg.nft
+                .list_table()
+                .map_err(
+                    |e| tracing::warn!(error = %e, "cannot save hostd's table before replacing it"),
+                )
+                .ok()
+        } else {
+            None
+        };
+        let result = if opts.fail_at_step == Some(n) {
+            Err(format!(
+                "step {n} ({}): injected failure (HOSTD_FAIL_AT_STEP)",
+                step.plan
+            ))
+        } else {
+            step.execute(&cfg.nft)
+                .map_err(|e| format!("step {n} ({}): {e}", step.plan))
+        };
+        match result {
+            Ok(a) => {
+                tracing::info!(action = ?step.plan.action, "firewall step done");
+                fw_applied = Some(a);
+            }
+            Err(cause) => {
+                tracing::warn!(%cause, "firewall step failed");
+                let fw_back = restore_firewall(&cfg.nft, &step.now, saved.as_deref());
+                let net_back = if p.is_empty() {
+                    Ok(0)
+                } else {
+                    rollback(nl, cfg, before)
+                };
+                return Err(match (net_back, fw_back) {
+                    (Ok(n), Ok(())) => {
+                        store::save(&cfg.state_file, own)?;
+                        Error::RolledBack {
+                            cause,
+                            rollback_ops: n,
+                        }
+                    }
+                    (net, fwb) => {
+                        let _ = store::save(&cfg.state_file, &intent);
+                        let mut what = Vec::new();
+                        if let Err(e) = net {
+                            what.push(e);
+                        }
+                        if let Err(e) = fwb {
+                            what.push(format!("firewall not restored: {e}"));
+                        }
+                        Error::RollbackFailed {
+                            cause,
+                            rollback: what.join("; "),
+                        }
+                    }
                 });
             }
-            Err(e) => Some(e),
-        },
-    };
-    let cause = cause.unwrap_or_default();
+        }
+    }
+    store::save(&cfg.state_file, &next_own)?;
+    Ok(Report {
+        plan: whole(p),
+        executed: true,
+        firewall: fw_applied,
+        elapsed: started.elapsed(),
+        verify_attempts: attempts,
+    })
+}
+
+/// Rolls the network back after a failed step or verification and builds
+/// the error to report.
+fn roll_back(
+    nl: &mut Rtnl,
+    cfg: &Config,
+    before: &Observed,
+    own: &Ownership,
+    intent: &Ownership,
+    cause: String,
+) -> Error {
     tracing::warn!(%cause, "rolling back");
     match rollback(nl, cfg, before) {
-        Ok(n) => {
-            store::save(&cfg.state_file, own)?;
-            Err(Error::RolledBack {
+        Ok(n) => match store::save(&cfg.state_file, own) {
+            Ok(()) => Error::RolledBack {
                 cause,
                 rollback_ops: n,
-            })
-        }
+            },
+            Err(e) => Error::Store(e),
+        },
         Err(rollback) => {
             // Keep ownership of everything that might still exist.
-            let _ = store::save(&cfg.state_file, &intent);
-            Err(Error::RollbackFailed { cause, rollback })
+            let _ = store::save(&cfg.state_file, intent);
+            Error::RollbackFailed { cause, rollback }
         }
     }
 }

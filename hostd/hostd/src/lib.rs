@@ -4,6 +4,7 @@
 //! - [`observe`]: links, bridge port VLANs, addresses, routes into the model.
 //! - [`apply`]: a plan's operations as rtnetlink requests, executed in batches.
 //! - [`engine`]: plan, apply, verify, roll back; teardown.
+//! - [`state_plan`]: the whole plan (network operations, then the firewall step).
 //! - [`store`]: the ownership record, written atomically.
 //! - [`cli`]: the command line and its exit codes; `main` only calls [`cli::run`].
 //! - [`firewall`]: the InstanceArray firewall (nftables).
@@ -16,4 +17,5 @@ pub mod engine;
 pub mod firewall;
 pub mod netlink;
 pub mod observe;
+pub mod state_plan;
 pub mod store;

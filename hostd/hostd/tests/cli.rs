@@ -217,3 +217,224 @@ fn usage_error_is_clap_code() {
         .expect("run");
     assert_eq!(code(&o), exit::USAGE);
 }
+
+const FIREWALL: &str = "
+firewall:
+  management: { controllers: [192.0.2.200/32], channel_port: 7443 }
+  rules:
+    - { action: accept, protocol: tcp, ports: [80], sources: [10.1.0.0/24, 198.51.100.0/24] }
+    - { action: drop, protocol: tcp, ports: [23] }
+";
+
+const NETWORK: &str = "
+interfaces:
+  - name: eth1
+    type: ethernet
+    ipv4: { address: [{ ip: 10.1.0.2, prefix-length: 24 }] }
+";
+
+impl Ns {
+    fn nft(&self, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", &self.name, "nft"];
+        full.extend_from_slice(args);
+        self.ip(&full)
+    }
+
+    fn ipv4(&self) -> String {
+        self.ip(&["-n", &self.name, "-4", "addr", "show"])
+    }
+
+    fn tables(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .nft(&["list", "tables"])
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .collect();
+        t.sort();
+        t
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn firewall_section_is_part_of_plan_apply_and_teardown() {
+    let ns = Ns::new("f");
+    // A foreign table that hostd must never touch.
+    let foreign = ns.file(
+        "foreign.nft",
+        "table inet operator {\n  chain input {\n    type filter hook input priority -10; policy accept;\n  }\n}\n",
+    );
+    ns.nft(&["-f", foreign.to_str().expect("path")]);
+    let operator = || ns.nft(&["-j", "list", "table", "inet", "operator"]);
+    let operator_before = operator();
+    let full = ns.file("full.yaml", &format!("{NETWORK}{FIREWALL}"));
+    let full = full.to_str().expect("path");
+
+    // A bad rule: 3, path and value named, nothing touched (links nor nft).
+    let before = (ns.state(), ns.nft(&["-j", "list", "ruleset"]));
+    let ipv4_before = ns.ipv4();
+    let bad = ns.file(
+        "bad.yaml",
+        &format!(
+            "{NETWORK}firewall:\n  management: {{ controllers: [192.0.2.200/32], channel_port: 7443 }}\n  rules:\n    - {{ action: accept, protocol: icmp, ports: [22] }}\n"
+        ),
+    );
+    for cmd in ["plan", "apply"] {
+        let o = ns.hostd(&[cmd, bad.to_str().expect("path")], &[]);
+        assert_eq!(code(&o), exit::INVALID, "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("firewall.rules[0].ports: ports need protocol tcp or udp")
+                && err.contains("(value: [22])"),
+            "{}",
+            text(&o)
+        );
+    }
+    assert_eq!(
+        (ns.state(), ns.nft(&["-j", "list", "ruleset"])),
+        before,
+        "an invalid firewall touched nothing"
+    );
+
+    // plan: the firewall step, in text and JSON.
+    let o = ns.hostd(&["plan", full], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(". firewall: create table inet hostd (2 rules -> ")
+            && out.contains(", 3 CIDRs, fingerprint "),
+        "{}",
+        text(&o)
+    );
+    let o = ns.hostd(&["plan", full, "-o", "json"], &[]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan JSON");
+    assert_eq!(v["firewall"]["action"], "create", "{v}");
+    assert_eq!(v["firewall"]["rules"], 2, "{v}");
+    assert_eq!(v["firewall"]["cidrs"], 3, "{v}");
+    assert!(!v["ops"].as_array().expect("ops").is_empty(), "{v}");
+
+    // The firewall step fails (injected after the network ops): the
+    // network is rolled back too, no table is left: all or nothing.
+    let steps = v["ops"].as_array().expect("ops").len() + 1;
+    let o = ns.hostd(
+        &["apply", full],
+        &[("HOSTD_FAIL_AT_STEP", &steps.to_string())],
+    );
+    assert_eq!(code(&o), exit::ROLLED_BACK, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("step {steps} (firewall: create")),
+        "{}",
+        text(&o)
+    );
+    // Rolled back: eth1 down again, without its address (a NIC brought up
+    // once keeps the kernel's default qdisc, and its veth peer a link-local
+    // address: not modelled, see docs/hostd.md).
+    assert_eq!(ns.ipv4(), ipv4_before, "addresses rolled back");
+    assert!(
+        !ns.ip(&["-n", &ns.name, "link", "show", "eth1"])
+            .contains(",UP"),
+        "eth1 down again"
+    );
+    assert_eq!(ns.tables(), ["table inet operator"], "no hostd table");
+
+    // apply: 10, table there; again: 0 with the firewall unchanged.
+    let o = ns.hostd(&["apply", full], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    assert_eq!(ns.tables(), ["table inet hostd", "table inet operator"]);
+    assert!(ns
+        .ip(&["-n", &ns.name, "addr", "show", "eth1"])
+        .contains("10.1.0.2/24"));
+    let o = ns.hostd(&["apply", full], &[]);
+    assert_eq!(code(&o), exit::NO_CHANGE, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("no changes\n      firewall: unchanged table inet hostd"),
+        "{}",
+        text(&o)
+    );
+    let o = ns.hostd(&["firewall", "show", "--json"], &[]);
+    assert_eq!(code(&o), exit::NO_CHANGE, "{}", text(&o));
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).expect("show JSON");
+    assert_eq!(shown["installed"], true);
+
+    // Only the firewall changes: planned and applied as one step.
+    let changed = ns.file(
+        "changed.yaml",
+        &format!(
+            "{NETWORK}{}",
+            FIREWALL.replace("ports: [23]", "ports: [23, 24]")
+        ),
+    );
+    let changed = changed.to_str().expect("path");
+    let o = ns.hostd(&["plan", changed], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    assert!(
+        stdout(&o).starts_with("   1. firewall: replace table inet hostd"),
+        "{}",
+        text(&o)
+    );
+    // The kernel's fingerprint, as `plan` reads it.
+    let fp = |ns: &Ns| {
+        let o = ns.hostd(&["plan", full, "-o", "json"], &[]);
+        let v = serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("plan");
+        let f = v["firewall"]["current-fingerprint"].clone();
+        assert!(f.is_string(), "{v}");
+        f
+    };
+    let fp_before = fp(&ns);
+    // A failure at that step keeps the old table exactly.
+    let o = ns.hostd(&["apply", changed], &[("HOSTD_FAIL_AT_STEP", "1")]);
+    assert_eq!(code(&o), exit::ROLLED_BACK, "{}", text(&o));
+    assert_eq!(fp(&ns), fp_before);
+    let o = ns.hostd(&["apply", changed], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    assert_ne!(fp(&ns), fp_before);
+
+    // No `firewall` key: the table is left alone.
+    let net_only = ns.file("net.yaml", NETWORK);
+    let o = ns.hostd(&["apply", net_only.to_str().expect("path")], &[]);
+    assert_eq!(code(&o), exit::NO_CHANGE, "{}", text(&o));
+    assert!(!stdout(&o).contains("firewall"), "{}", text(&o));
+    assert_eq!(ns.tables(), ["table inet hostd", "table inet operator"]);
+
+    // `enabled: false`: only hostd's table goes.
+    let off = ns.file(
+        "off.yaml",
+        &format!("{NETWORK}firewall: {{ enabled: false }}\n"),
+    );
+    let off = off.to_str().expect("path");
+    let o = ns.hostd(&["apply", off], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("1. firewall: remove table inet hostd"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(ns.tables(), ["table inet operator"]);
+    let o = ns.hostd(&["apply", off], &[]);
+    assert_eq!(code(&o), exit::NO_CHANGE, "{}", text(&o));
+
+    // teardown removes hostd's table and no other.
+    let o = ns.hostd(&["apply", full], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    let o = ns.hostd(&["teardown", "--dry-run"], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("firewall: remove table inet hostd"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(ns.tables(), ["table inet hostd", "table inet operator"]);
+    let o = ns.hostd(&["teardown"], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    assert_eq!(ns.tables(), ["table inet operator"]);
+    let o = ns.hostd(&["teardown"], &[]);
+    assert_eq!(code(&o), exit::NO_CHANGE, "{}", text(&o));
+    assert_eq!(
+        operator(),
+        operator_before,
+        "foreign table untouched throughout"
+    );
+}

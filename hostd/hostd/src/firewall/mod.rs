@@ -152,6 +152,21 @@ impl Nft {
         self.run(&["-f", "-"], Some(script), what).map(drop)
     }
 
+    /// `nft list table inet hostd`: hostd's table in nft syntax, with set
+    /// elements (re-loadable with `nft -f`).
+    pub fn list_table(&self) -> Result<String, Error> {
+        self.run(
+            &[
+                "list",
+                "table",
+                hostd_core::firewall::FAMILY,
+                hostd_core::firewall::TABLE,
+            ],
+            None,
+            "list table",
+        )
+    }
+
     /// `nft -j -t list ruleset`: every table, rules with counters, sets
     /// without their elements (fast whatever the set sizes).
     pub fn list_terse(&self) -> Result<String, Error> {
