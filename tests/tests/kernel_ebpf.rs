@@ -1069,3 +1069,376 @@ fn collector_accounts_our_samples_to_the_right_subnets() {
         "10.9.0.0/16: nothing"
     );
 }
+
+/// The `hostd` binary: `HOSTD_BIN`, else `hostd` in this test binary's
+/// target directory (`target/debug/deps/kernel_ebpf-*` ->
+/// `target/debug/hostd`; `cargo xtask test` builds every target first).
+fn hostd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HOSTD_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.exists(), "HOSTD_BIN={}: no such file", p.display());
+        return p;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("hostd"))
+        .expect("target directory");
+    assert!(
+        p.exists(),
+        "{} missing: build it (cargo build -p hostd --bin hostd) or set HOSTD_BIN",
+        p.display()
+    );
+    p
+}
+
+/// A `hostd` process in a namespace (entered with nsenter, so it shares the
+/// calling thread's mount namespace); killed on drop if still running.
+struct HostdProcess {
+    child: std::process::Child,
+    stderr: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl HostdProcess {
+    fn spawn(ns: &NetNs, args: &[&str]) -> Self {
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name()))
+            .arg(hostd_bin())
+            .args(args)
+            .env("HOSTD_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn hostd");
+        let pipe = child.stderr.take().expect("stderr pipe");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stderr: rx,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing `what`.
+    fn wait_for(&mut self, what: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(what) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "no {what:?} from hostd within {timeout:?} (exit: {status:?}); stderr:\n{}",
+                        self.log.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hostd did not stop within {timeout:?} of SIGTERM; stderr:\n{}",
+                self.log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HostdProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Per-interface view of the datagrams received: the last generic counters
+/// of `ifindex`, and its flow samples by direction and frame length.
+#[derive(Debug, Default)]
+struct Exported {
+    counters: Option<collector::sflow::IfCounters>,
+    counter_samples: usize,
+    ingress: BTreeMap<u32, u64>,
+    egress: BTreeMap<u32, u64>,
+}
+
+impl Exported {
+    fn add(&mut self, datagram: &[u8], ifindex: u32) {
+        use collector::sflow::{decode, CounterRecord, FlowRecord, Sample};
+        let d = decode(datagram).expect("sFlow datagram decodes");
+        assert_eq!(d.agent, Some("192.0.2.10".parse().expect("ip")));
+        for s in d.samples() {
+            match s.expect("sample decodes") {
+                Sample::Counters(c) if c.source.kind == 0 && c.source.index == ifindex => {
+                    for r in c.records() {
+                        if let CounterRecord::Generic(g) = r.expect("counter record") {
+                            assert_eq!(g.if_index, ifindex);
+                            self.counters = Some(g);
+                            self.counter_samples += 1;
+                        }
+                    }
+                }
+                Sample::Flow(f) => {
+                    assert_eq!(f.source.index, ifindex, "flow sample of another source");
+                    assert_eq!(f.sampling_rate, 1);
+                    let len = f
+                        .records()
+                        .find_map(|r| match r.expect("flow record") {
+                            FlowRecord::RawHeader { frame_length, .. } => Some(frame_length),
+                            _ => None,
+                        })
+                        .expect("raw header record");
+                    if f.input.value == ifindex {
+                        assert_eq!(f.output.value, 0);
+                        *self.ingress.entry(len).or_default() += 1;
+                    } else {
+                        assert_eq!(f.output.value, ifindex, "flow sample without our ifIndex");
+                        *self.egress.entry(len).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `hostd telemetry run` (the real binary, in a namespace): counters exported
+/// in sFlow are exact, every packet gives one flow sample at 1:1, `hostd
+/// telemetry show` reads the same counters from the pinned maps, and SIGTERM
+/// detaches everything.
+#[test]
+fn hostd_telemetry_run_exports_exact_sflow_and_detaches_on_sigterm() {
+    let (a, b) = veth_pair(false);
+    a.ip(&["link", "set", "lo", "up"]);
+    a.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
+    b.ip(&["addr", "add", "10.0.0.2/24", "dev", "eth0"]);
+    for (ns, peer, mac) in [(&a, "10.0.0.2", MAC_B), (&b, "10.0.0.1", MAC_A)] {
+        ns.ip(&[
+            "neigh",
+            "replace",
+            peer,
+            "lladdr",
+            mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+    }
+    // The collector listens on the agent's loopback: datagrams never cross eth0.
+    let collector = a
+        .enter(|| UdpSocket::bind("127.0.0.1:0"))
+        .expect("collector socket");
+    let port = collector.local_addr().expect("local addr").port();
+    let ifindex: u32 = a
+        .run(&["cat", "/sys/class/net/eth0/ifindex"])
+        .trim()
+        .parse()
+        .expect("ifindex");
+    // eth0 is not declared in `interfaces`: it must be a NIC of the host.
+    let file = tmp("telemetry-run.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "telemetry:\n  interfaces: [eth0]\n  sampling-rate: 1\n  counter-interval: 1\n\
+             \x20 agent-address: 192.0.2.10\n  collectors: [{{ address: 127.0.0.1, port: {port} }}]\n\
+             \x20 subnets: [10.0.0.0/24, 10.0.0.1/32]\n"
+        ),
+    )
+    .expect("write desired state");
+    // Pins in a bpffs private to this thread (and the hostd it starts).
+    let pins = private_bpffs();
+    let pins_arg = pins.to_str().expect("utf-8 path");
+    let file_arg = file.to_str().expect("utf-8 path");
+    let mut hostd = HostdProcess::spawn(&a, &["telemetry", "run", file_arg, "--pin-dir", pins_arg]);
+    let line = hostd.wait_for("hostd telemetry: running", Duration::from_secs(120));
+    assert!(
+        line.contains(&format!("eth0 (ifindex {ifindex})")),
+        "{line}"
+    );
+
+    // Known traffic into a's eth0: raw frames and pings (static neighbours,
+    // no IPv6: nothing else crosses the veth).
+    const RAW: u64 = 20;
+    const RAW_LEN: usize = 100;
+    const PINGS: u32 = 5;
+    let frames: Vec<Vec<u8>> = (0..RAW)
+        .map(|i| frame(mac_bytes(MAC_A), mac_bytes(MAC_B), None, RAW_LEN, i as u8))
+        .collect();
+    send_raw(&b, "eth0", &frames);
+    let s = ping(&b, "10.0.0.1", PINGS, Duration::from_millis(20), None).expect("ping");
+    assert_eq!(s.received, PINGS, "{s:?}");
+    let pings = u64::from(PINGS);
+    let (rx_packets, rx_bytes) = (RAW + pings, RAW * RAW_LEN as u64 + pings * ECHO_FRAME);
+    let (tx_packets, tx_bytes) = (pings, pings * ECHO_FRAME);
+
+    // Counter samples every second: wait for one that includes the traffic.
+    let mut seen = Exported::default();
+    collector
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Ok(n) = collector.recv(&mut buf) {
+            seen.add(&buf[..n], ifindex);
+        }
+        let done = seen.counters.is_some_and(|c| {
+            u64::from(c.in_ucast_pkts) >= rx_packets && u64::from(c.out_ucast_pkts) >= tx_packets
+        });
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no counter sample with the traffic within 30 s: {seen:?}"
+        );
+    }
+    for d in drain(&collector, Duration::from_millis(300)) {
+        seen.add(&d, ifindex);
+    }
+    let c = seen.counters.expect("generic counters");
+    assert_eq!(
+        (
+            u64::from(c.in_ucast_pkts),
+            c.in_octets,
+            u64::from(c.out_ucast_pkts),
+            c.out_octets
+        ),
+        (rx_packets, rx_bytes, tx_packets, tx_bytes),
+        "generic interface counters exact: {c:?}"
+    );
+    assert_eq!(
+        (
+            c.in_multicast_pkts,
+            c.in_broadcast_pkts,
+            c.out_multicast_pkts
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(c.if_type, 6, "ethernetCsmacd");
+    // 1:1 sampling: one flow sample per packet, with its frame length.
+    assert_eq!(
+        seen.ingress,
+        BTreeMap::from([(ECHO_FRAME as u32, pings), (RAW_LEN as u32, RAW)]),
+        "ingress flow samples"
+    );
+    assert_eq!(
+        seen.egress,
+        BTreeMap::from([(ECHO_FRAME as u32, pings)]),
+        "egress flow samples"
+    );
+
+    // `hostd telemetry show` reads the same counters from the pinned maps.
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", a.name()))
+        .arg(hostd_bin())
+        .args(["telemetry", "show", "--pin-dir", pins_arg, "-o", "json"])
+        .output()
+        .expect("hostd telemetry show");
+    assert!(
+        out.status.success(),
+        "show: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("show JSON");
+    let eth0: Vec<&serde_json::Value> = shown["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .filter(|i| i["ifindex"] == ifindex)
+        .collect();
+    assert_eq!(eth0.len(), 1, "one (eth0, untagged) key: {shown}");
+    assert_eq!(eth0[0]["interface"], "eth0");
+    assert_eq!(eth0[0]["vlan"], serde_json::Value::Null);
+    assert_eq!(
+        (
+            &eth0[0]["rx"]["packets"],
+            &eth0[0]["rx"]["bytes"],
+            &eth0[0]["tx"]["packets"],
+            &eth0[0]["tx"]["bytes"]
+        ),
+        (
+            &rx_packets.into(),
+            &rx_bytes.into(),
+            &tx_packets.into(),
+            &tx_bytes.into()
+        ),
+        "{shown}"
+    );
+    let subnet = |n: &str| {
+        shown["subnets"]
+            .as_array()
+            .expect("subnets")
+            .iter()
+            .find(|s| s["subnet"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("subnet {n} in {shown}"))
+    };
+    // Longest prefix: requests to .1 and replies from .1 are the /32's; the
+    // other ends (.2) fall in the /24.
+    for (n, key) in [
+        ("10.0.0.1/32", "to-packets"),
+        ("10.0.0.1/32", "from-packets"),
+        ("10.0.0.0/24", "to-packets"),
+        ("10.0.0.0/24", "from-packets"),
+    ] {
+        assert_eq!(subnet(n)[key], pings, "{n} {key}: {shown}");
+    }
+
+    // SIGTERM: a clean stop, a final counter export, nothing left attached.
+    let status = hostd.terminate(Duration::from_secs(30));
+    hostd.wait_for("everything detached", Duration::from_secs(5));
+    assert!(
+        status.success(),
+        "hostd exit {status}: {}",
+        hostd.log.join("\n")
+    );
+    let before = seen.counter_samples;
+    for d in drain(&collector, Duration::from_millis(300)) {
+        seen.add(&d, ifindex);
+    }
+    assert!(
+        seen.counter_samples > before,
+        "final counter export on stop"
+    );
+    let last = seen.counters.expect("counters");
+    assert_eq!(
+        (
+            u64::from(last.in_ucast_pkts),
+            u64::from(last.out_ucast_pkts)
+        ),
+        (rx_packets, tx_packets),
+        "final counters"
+    );
+    assert_nothing_attached(&a);
+    hostd_telemetry::unpin(&pins).expect("unpin");
+}

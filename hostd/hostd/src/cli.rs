@@ -33,6 +33,9 @@ pub mod exit {
     /// A `firewall` subcommand failed, or hostd's nftables table could not
     /// be read before `plan`/`apply`/`teardown` (nothing was touched).
     pub const FIREWALL: i32 = 9;
+    /// `hostd telemetry`: the eBPF programs or the sFlow agent could not
+    /// start, failed, or the pinned counters could not be read.
+    pub const TELEMETRY: i32 = 11;
     /// Success; changes were made (apply, teardown) or are pending (plan,
     /// apply --dry-run).
     pub const CHANGED: i32 = 10;
@@ -100,6 +103,9 @@ pub enum Command {
     /// The InstanceArray firewall.
     #[command(subcommand)]
     Firewall(crate::firewall::cli::FirewallCmd),
+    /// eBPF counters and the sFlow agent (`telemetry` section).
+    #[command(subcommand)]
+    Telemetry(crate::telemetry::TelemetryCmd),
 }
 
 fn print_plan(out: Output, p: &crate::state_plan::StatePlan) -> Result<(), String> {
@@ -195,6 +201,7 @@ pub fn run(cli: Cli) -> i32 {
             )?;
             finish(cli.output, &report)
         }
+        Command::Telemetry(cmd) => telemetry(&cfg, cli.output, cmd),
         Command::Firewall(cmd) => {
             let nft = crate::firewall::Nft::default();
             match crate::firewall::cli::run(cmd, &nft, &mut std::io::stdout()) {
@@ -249,5 +256,103 @@ fn progress_printer() -> impl FnMut(usize, usize) {
                 eprintln!("hostd: {done}/{total} operations sent");
             }
         }
+    }
+}
+
+/// `hostd telemetry run|show`.
+fn telemetry(
+    cfg: &Config,
+    out: Output,
+    cmd: &crate::telemetry::TelemetryCmd,
+) -> Result<i32, Error> {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+
+    use crate::telemetry::TelemetryCmd;
+
+    match cmd {
+        TelemetryCmd::Run {
+            file,
+            pin_dir,
+            no_pin,
+        } => {
+            // SIGINT/SIGTERM are blocked here, before any thread exists, and
+            // taken by one thread with sigwait(2): it sets the stop flag, the
+            // agent returns, and everything is detached.
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut signals = nix::sys::signal::SigSet::empty();
+            signals.add(nix::sys::signal::Signal::SIGINT);
+            signals.add(nix::sys::signal::Signal::SIGTERM);
+            if let Err(e) = signals.thread_block() {
+                eprintln!("hostd telemetry: blocking SIGINT/SIGTERM: {e}");
+                return Ok(exit::INTERNAL);
+            }
+            let flag = stop.clone();
+            std::thread::spawn(move || {
+                if let Ok(sig) = signals.wait() {
+                    tracing::info!(signal = %sig, "stopping");
+                    flag.store(true, Ordering::Relaxed);
+                }
+            });
+            let desired = engine::load_desired(file)?;
+            hostd_core::validate::validate(&desired).map_err(PlanError::from)?;
+            let Some(spec) = &desired.telemetry else {
+                eprintln!(
+                    "hostd: telemetry: no telemetry section in {} (nothing to run)",
+                    file.display()
+                );
+                return Ok(exit::INVALID);
+            };
+            let observed = engine::show(cfg)?;
+            hostd_core::validate::check_telemetry_interfaces(&desired, &observed)
+                .map_err(Error::Conflict)?;
+            let pin = (!*no_pin).then_some(pin_dir.as_path());
+            let r = crate::telemetry::run(spec, pin, &stop, |s| {
+                let ifaces: Vec<String> = s
+                    .attached
+                    .iter()
+                    .map(|(n, i)| format!("{n} (ifindex {i})"))
+                    .collect();
+                let to: Vec<String> = s.collectors.iter().map(ToString::to_string).collect();
+                eprintln!(
+                    "hostd telemetry: running: attached ({:?}) to {}; sampling 1 in {}; sFlow to {}",
+                    s.mode,
+                    ifaces.join(", "),
+                    spec.sampling_rate,
+                    if to.is_empty() { "nobody".to_owned() } else { to.join(", ") }
+                );
+            });
+            match r {
+                Ok(()) => {
+                    eprintln!("hostd telemetry: stopped; everything detached");
+                    Ok(exit::NO_CHANGE)
+                }
+                Err(e) => {
+                    eprintln!("hostd {e}");
+                    Ok(exit::TELEMETRY)
+                }
+            }
+        }
+        TelemetryCmd::Show { pin_dir } => match crate::telemetry::show(pin_dir) {
+            Ok(c) => {
+                let names = crate::telemetry::interface_names();
+                let text = match out {
+                    Output::Json => crate::telemetry::show_json(&c, &names).to_string() + "\n",
+                    Output::Yaml => {
+                        serde_norway::to_string(&crate::telemetry::show_json(&c, &names))
+                            .unwrap_or_default()
+                    }
+                    Output::Text => crate::telemetry::show_text(&c, &names),
+                };
+                print!("{text}");
+                Ok(exit::NO_CHANGE)
+            }
+            Err(e) => {
+                eprintln!("hostd {e}");
+                Ok(exit::TELEMETRY)
+            }
+        },
     }
 }

@@ -8,6 +8,8 @@
 //! - [`store`]: the ownership record, written atomically.
 //! - [`cli`]: the command line and its exit codes; `main` only calls [`cli::run`].
 //! - [`firewall`]: the InstanceArray firewall (nftables).
+//! - [`telemetry`]: `hostd telemetry run|show`: the eBPF counters and the
+//!   sFlow agent (crate `hostd-telemetry`) driven by the `telemetry` section.
 //!
 //! The pure half (schema, validation, planner) is `hostd-core`.
 
@@ -19,3 +21,4 @@ pub mod netlink;
 pub mod observe;
 pub mod state_plan;
 pub mod store;
+pub mod telemetry;
