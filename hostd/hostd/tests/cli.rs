@@ -438,3 +438,73 @@ fn firewall_section_is_part_of_plan_apply_and_teardown() {
         "foreign table untouched throughout"
     );
 }
+
+#[test]
+fn telemetry_section_errors_name_path_and_value() {
+    let ns = Ns::new("t");
+    let run = |name: &str, yaml: &str| {
+        let f = ns.file(name, yaml);
+        ns.hostd(
+            &["telemetry", "run", f.to_str().expect("path"), "--no-pin"],
+            &[],
+        )
+    };
+    let o = run(
+        "bad.yaml",
+        "telemetry:\n  interfaces: [eth0]\n  header-bytes: 300\n  collectors: [{ address: 127.0.0.1 }]\n",
+    );
+    assert_eq!(code(&o), exit::INVALID, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("telemetry.header-bytes: must be in 1..=256 (value: 300)"),
+        "{}",
+        text(&o)
+    );
+    let o = run(
+        "none.yaml",
+        "interfaces:\n  - { name: eth0, type: ethernet }\n",
+    );
+    assert_eq!(code(&o), exit::INVALID, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no telemetry section"),
+        "{}",
+        text(&o)
+    );
+    // Not declared and not a NIC here: 4, for `telemetry run` and `plan`.
+    let missing = "telemetry:\n  interfaces: [eth0, eth9]\n";
+    let o = run("missing.yaml", missing);
+    assert_eq!(code(&o), exit::CONFLICT, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "telemetry.interfaces[1]: not declared in interfaces and no such NIC on this host (value: eth9)"
+        ),
+        "{}",
+        text(&o)
+    );
+    let f = ns.file("missing2.yaml", missing);
+    let o = ns.hostd(&["plan", f.to_str().expect("path")], &[]);
+    assert_eq!(code(&o), exit::CONFLICT, "{}", text(&o));
+    // Unknown field: 3 with its path.
+    let o = run(
+        "unknown.yaml",
+        "telemetry:\n  interfaces: [eth0]\n  rate: 5\n",
+    );
+    assert_eq!(code(&o), exit::INVALID, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("telemetry.rate"),
+        "{}",
+        text(&o)
+    );
+    // `show` with nothing pinned: 11, saying where it looked.
+    let o = ns.hostd(
+        &["telemetry", "show", "--pin-dir", "/nonexistent/hostd-pins"],
+        &[],
+    );
+    assert_eq!(code(&o), exit::TELEMETRY, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("no pinned telemetry maps in /nonexistent/hostd-pins"),
+        "{}",
+        text(&o)
+    );
+}
