@@ -252,11 +252,20 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
     let before = observe_now(&mut nl, cfg)?;
     let p = plan_teardown(&before, &own)?;
-    let fw_now = firewall_now(&cfg.nft)?;
-    let fw = FirewallStep {
-        plan: FirewallPlan::removal(&fw_now),
-        now: fw_now,
-        spec: None,
+    // Without an `nft` binary hostd cannot have made a table: nothing to remove.
+    let fw = match firewall_now(&cfg.nft) {
+        Ok(now) => Some(FirewallStep {
+            plan: FirewallPlan::removal(&now),
+            now,
+            spec: None,
+        }),
+        Err(Error::Firewall(crate::firewall::Error::Spawn { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            tracing::warn!("no nft binary: no firewall table to remove");
+            None
+        }
+        Err(e) => return Err(e),
     };
     let mut next_own = Ownership::default();
     // Links hostd created that teardown does not delete (none expected) stay owned.
@@ -270,17 +279,9 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
             next_own.created.insert(n.clone());
         }
     }
-    run(
-        cfg,
-        &mut nl,
-        &before,
-        p,
-        Some(fw),
-        &own,
-        next_own,
-        opts,
-        |now| plan_teardown(now, &own),
-    )
+    run(cfg, &mut nl, &before, p, fw, &own, next_own, opts, |now| {
+        plan_teardown(now, &own)
+    })
 }
 
 /// The firewall part of a run: its plan, the table before, and the spec
