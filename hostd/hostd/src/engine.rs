@@ -293,8 +293,7 @@ struct FirewallStep<'a> {
 }
 
 impl FirewallStep<'_> {
-    /// Runs the step; `saved` is hostd's table before (`nft list table`),
-    /// for putting it back if the step fails after committing.
+    /// Runs the step: makes the table hold the spec, or removes it.
     fn execute(&self, nft: &Nft) -> Result<Applied, crate::firewall::Error> {
         match self.spec {
             Some(spec) => crate::firewall::apply(nft, spec),
@@ -376,19 +375,16 @@ fn run(
                 progress: opts.progress,
             },
         );
-        let cause = match exec {
-            Err(f) => describe(&f),
-            Ok(()) => match verify(nl, cfg, &replan) {
-                Ok(a) => {
-                    tracing::info!(ops = p.ops.len(), attempts = a, "applied and verified");
-                    attempts = a;
-                    String::new()
-                }
-                Err(e) => e,
-            },
+        let verified = match exec {
+            Err(f) => Err(describe(&f)),
+            Ok(()) => verify(nl, cfg, &replan),
         };
-        if !cause.is_empty() {
-            return Err(roll_back(nl, cfg, before, own, &intent, cause));
+        match verified {
+            Ok(a) => {
+                tracing::info!(ops = p.ops.len(), attempts = a, "applied and verified");
+                attempts = a;
+            }
+            Err(cause) => return Err(roll_back(nl, cfg, before, own, &intent, cause)),
         }
     }
     let mut fw_applied = None;
