@@ -512,19 +512,39 @@ fn corrupted_datagrams_never_lose_what_sflow_parser_keeps() {
     );
 }
 
-/// Writes synthetic seeds for the fuzz corpus (collector/fuzz/corpus):
-/// `COLLECTOR_WRITE_SEEDS=1 cargo test -p collector --test sflow_differential write_fuzz_seeds -- --ignored`
+/// The synthetic seeds of the fuzz corpus (collector/fuzz/corpus) are what
+/// this generator produces, byte for byte: a change to the generators shows
+/// up here. `COLLECTOR_WRITE_SEEDS=1 cargo test -p collector --test
+/// sflow_differential fuzz_seeds` rewrites them.
 #[test]
-#[ignore = "writes the fuzz seed corpus; run by hand"]
-fn write_fuzz_seeds() {
+fn fuzz_seeds_match_the_generators() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let write = std::env::var_os("COLLECTOR_WRITE_SEEDS").is_some();
+    let mut checked = 0;
+    let mut put = |path: std::path::PathBuf, bytes: Vec<u8>| {
+        if write {
+            std::fs::write(&path, &bytes).unwrap();
+        } else {
+            let committed = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (COLLECTOR_WRITE_SEEDS=1 writes it)",
+                    path.display()
+                )
+            });
+            assert!(
+                committed == bytes,
+                "{} differs from its generator",
+                path.display()
+            );
+        }
+        checked += 1;
+    };
     let mut r = Rng(0x5eed_5eed_5eed_5eed);
     for i in 0..24 {
-        std::fs::write(
+        put(
             root.join(format!("datagram/synthetic-{i}")),
             random_datagram(&mut r),
-        )
-        .unwrap();
+        );
     }
     let hosts: [(IpAddr, IpAddr); 2] = [
         ("10.0.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap()),
@@ -538,12 +558,13 @@ fn write_fuzz_seeds() {
             let f = frame(vlans, *a, *b, if j == 0 { 6 } else { 17 }, 1234, 80, 100);
             let mut eth = vec![0u8];
             eth.extend_from_slice(&f);
-            std::fs::write(root.join(format!("header/synthetic-eth-{i}-{j}")), eth).unwrap();
+            put(root.join(format!("header/synthetic-eth-{i}-{j}")), eth);
             if i == 0 {
                 let mut ip = vec![if j == 0 { 1u8 } else { 2 }];
                 ip.extend_from_slice(&f[14..]);
-                std::fs::write(root.join(format!("header/synthetic-ip-{j}")), ip).unwrap();
+                put(root.join(format!("header/synthetic-ip-{j}")), ip);
             }
         }
     }
+    assert_eq!(checked, 24 + 6 + 2, "every seed written or checked");
 }

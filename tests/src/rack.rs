@@ -125,6 +125,9 @@ impl Rack {
                     vlans_text(&lag.vlans)
                 );
             }
+            for port in &sw.ports {
+                let _ = writeln!(s, "  port {} {}", port.name, vlans_text(&port.vlans));
+            }
         }
         for srv in &self.spec.servers {
             let _ = writeln!(
@@ -365,9 +368,56 @@ fn vlans_text(v: &VlanMembership) -> String {
                 let _ = write!(s, "access {a} ");
             }
             if !v.tagged.is_empty() {
-                let _ = write!(s, "tagged {:?}", v.tagged);
+                let _ = write!(s, "tagged {}", ranges_text(&v.tagged));
             }
             s.trim_end().to_owned()
         }
+    }
+}
+
+/// VLAN ids as sorted ranges: `50-51,100,600-1099`.
+fn ranges_text(ids: &[u16]) -> String {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            ids[i].to_string()
+        } else {
+            format!("{}-{}", ids[i], ids[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vlan_ranges_are_compressed() {
+        assert_eq!(
+            ranges_text(&[100, 51, 50, 600, 601, 602, 7]),
+            "7,50-51,100,600-602"
+        );
+        let trunk: Vec<u16> = (100..=1099).collect();
+        assert_eq!(
+            vlans_text(&VlanMembership {
+                access: Some(10),
+                tagged: trunk
+            }),
+            "access 10 tagged 100-1099"
+        );
+        assert_eq!(
+            vlans_text(&VlanMembership::default()),
+            "untagged default VLAN"
+        );
     }
 }

@@ -254,6 +254,17 @@ fn simple_server(n: usize) -> (NetNs, NetNs) {
     (srv, peer)
 }
 
+/// Waits until IPv6 duplicate address detection has finished on every
+/// address of `ns`: the kernel then changes the address flags and adds local
+/// routes on its own, which a snapshot taken earlier would blame on hostd.
+fn wait_dad(ns: &NetNs) {
+    wait_until("IPv6 DAD finished", scaled(Duration::from_secs(30)), || {
+        ns.ip(&["-6", "addr", "show", "tentative"])
+            .trim()
+            .is_empty()
+    });
+}
+
 /// The foreign objects of [`simple_server`], strictly.
 fn foreign(ns: &NetNs) -> String {
     let mut s = ns.ip(&["-d", "-j", "link", "show", "keep0"]);
@@ -611,6 +622,7 @@ fn trunk_example_1000_vlans_vm_port_traffic() {
 fn moving_between_examples_converges_and_leaves_foreign_state() {
     kernel::require(NEEDS);
     let (srv, _peer) = simple_server(4);
+    wait_dad(&srv);
     let before = foreign(&srv);
     let (cfg, _dir) = config("moves");
     for name in [
@@ -621,6 +633,7 @@ fn moving_between_examples_converges_and_leaves_foreign_state() {
     ] {
         println!("== {name}");
         apply(&srv, &cfg, &example(name));
+        wait_dad(&srv);
         assert_eq!(foreign(&srv), before, "foreign state untouched by {name}");
     }
     let obs = observe(&srv, &cfg);
@@ -652,6 +665,7 @@ fn failure_at_each_step_rolls_back_exactly() {
         plan.ops.len() > 15,
         "a plan with deletes, changes and creates"
     );
+    wait_dad(&srv);
     let start = snapshot(&srv, true);
     let own_before = std::fs::read_to_string(&cfg.state_file).expect("ownership");
     for step in 1..=plan.ops.len() {
@@ -704,13 +718,7 @@ fn bad_input_is_rejected_and_changes_nothing() {
         ("interfaces:\n  - { name: eth7, type: ethernet }\n", "eth7"),
         ("interfaces:\n  - { name: keep0, type: bond, link-aggregation: { mode: 802.3ad } }\n", "interfaces[0].type"),
     ];
-    // IPv6 duplicate address detection finishes on its own: wait for it, so
-    // that the kernel's own changes are not taken for hostd's.
-    wait_until("IPv6 DAD finished", scaled(Duration::from_secs(30)), || {
-        srv.ip(&["-6", "addr", "show", "tentative"])
-            .trim()
-            .is_empty()
-    });
+    wait_dad(&srv);
     let before = snapshot(&srv, false);
     let own = std::fs::read_to_string(&cfg.state_file).expect("ownership");
     for (yaml, path) in cases {

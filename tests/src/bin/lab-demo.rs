@@ -1,56 +1,189 @@
-//! The demo rack: a switch pair (standing for MLAG) with LLDP, and two
-//! servers each bonded with 802.3ad over two NICs, one to each switch; VLAN
-//! 100 between them. Prints what was built, the LACP state and the traffic
-//! result; exits non-zero if LACP or traffic fails.
+//! The product demo (`./run.sh demo`): a rack in the lab, and the real
+//! `hostd` binary (from `HOSTD_BIN`) applying the three examples of
+//! `hostd/examples/` to three servers.
+//!
+//! - A switch pair `leaf1` (sw1 + sw2, one LACP system, standing for MLAG)
+//!   announcing itself over LLDP.
+//! - `ovm1`: the Oracle VM layout (802.3ad bond over LAG Po1, VLANs 50, 51,
+//!   100 each in its own bridge, management IP on vlan100).
+//! - `kvm1`: the CloudStack KVM layout (two active-backup bonds across the
+//!   pair, cloudbr0/cloudbr1/cloudbr100).
+//! - `kvm2`: the trunk layout (802.3ad over LAG Po2, MTU 9000, 1000 VLANs
+//!   into one VLAN-aware bridge), with a VM port on VLAN 600.
+//!
+//! For each: what hostd planned and applied, that a second apply changes
+//! nothing, the state `hostd show` reads back, LACP negotiated with the
+//! switch pair, LLDP neighbours, and traffic on each VLAN reaching its peer.
+//! Exits non-zero if any of it fails.
 
-use std::time::Duration;
-
-use anyhow::{ensure, Context as _};
-use lab::{
-    bonding::wait_lacp,
-    spec::{LagSpec, NicSpec, PairSpec, PortRef, ServerSpec, SwitchSpec, VlanMembership},
-    traffic::ping,
-    wait::scaled,
-    Rack, RackSpec,
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    time::{Duration, Instant},
 };
 
-fn main() -> anyhow::Result<()> {
-    let lag = |n: u8| LagSpec {
-        name: format!("Po{n}"),
-        members: vec![
-            PortRef::new("sw1", &format!("Ethernet{n}")),
-            PortRef::new("sw2", &format!("Ethernet{n}")),
-        ],
-        vlans: VlanMembership::trunk([100, 200]),
+use anyhow::{bail, ensure, Context as _};
+use lab::{
+    bonding::wait_lacp,
+    netns::run_checked,
+    spec::{LagSpec, NicSpec, PairSpec, PortRef, PortSpec, ServerSpec, SwitchSpec, VlanMembership},
+    traffic::{ping, reachable},
+    wait::scaled,
+    NetNs, Rack, RackSpec,
+};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../hostd/examples");
+
+/// The `hostd` binary and a private state directory per server (ownership
+/// record and resolv.conf: the VM's root filesystem is read-only, and a
+/// namespace shares the host's /etc).
+struct Hostd {
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+impl Hostd {
+    fn run(&self, ns: &NetNs, args: &[&str]) -> anyhow::Result<Output> {
+        let state = self.dir.join(format!("{}-owned.json", ns.role()));
+        let resolv = self.dir.join(format!("{}-resolv.conf", ns.role()));
+        let bin = self.bin.display().to_string();
+        let mut cmd = ns.command(&bin);
+        cmd.args(args)
+            .env("HOSTD_STATE_FILE", state)
+            .env("HOSTD_RESOLV_CONF", resolv);
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {bin} {args:?} in {}", ns.role()))?;
+        Ok(out)
+    }
+
+    /// `hostd apply FILE`: prints the head and tail of its output; expects
+    /// exit code 10 ("changed") the first time and 0 ("no change") after.
+    fn apply(&self, ns: &NetNs, file: &Path) -> anyhow::Result<()> {
+        let f = file.display().to_string();
+        let t = Instant::now();
+        let out = self.run(ns, &["apply", &f])?;
+        let took = t.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout);
+        print_excerpt(&text, 12, 4);
+        let code = out.status.code().unwrap_or(-1);
+        ensure!(
+            code == 10,
+            "hostd apply {f} in {}: exit code {code} (10 = changed expected)\n{}",
+            ns.role(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!(
+            "  -> hostd apply: exit code 10 (changed), {:.2} s wall (under emulation)",
+            took.as_secs_f64()
+        );
+        let again = self.run(ns, &["apply", &f])?;
+        let code = again.status.code().unwrap_or(-1);
+        ensure!(
+            code == 0,
+            "second hostd apply in {}: exit code {code} (0 = no change expected)\n{}{}",
+            ns.role(),
+            String::from_utf8_lossy(&again.stdout),
+            String::from_utf8_lossy(&again.stderr)
+        );
+        println!("  -> second hostd apply: exit code 0 (no change)");
+        Ok(())
+    }
+
+    /// `hostd show` (YAML), printed in full or as an excerpt.
+    fn show(&self, ns: &NetNs, head: usize) -> anyhow::Result<()> {
+        let out = self.run(ns, &["show"])?;
+        ensure!(
+            out.status.success(),
+            "hostd show in {}: {}",
+            ns.role(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("  hostd show ({}):", ns.role());
+        print_excerpt(&String::from_utf8_lossy(&out.stdout), head, 0);
+        Ok(())
+    }
+}
+
+fn print_excerpt(text: &str, head: usize, tail: usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= head + tail + 1 {
+        for l in &lines {
+            println!("    {l}");
+        }
+        return;
+    }
+    for l in &lines[..head] {
+        println!("    {l}");
+    }
+    println!("    ... ({} more lines)", lines.len() - head - tail);
+    for l in &lines[lines.len() - tail..] {
+        println!("    {l}");
+    }
+}
+
+fn nic(name: &str, switch: &str, port: &str) -> NicSpec {
+    NicSpec {
+        name: name.into(),
+        mac: None,
+        cable: PortRef::new(switch, port),
+    }
+}
+
+fn port(name: &str, vlans: VlanMembership) -> PortSpec {
+    PortSpec {
+        name: name.into(),
+        vlans,
+    }
+}
+
+fn server(name: &str, nics: Vec<NicSpec>) -> ServerSpec {
+    ServerSpec {
+        name: name.into(),
+        nics,
+        ipv6: false,
+    }
+}
+
+fn lag(name: &str, port: &str, vlans: VlanMembership) -> LagSpec {
+    LagSpec {
+        name: name.into(),
+        members: vec![PortRef::new("sw1", port), PortRef::new("sw2", port)],
+        vlans,
         lacp_rate: "fast".into(),
+    }
+}
+
+fn rack_spec() -> RackSpec {
+    // CloudStack's bond0: management untagged (VLAN 10), storage VLAN 100.
+    let mgmt_storage = VlanMembership {
+        access: Some(10),
+        tagged: vec![100],
     };
-    let server = |n: u8| ServerSpec {
-        name: format!("srv{n}"),
-        nics: vec![
-            NicSpec {
-                name: "eth0".into(),
-                mac: None,
-                cable: PortRef::new("sw1", &format!("Ethernet{n}")),
-            },
-            NicSpec {
-                name: "eth1".into(),
-                mac: None,
-                cable: PortRef::new("sw2", &format!("Ethernet{n}")),
-            },
-        ],
-        ipv6: true,
-    };
-    let spec = RackSpec {
+    RackSpec {
         switches: vec![
             SwitchSpec {
                 name: "sw1".into(),
-                ports: vec![],
-                lags: vec![lag(1), lag(2)],
+                ports: vec![
+                    port("Ethernet3", mgmt_storage.clone()),
+                    port("Ethernet4", VlanMembership::access(20)),
+                    port("Ethernet7", VlanMembership::access(100)),
+                    port("Ethernet8", VlanMembership::access(10)),
+                    port("Ethernet9", VlanMembership::access(600)),
+                    port("Ethernet10", VlanMembership::access(601)),
+                ],
+                lags: vec![
+                    lag("Po1", "Ethernet1", VlanMembership::trunk([50, 51, 100])),
+                    lag("Po2", "Ethernet2", VlanMembership::trunk(100..=1099)),
+                ],
                 lldp: true,
             },
             SwitchSpec {
                 name: "sw2".into(),
-                ports: vec![],
+                ports: vec![
+                    port("Ethernet3", mgmt_storage),
+                    port("Ethernet4", VlanMembership::access(20)),
+                ],
                 lags: vec![],
                 lldp: true,
             },
@@ -60,57 +193,180 @@ fn main() -> anyhow::Result<()> {
             members: ["sw1".into(), "sw2".into()],
             system_mac: None,
         }],
-        servers: vec![server(1), server(2)],
-    };
-    println!("kernel: {}", lab::kernel::release());
-    let rack = Rack::build(spec).context("building the demo rack")?;
-    println!("built:\n{}", rack.describe());
+        servers: vec![
+            server(
+                "ovm1",
+                vec![
+                    nic("eth0", "sw1", "Ethernet1"),
+                    nic("eth1", "sw2", "Ethernet1"),
+                ],
+            ),
+            server(
+                "kvm1",
+                vec![
+                    nic("eth0", "sw1", "Ethernet3"),
+                    nic("eth1", "sw2", "Ethernet3"),
+                    nic("eth2", "sw1", "Ethernet4"),
+                    nic("eth3", "sw2", "Ethernet4"),
+                ],
+            ),
+            server(
+                "kvm2",
+                vec![
+                    nic("eth0", "sw1", "Ethernet2"),
+                    nic("eth1", "sw2", "Ethernet2"),
+                ],
+            ),
+            // Peers: the VLAN 100 gateway / storage target, the management
+            // gateway, and two hosts behind the trunk's VLANs 600 and 601.
+            server("gw100", vec![nic("eth0", "sw1", "Ethernet7")]),
+            server("gw10", vec![nic("eth0", "sw1", "Ethernet8")]),
+            server("p600", vec![nic("eth0", "sw1", "Ethernet9")]),
+            server("p601", vec![nic("eth0", "sw1", "Ethernet10")]),
+        ],
+    }
+}
 
-    for (n, srv) in ["srv1", "srv2"].iter().enumerate() {
-        rack.server(srv).ip_batch(&[
-            "link add bond0 type bond mode 802.3ad lacp_rate fast miimon 100".into(),
-            "link set eth0 master bond0".into(),
-            "link set eth1 master bond0".into(),
-            "link set bond0 up".into(),
-            "link add link bond0 name bond0.100 type vlan id 100".into(),
-            format!("addr add 10.100.0.{}/24 dev bond0.100", n + 1),
-            "link set bond0.100 up".into(),
-        ])?;
+/// Pings until `dst` answers (bounded), then counts 10 echoes; all must come
+/// back.
+fn traffic(ns: &NetNs, what: &str, dst: &str) -> anyhow::Result<()> {
+    lab::wait_until(what, scaled(Duration::from_secs(30)), || reachable(ns, dst));
+    let s = ping(ns, dst, 10, Duration::from_millis(50), None)?;
+    println!("  {what}: {}/{} echoes answered", s.received, s.transmitted);
+    ensure!(s.received == s.transmitted, "loss on {what}: {s:?}");
+    Ok(())
+}
+
+/// Pings that must all go unanswered (another VLAN).
+fn isolated(ns: &NetNs, what: &str, dst: &str) -> anyhow::Result<()> {
+    let s = ping(ns, dst, 3, Duration::from_millis(200), None)?;
+    println!(
+        "  {what}: {}/{} echoes answered (isolated, as it must be)",
+        s.received, s.transmitted
+    );
+    ensure!(s.received == 0, "{what} must be isolated: {s:?}");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let bin = std::env::var_os("HOSTD_BIN")
+        .map(PathBuf::from)
+        .context("HOSTD_BIN must name the hostd binary (cargo xtask demo sets it)")?;
+    if !bin.exists() {
+        bail!("HOSTD_BIN={}: no such file", bin.display());
+    }
+    let dir = std::env::temp_dir().join(format!("hostd-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let hostd = Hostd { bin, dir };
+    let examples = Path::new(EXAMPLES);
+
+    println!("kernel: {}", lab::kernel::release());
+    let t = Instant::now();
+    let rack = Rack::build(rack_spec()).context("building the demo rack")?;
+    println!(
+        "rack built in {:.1} s:\n{}",
+        t.elapsed().as_secs_f64(),
+        rack.describe()
+    );
+    for (s, addrs) in [
+        ("gw100", &["10.100.0.1/24", "198.51.100.20/24"][..]),
+        ("gw10", &["192.0.2.1/24"][..]),
+        ("p600", &["10.6.0.2/24"][..]),
+        ("p601", &["10.6.0.3/24"][..]),
+    ] {
+        let mut lines = vec!["link set eth0 up".to_owned()];
+        lines.extend(addrs.iter().map(|a| format!("addr add {a} dev eth0")));
+        rack.server(s).ip_batch(&lines)?;
     }
     let partner = rack.switch_system_mac("sw1");
-    for srv in ["srv1", "srv2"] {
-        let st = wait_lacp(
-            rack.server(srv),
-            "bond0",
-            &partner,
-            scaled(Duration::from_secs(40)),
-        );
-        println!("{srv} bond0 LACP negotiated: {}", st.summary());
-    }
-    for srv in ["srv1", "srv2"] {
+
+    println!("\n== ovm1: Oracle VM (hostd/examples/oraclevm.yaml)");
+    let ovm = rack.server("ovm1");
+    hostd.apply(ovm, &examples.join("oraclevm.yaml"))?;
+    hostd.show(ovm, 60)?;
+    let st = wait_lacp(ovm, "bond0", &partner, scaled(Duration::from_secs(60)));
+    println!("  bond0 LACP negotiated with leaf1: {}", st.summary());
+    traffic(
+        ovm,
+        "ovm1 vlan100 -> gateway 10.100.0.1 (VLAN 100)",
+        "10.100.0.1",
+    )?;
+
+    println!("\n== kvm1: CloudStack KVM (hostd/examples/cloudstack.yaml)");
+    let kvm1 = rack.server("kvm1");
+    hostd.apply(kvm1, &examples.join("cloudstack.yaml"))?;
+    hostd.show(kvm1, 30)?;
+    traffic(
+        kvm1,
+        "kvm1 cloudbr0 -> management gateway 192.0.2.1 (VLAN 10)",
+        "192.0.2.1",
+    )?;
+    traffic(
+        kvm1,
+        "kvm1 cloudbr100 -> storage 198.51.100.20 (VLAN 100)",
+        "198.51.100.20",
+    )?;
+
+    println!("\n== kvm2: trunk, 1000 VLANs (hostd/examples/trunk.yaml)");
+    let kvm2 = rack.server("kvm2");
+    hostd.apply(kvm2, &examples.join("trunk.yaml"))?;
+    hostd.show(kvm2, 20)?;
+    let st = wait_lacp(kvm2, "bond0", &partner, scaled(Duration::from_secs(60)));
+    println!("  bond0 LACP negotiated with leaf1: {}", st.summary());
+    // A VM's port, added by the hypervisor (not by hostd), on VLAN 600.
+    let vm = NetNs::new("vm")?;
+    kvm2.ip_batch(&[
+        format!(
+            "link add vnet0 mtu 9000 type veth peer name eth0 netns {}",
+            vm.name()
+        ),
+        "link set vnet0 master br0".into(),
+        "link set vnet0 up".into(),
+    ])?;
+    kvm2.bridge_batch(&[
+        "vlan del dev vnet0 vid 1".into(),
+        "vlan add dev vnet0 vid 600 pvid untagged".into(),
+    ])?;
+    vm.ip_batch(&[
+        "link set eth0 up".into(),
+        "addr add 10.6.0.1/24 dev eth0".into(),
+    ])?;
+    traffic(
+        &vm,
+        "VM on kvm2 br0 -> 10.6.0.2 (VLAN 600 over the trunk)",
+        "10.6.0.2",
+    )?;
+    isolated(&vm, "VM on kvm2 br0 -> 10.6.0.3 (VLAN 601)", "10.6.0.3")?;
+
+    println!("\n== LLDP: what the servers hear from the switch pair");
+    for srv in ["ovm1", "kvm2"] {
         let lldp = lab::lldp::LldpListener::start(rack.server(srv), &["eth0", "eth1"])?;
         for n in lldp.wait_for(&["eth0", "eth1"], scaled(Duration::from_secs(30)))? {
             println!(
-                "{srv} {} LLDP neighbour: {} port {}",
+                "  {srv} {} LLDP neighbour: {} port {}",
                 n.local_interface, n.system_name, n.port_id
             );
         }
     }
-    let srv1 = rack.server("srv1");
-    lab::wait_until(
-        "VLAN 100 srv1 -> srv2",
-        scaled(Duration::from_secs(20)),
-        || lab::traffic::reachable(srv1, "10.100.0.2"),
-    );
-    let stats = ping(srv1, "10.100.0.2", 20, Duration::from_millis(50), None)?;
-    println!(
-        "VLAN 100 srv1 -> srv2: {}/{} echoes answered",
-        stats.received, stats.transmitted
-    );
+
+    println!("\n== teardown (server back to the pool): ovm1");
+    let out = hostd.run(ovm, &["teardown"])?;
+    let code = out.status.code().unwrap_or(-1);
     ensure!(
-        stats.received == stats.transmitted,
-        "loss on VLAN 100: {stats:?}"
+        code == 10,
+        "hostd teardown: exit code {code}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    println!("demo OK");
+    let links = run_checked(std::process::Command::new("ip").args([
+        "-n",
+        ovm.name(),
+        "-br",
+        "link",
+        "show",
+    ]))?;
+    print_excerpt(&String::from_utf8_lossy(&links.stdout), 10, 0);
+
+    let _ = std::fs::remove_dir_all(&hostd.dir);
+    println!("\ndemo OK");
     Ok(())
 }
