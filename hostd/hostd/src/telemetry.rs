@@ -74,6 +74,15 @@ pub enum Error {
     /// `show`: nothing is pinned there.
     #[error("no pinned telemetry maps in {}: is `hostd telemetry run` running (without --no-pin, with the same --pin-dir)?", .0.display())]
     NotPinned(PathBuf),
+    /// The pin directory is not on a BPF filesystem and one could not be
+    /// mounted for it.
+    #[error("--pin-dir {}: {reason}", .dir.display())]
+    PinDir {
+        /// The pin directory.
+        dir: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// Detaching at the end failed: programs may be left attached.
     #[error("detaching failed, programs may be left attached: {0}")]
     Detach(#[source] TelemetryError),
@@ -111,6 +120,9 @@ pub fn run(
     stop: &AtomicBool,
     started: impl FnOnce(&Started),
 ) -> Result<(), Error> {
+    if let Some(dir) = pin_dir {
+        ensure_bpffs(dir)?;
+    }
     let mut t = Telemetry::load_with(&load_options(spec, pin_dir))?;
     t.set_subnets(&spec.subnets)?;
     t.set_sampling(spec.sampling_rate, spec.header_bytes)?;
@@ -157,6 +169,44 @@ pub fn run(
     let detached = t.detach_all().map_err(Error::Detach);
     tracing::info!("telemetry detached");
     result.and(detached)
+}
+
+/// Where the BPF filesystem is mounted by convention (systemd mounts it
+/// there; minimal images and containers often do not).
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// Makes sure `dir` exists on a BPF filesystem: pinning anywhere else fails
+/// with EPERM. When `dir` is under /sys/fs/bpf and nothing is mounted there,
+/// mounts a bpffs there first, as systemd would have (mode 0700).
+fn ensure_bpffs(dir: &Path) -> Result<(), Error> {
+    use nix::sys::statfs::{statfs, BPF_FS_MAGIC};
+    let fail = |reason: String| Error::PinDir {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let on_bpffs = |p: &Path| statfs(p).map(|s| s.filesystem_type() == BPF_FS_MAGIC);
+    let root = Path::new(BPFFS);
+    if dir.starts_with(root) && root.is_dir() && !on_bpffs(root).unwrap_or(false) {
+        nix::mount::mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            Some("mode=0700"),
+        )
+        .map_err(|e| fail(format!("mounting a bpffs on {BPFFS}: {e}")))?;
+        tracing::info!("mounted a bpffs on {BPFFS}");
+    }
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("creating it: {e}")))?;
+    match on_bpffs(dir) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(fail(format!(
+            "not on a BPF filesystem (mount one, e.g. `mount -t bpf bpf {BPFFS}`, or pass --no-pin)"
+        ))),
+        Err(e) => Err(fail(format!("statfs: {e}"))),
+    }
 }
 
 /// Counters read by [`show`].
@@ -351,6 +401,18 @@ mod tests {
         assert_eq!(j["interfaces"][0]["vlan"], 100);
         assert_eq!(j["subnets"][0]["subnet"], "10.0.0.0/24");
         assert_eq!(j["subnets"][0]["from-bytes"], 490);
+    }
+
+    #[test]
+    fn a_pin_dir_off_bpffs_is_refused_with_its_name() {
+        let dir = std::env::temp_dir().join(format!("hostd-tel-notbpf-{}", std::process::id()));
+        let e = ensure_bpffs(&dir).expect_err("a tmp directory is no bpffs");
+        let text = e.to_string();
+        assert!(
+            text.contains(&dir.display().to_string()) && text.contains("not on a BPF filesystem"),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub fn parse_listing(json: &str) -> Result<TableState, ListingError> {
                 Some((t, c)) => (Some(t), c),
                 None => (None, raw.map(str::to_owned)),
             };
+            if let (Some(RuleTag::Default(d)), Some(c)) = (&tag, &comment) {
+                if chain == "input" && d == "policy" {
+                    st.fingerprint = c.strip_prefix(FINGERPRINT_KEY).map(str::to_owned);
+                }
+            }
             let (mut packets, mut bytes) = (0, 0);
             for e in r
                 .get("expr")

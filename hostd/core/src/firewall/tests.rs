@@ -500,6 +500,8 @@ fn counters_parse_and_sum_per_spec_rule() {
         .expect("established");
     assert_eq!(est.chain, "input");
     assert!(rows.iter().any(|r| r.what == "mgmt"));
+    // The fingerprint rides in the input chain's policy rule comment.
+    assert_eq!(st.fingerprint.as_deref(), Some("00112233aabbccdd"));
     assert!(parse_listing("{}").is_err());
     assert!(parse_listing("not json").is_err());
 }
