@@ -316,6 +316,18 @@ fn ovs_sflow_totals_match_traffic() {
                 s > 0 && last.1.elapsed() > Duration::from_secs(3)
             });
             tokio::time::sleep(Duration::from_secs(2)).await; // two more counter polls
+                                                              // Stop the export, and the capture only once no datagram has come
+                                                              // for a while: a counter datagram between the end of the capture
+                                                              // and the read of the stats would be counted by one side only.
+            vsctl(&sw, &dir, &["clear", "bridge", "br0", "sflow"]);
+            let mut last = (0, Instant::now());
+            lab::wait_until("sFlow export stopped", Duration::from_secs(60), || {
+                let d = c.shared().stats().0.datagrams;
+                if d != last.0 {
+                    last = (d, Instant::now());
+                }
+                last.1.elapsed() > Duration::from_secs(3)
+            });
             stop_capture(tshark);
             c.flush();
             let t_end = collector::system_clock()();

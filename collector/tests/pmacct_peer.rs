@@ -208,7 +208,7 @@ fn pmacct_sfprobe_totals_match_traffic_and_tshark() {
                 ),
             )
             .expect("pmacctd config");
-            h2.spawn(&["pmacctd", "-f", conf.to_str().expect("utf-8")]).expect("pmacctd (Debian package pmacct)");
+            let pmacctd = h2.spawn(&["pmacctd", "-f", conf.to_str().expect("utf-8")]).expect("pmacctd (Debian package pmacct)");
             lab::wait_until("pmacctd capturing and exporting", Duration::from_secs(20), || {
                 std::fs::read_to_string(&log).is_ok_and(|l| l.contains("link type is") && l.contains("Exporting flows to"))
             });
@@ -229,6 +229,19 @@ fn pmacct_sfprobe_totals_match_traffic_and_tshark() {
                     last = (s, Instant::now());
                 }
                 s > 0 && last.1.elapsed() > Duration::from_secs(3)
+            });
+            // Stop the exporter, and the capture only once no datagram has
+            // come for a while: one arriving between the end of the capture
+            // and the read of the stats would be counted by one side only.
+            // SAFETY: signalling a child of ours (spawned in h2).
+            unsafe { libc::kill(pmacctd as i32, libc::SIGTERM) };
+            let mut last = (0, Instant::now());
+            lab::wait_until("sFlow export stopped", Duration::from_secs(60), || {
+                let d = c.shared().stats().0.datagrams;
+                if d != last.0 {
+                    last = (d, Instant::now());
+                }
+                last.1.elapsed() > Duration::from_secs(3)
             });
             stop_capture(tshark);
 
