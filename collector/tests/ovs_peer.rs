@@ -46,7 +46,7 @@ use ipnet::IpNet;
 use lab::NetNs;
 
 mod common;
-use common::{start_capture, stop_capture, tshark_oracle};
+use common::{start_capture, stop_capture, tshark_oracle, wait_quiet};
 use serde_json::Value;
 
 const RATE: u64 = 4;
@@ -307,26 +307,16 @@ fn ovs_sflow_totals_match_traffic() {
                 )
             });
 
-            let mut last = (0, Instant::now());
-            lab::wait_until("sFlow export to settle", Duration::from_secs(60), || {
-                let s = c.shared().stats().0.flow_samples;
-                if s != last.0 {
-                    last = (s, Instant::now());
-                }
-                s > 0 && last.1.elapsed() > Duration::from_secs(3)
+            wait_quiet("sFlow export to settle", true, || {
+                c.shared().stats().0.flow_samples
             });
             tokio::time::sleep(Duration::from_secs(2)).await; // two more counter polls
                                                               // Stop the export, and the capture only once no datagram has come
                                                               // for a while: a counter datagram between the end of the capture
                                                               // and the read of the stats would be counted by one side only.
             vsctl(&sw, &dir, &["clear", "bridge", "br0", "sflow"]);
-            let mut last = (0, Instant::now());
-            lab::wait_until("sFlow export stopped", Duration::from_secs(60), || {
-                let d = c.shared().stats().0.datagrams;
-                if d != last.0 {
-                    last = (d, Instant::now());
-                }
-                last.1.elapsed() > Duration::from_secs(3)
+            wait_quiet("sFlow export stopped", false, || {
+                c.shared().stats().0.datagrams
             });
             stop_capture(tshark);
             c.flush();

@@ -42,7 +42,7 @@ use ipnet::IpNet;
 use lab::NetNs;
 
 mod common;
-use common::{start_capture, stop_capture, tshark_oracle};
+use common::{start_capture, stop_capture, tshark_oracle, wait_quiet};
 use serde_json::Value;
 
 const RATE: u64 = 5;
@@ -222,27 +222,13 @@ fn pmacct_sfprobe_totals_match_traffic_and_tshark() {
             blast("10.70.0.2:9003".parse().unwrap(), "10.70.0.1:9001".parse().unwrap(), nback, 200);
 
             // Wait until pmacctd has exported everything (no new samples for 3 s).
-            let mut last = (0, Instant::now());
-            lab::wait_until("sFlow export to settle", Duration::from_secs(60), || {
-                let s = c.shared().stats().0.flow_samples;
-                if s != last.0 {
-                    last = (s, Instant::now());
-                }
-                s > 0 && last.1.elapsed() > Duration::from_secs(3)
-            });
+            wait_quiet("sFlow export to settle", true, || c.shared().stats().0.flow_samples);
             // Stop the exporter, and the capture only once no datagram has
             // come for a while: one arriving between the end of the capture
             // and the read of the stats would be counted by one side only.
             // SAFETY: signalling a child of ours (spawned in h2).
             unsafe { libc::kill(pmacctd as i32, libc::SIGTERM) };
-            let mut last = (0, Instant::now());
-            lab::wait_until("sFlow export stopped", Duration::from_secs(60), || {
-                let d = c.shared().stats().0.datagrams;
-                if d != last.0 {
-                    last = (d, Instant::now());
-                }
-                last.1.elapsed() > Duration::from_secs(3)
-            });
+            wait_quiet("sFlow export stopped", false, || c.shared().stats().0.datagrams);
             stop_capture(tshark);
 
             now.store(T0 + 60, Ordering::SeqCst);

@@ -81,6 +81,16 @@ pub struct PortSpec {
     pub vlans: VlanMembership,
 }
 
+impl PortSpec {
+    /// A cabled switch port with its VLAN membership.
+    pub fn new(name: &str, vlans: VlanMembership) -> Self {
+        Self {
+            name: name.to_owned(),
+            vlans,
+        }
+    }
+}
+
 /// A switch-side LAG: an 802.3ad bond over ports (of one switch, or of both
 /// members of a pair).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +150,17 @@ pub struct ServerSpec {
     pub ipv6: bool,
 }
 
+impl ServerSpec {
+    /// A server with these NICs and IPv6 off (exact traffic counts).
+    pub fn new(name: &str, nics: Vec<NicSpec>) -> Self {
+        Self {
+            name: name.to_owned(),
+            nics,
+            ipv6: false,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -154,6 +175,17 @@ pub struct NicSpec {
     pub mac: Option<String>,
     /// Where the cable goes.
     pub cable: PortRef,
+}
+
+impl NicSpec {
+    /// NIC `name` (MAC derived) cabled to `switch`'s `port`.
+    pub fn cabled(name: &str, switch: &str, port: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            mac: None,
+            cable: PortRef::new(switch, port),
+        }
+    }
 }
 
 impl RackSpec {

@@ -89,29 +89,6 @@ fn observe(ns: &NetNs, cfg: &Config) -> Observed {
     ns.enter(|| engine::show(cfg)).expect("observe")
 }
 
-fn nic(name: &str, switch: &str, port: &str) -> NicSpec {
-    NicSpec {
-        name: name.into(),
-        mac: None,
-        cable: PortRef::new(switch, port),
-    }
-}
-
-fn port(name: &str, vlans: VlanMembership) -> PortSpec {
-    PortSpec {
-        name: name.into(),
-        vlans,
-    }
-}
-
-fn server(name: &str, nics: Vec<NicSpec>) -> ServerSpec {
-    ServerSpec {
-        name: name.into(),
-        nics,
-        ipv6: false,
-    }
-}
-
 /// Netlink state of a namespace as JSON (links with details, addresses,
 /// routes of both families in all tables, bridge VLANs), without counters
 /// and timers. `loose` also drops what a recreated link cannot keep
@@ -299,27 +276,27 @@ fn cloudstack_example_traffic_failover_teardown() {
         switches: vec![SwitchSpec {
             name: "sw1".into(),
             ports: vec![
-                port("Ethernet1", trunk.clone()),
-                port("Ethernet2", trunk.clone()),
-                port("Ethernet3", VlanMembership::access(20)),
-                port("Ethernet4", VlanMembership::access(20)),
-                port("Ethernet9", trunk.clone()),
+                PortSpec::new("Ethernet1", trunk.clone()),
+                PortSpec::new("Ethernet2", trunk.clone()),
+                PortSpec::new("Ethernet3", VlanMembership::access(20)),
+                PortSpec::new("Ethernet4", VlanMembership::access(20)),
+                PortSpec::new("Ethernet9", trunk.clone()),
             ],
             lags: vec![],
             lldp: false,
         }],
         pairs: vec![],
         servers: vec![
-            server(
+            ServerSpec::new(
                 "kvm1",
                 vec![
-                    nic("eth0", "sw1", "Ethernet1"),
-                    nic("eth1", "sw1", "Ethernet2"),
-                    nic("eth2", "sw1", "Ethernet3"),
-                    nic("eth3", "sw1", "Ethernet4"),
+                    NicSpec::cabled("eth0", "sw1", "Ethernet1"),
+                    NicSpec::cabled("eth1", "sw1", "Ethernet2"),
+                    NicSpec::cabled("eth2", "sw1", "Ethernet3"),
+                    NicSpec::cabled("eth3", "sw1", "Ethernet4"),
                 ],
             ),
-            server("peer", vec![nic("eth0", "sw1", "Ethernet9")]),
+            ServerSpec::new("peer", vec![NicSpec::cabled("eth0", "sw1", "Ethernet9")]),
         ],
     };
     let rack = Rack::build(spec).expect("rack");
@@ -432,9 +409,9 @@ fn oraclevm_example_lacp_and_vlan_isolation() {
         switches: vec![SwitchSpec {
             name: "sw1".into(),
             ports: vec![
-                port("Ethernet5", VlanMembership::access(50)),
-                port("Ethernet6", VlanMembership::access(51)),
-                port("Ethernet7", VlanMembership::access(100)),
+                PortSpec::new("Ethernet5", VlanMembership::access(50)),
+                PortSpec::new("Ethernet6", VlanMembership::access(51)),
+                PortSpec::new("Ethernet7", VlanMembership::access(100)),
             ],
             lags: vec![LagSpec {
                 name: "Po1".into(),
@@ -449,16 +426,16 @@ fn oraclevm_example_lacp_and_vlan_isolation() {
         }],
         pairs: vec![],
         servers: vec![
-            server(
+            ServerSpec::new(
                 "ovm1",
                 vec![
-                    nic("eth0", "sw1", "Ethernet1"),
-                    nic("eth1", "sw1", "Ethernet2"),
+                    NicSpec::cabled("eth0", "sw1", "Ethernet1"),
+                    NicSpec::cabled("eth1", "sw1", "Ethernet2"),
                 ],
             ),
-            server("p50", vec![nic("eth0", "sw1", "Ethernet5")]),
-            server("p51", vec![nic("eth0", "sw1", "Ethernet6")]),
-            server("p100", vec![nic("eth0", "sw1", "Ethernet7")]),
+            ServerSpec::new("p50", vec![NicSpec::cabled("eth0", "sw1", "Ethernet5")]),
+            ServerSpec::new("p51", vec![NicSpec::cabled("eth0", "sw1", "Ethernet6")]),
+            ServerSpec::new("p100", vec![NicSpec::cabled("eth0", "sw1", "Ethernet7")]),
         ],
     };
     let rack = Rack::build(spec).expect("rack");
@@ -518,8 +495,8 @@ fn trunk_example_1000_vlans_vm_port_traffic() {
         switches: vec![SwitchSpec {
             name: "sw1".into(),
             ports: vec![
-                port("Ethernet5", VlanMembership::access(600)),
-                port("Ethernet6", VlanMembership::access(601)),
+                PortSpec::new("Ethernet5", VlanMembership::access(600)),
+                PortSpec::new("Ethernet6", VlanMembership::access(601)),
             ],
             lags: vec![LagSpec {
                 name: "Po1".into(),
@@ -534,15 +511,15 @@ fn trunk_example_1000_vlans_vm_port_traffic() {
         }],
         pairs: vec![],
         servers: vec![
-            server(
+            ServerSpec::new(
                 "kvm1",
                 vec![
-                    nic("eth0", "sw1", "Ethernet1"),
-                    nic("eth1", "sw1", "Ethernet2"),
+                    NicSpec::cabled("eth0", "sw1", "Ethernet1"),
+                    NicSpec::cabled("eth1", "sw1", "Ethernet2"),
                 ],
             ),
-            server("p600", vec![nic("eth0", "sw1", "Ethernet5")]),
-            server("p601", vec![nic("eth0", "sw1", "Ethernet6")]),
+            ServerSpec::new("p600", vec![NicSpec::cabled("eth0", "sw1", "Ethernet5")]),
+            ServerSpec::new("p601", vec![NicSpec::cabled("eth0", "sw1", "Ethernet6")]),
         ],
     };
     let rack = Rack::build(spec).expect("rack");

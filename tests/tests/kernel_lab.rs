@@ -18,14 +18,6 @@ use lab::{
 use netlink_packet_route::link::BondMode;
 use rtnetlink::{LinkBond, LinkUnspec};
 
-fn nic(name: &str, switch: &str, port: &str) -> NicSpec {
-    NicSpec {
-        name: name.into(),
-        mac: None,
-        cable: PortRef::new(switch, port),
-    }
-}
-
 fn switch(name: &str) -> SwitchSpec {
     SwitchSpec {
         name: name.into(),
@@ -125,8 +117,8 @@ fn server_bond_negotiates_lacp_with_switch_pair_lag() {
         servers: vec![ServerSpec {
             name: "srv1".into(),
             nics: vec![
-                nic("eth0", "sw1", "Ethernet1"),
-                nic("eth1", "sw2", "Ethernet1"),
+                NicSpec::cabled("eth0", "sw1", "Ethernet1"),
+                NicSpec::cabled("eth1", "sw2", "Ethernet1"),
             ],
             ipv6: true,
         }],
@@ -217,7 +209,11 @@ fn vlan_100_crosses_the_switch_and_vlan_200_stays_out_of_a_vlan_100_server() {
             .enumerate()
             .map(|(i, s)| ServerSpec {
                 name: (*s).into(),
-                nics: vec![nic("eth0", "sw1", &format!("Ethernet{}", i + 1))],
+                nics: vec![NicSpec::cabled(
+                    "eth0",
+                    "sw1",
+                    &format!("Ethernet{}", i + 1),
+                )],
                 ipv6: false,
             })
             .collect(),

@@ -6,11 +6,24 @@ use std::{
     collections::BTreeMap,
     net::IpAddr,
     process::{Child, Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
 use serde_json::Value;
+
+/// Waits until `count()` has not changed for 3 s (and, with `nonzero`, is
+/// above zero): an exporter has sent everything, or has stopped sending.
+pub fn wait_quiet(what: &str, nonzero: bool, mut count: impl FnMut() -> u64) {
+    let mut last = (0, Instant::now());
+    lab::wait_until(what, Duration::from_secs(60), || {
+        let n = count();
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        (!nonzero || n > 0) && last.1.elapsed() > Duration::from_secs(3)
+    });
+}
 
 /// Starts tshark capturing UDP port `port` on `lo` of the current network
 /// namespace into `pcap`, and waits until it is capturing.

@@ -122,29 +122,6 @@ fn print_excerpt(text: &str, head: usize, tail: usize) {
     }
 }
 
-fn nic(name: &str, switch: &str, port: &str) -> NicSpec {
-    NicSpec {
-        name: name.into(),
-        mac: None,
-        cable: PortRef::new(switch, port),
-    }
-}
-
-fn port(name: &str, vlans: VlanMembership) -> PortSpec {
-    PortSpec {
-        name: name.into(),
-        vlans,
-    }
-}
-
-fn server(name: &str, nics: Vec<NicSpec>) -> ServerSpec {
-    ServerSpec {
-        name: name.into(),
-        nics,
-        ipv6: false,
-    }
-}
-
 fn lag(name: &str, port: &str, vlans: VlanMembership) -> LagSpec {
     LagSpec {
         name: name.into(),
@@ -165,12 +142,12 @@ fn rack_spec() -> RackSpec {
             SwitchSpec {
                 name: "sw1".into(),
                 ports: vec![
-                    port("Ethernet3", mgmt_storage.clone()),
-                    port("Ethernet4", VlanMembership::access(20)),
-                    port("Ethernet7", VlanMembership::access(100)),
-                    port("Ethernet8", VlanMembership::access(10)),
-                    port("Ethernet9", VlanMembership::access(600)),
-                    port("Ethernet10", VlanMembership::access(601)),
+                    PortSpec::new("Ethernet3", mgmt_storage.clone()),
+                    PortSpec::new("Ethernet4", VlanMembership::access(20)),
+                    PortSpec::new("Ethernet7", VlanMembership::access(100)),
+                    PortSpec::new("Ethernet8", VlanMembership::access(10)),
+                    PortSpec::new("Ethernet9", VlanMembership::access(600)),
+                    PortSpec::new("Ethernet10", VlanMembership::access(601)),
                 ],
                 lags: vec![
                     lag("Po1", "Ethernet1", VlanMembership::trunk([50, 51, 100])),
@@ -181,8 +158,8 @@ fn rack_spec() -> RackSpec {
             SwitchSpec {
                 name: "sw2".into(),
                 ports: vec![
-                    port("Ethernet3", mgmt_storage),
-                    port("Ethernet4", VlanMembership::access(20)),
+                    PortSpec::new("Ethernet3", mgmt_storage),
+                    PortSpec::new("Ethernet4", VlanMembership::access(20)),
                 ],
                 lags: vec![],
                 lldp: true,
@@ -194,35 +171,35 @@ fn rack_spec() -> RackSpec {
             system_mac: None,
         }],
         servers: vec![
-            server(
+            ServerSpec::new(
                 "ovm1",
                 vec![
-                    nic("eth0", "sw1", "Ethernet1"),
-                    nic("eth1", "sw2", "Ethernet1"),
+                    NicSpec::cabled("eth0", "sw1", "Ethernet1"),
+                    NicSpec::cabled("eth1", "sw2", "Ethernet1"),
                 ],
             ),
-            server(
+            ServerSpec::new(
                 "kvm1",
                 vec![
-                    nic("eth0", "sw1", "Ethernet3"),
-                    nic("eth1", "sw2", "Ethernet3"),
-                    nic("eth2", "sw1", "Ethernet4"),
-                    nic("eth3", "sw2", "Ethernet4"),
+                    NicSpec::cabled("eth0", "sw1", "Ethernet3"),
+                    NicSpec::cabled("eth1", "sw2", "Ethernet3"),
+                    NicSpec::cabled("eth2", "sw1", "Ethernet4"),
+                    NicSpec::cabled("eth3", "sw2", "Ethernet4"),
                 ],
             ),
-            server(
+            ServerSpec::new(
                 "kvm2",
                 vec![
-                    nic("eth0", "sw1", "Ethernet2"),
-                    nic("eth1", "sw2", "Ethernet2"),
+                    NicSpec::cabled("eth0", "sw1", "Ethernet2"),
+                    NicSpec::cabled("eth1", "sw2", "Ethernet2"),
                 ],
             ),
             // Peers: the VLAN 100 gateway / storage target, the management
             // gateway, and two hosts behind the trunk's VLANs 600 and 601.
-            server("gw100", vec![nic("eth0", "sw1", "Ethernet7")]),
-            server("gw10", vec![nic("eth0", "sw1", "Ethernet8")]),
-            server("p600", vec![nic("eth0", "sw1", "Ethernet9")]),
-            server("p601", vec![nic("eth0", "sw1", "Ethernet10")]),
+            ServerSpec::new("gw100", vec![NicSpec::cabled("eth0", "sw1", "Ethernet7")]),
+            ServerSpec::new("gw10", vec![NicSpec::cabled("eth0", "sw1", "Ethernet8")]),
+            ServerSpec::new("p600", vec![NicSpec::cabled("eth0", "sw1", "Ethernet9")]),
+            ServerSpec::new("p601", vec![NicSpec::cabled("eth0", "sw1", "Ethernet10")]),
         ],
     }
 }
