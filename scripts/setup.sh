@@ -29,6 +29,9 @@ APT_PACKAGES=(
   iproute2 iputils-ping ethtool bridge-utils nftables tcpdump tshark
   openvswitch-switch pmacct snmpd snmp rrdtool lldpd ifupdown2 dbus-daemon
   iperf3 socat netcat-openbsd procps kmod
+  # hostd's dns-resolver test runs its own systemd-resolved on a private bus
+  # (hostd/hostd/tests/resolved.rs); see the resolv.conf save/restore below
+  systemd-resolved
 )
 
 missing=()
@@ -47,7 +50,29 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # systemd-resolved's postinst points /etc/resolv.conf at its stub
+  # (/run/systemd/resolve/stub-resolv.conf). Nothing serves that stub here
+  # (no systemd as PID 1; the tests start resolved privately), so the host's
+  # file is saved before the install and put back byte-identical after it.
+  resolv_saved="$(mktemp -d)"
+  cp -a /etc/resolv.conf "$resolv_saved/resolv.conf"
+  restore_resolv_conf() {
+    kind() { if [ -L "$1" ]; then echo "symlink $(readlink "$1")"; else echo file; fi; }
+    if [ "$(kind /etc/resolv.conf)" != "$(kind "$resolv_saved/resolv.conf")" ] \
+      || ! cmp -s /etc/resolv.conf "$resolv_saved/resolv.conf"; then
+      log "restoring /etc/resolv.conf (a package replaced it)"
+      # A bind-mounted file (containers) cannot be removed: rewrite it in place.
+      if ! { rm -f /etc/resolv.conf && cp -a "$resolv_saved/resolv.conf" /etc/resolv.conf; }; then
+        cat "$resolv_saved/resolv.conf" > /etc/resolv.conf
+      fi
+    fi
+    rm -rf "$resolv_saved"
+  }
+  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    restore_resolv_conf
+    exit 1
+  fi
+  restore_resolv_conf
 else
   log "apt packages: all present"
 fi

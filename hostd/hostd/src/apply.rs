@@ -4,8 +4,9 @@
 //! ifindex hostd picks (`ip link add ... index N`), so later requests can
 //! name them (a VLAN's base, a port's controller) without asking the kernel
 //! first: the whole plan goes out in large `sendmsg` batches ([`Rtnl::batch`])
-//! and the acks are read per batch. The resolver file is written between
-//! batches, at its place in the plan.
+//! and the acks are read per batch. The resolver configuration (the file,
+//! or systemd-resolved over D-Bus: [`DnsTarget`]) is set between batches, at
+//! its place in the plan.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -38,7 +39,10 @@ use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
 };
 
-use crate::netlink::{NlError, Rtnl};
+use crate::{
+    netlink::{NlError, Rtnl},
+    resolved::DnsTarget,
+};
 
 /// A step that failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,9 @@ pub enum StepError {
         #[source]
         source: std::io::Error,
     },
+    /// systemd-resolved refused or failed the per-link DNS calls.
+    #[error(transparent)]
+    Resolved(#[from] crate::resolved::Error),
     /// The test-only failure hook fired.
     #[error("failure injected at this step (HOSTD_FAIL_AT_STEP)")]
     Injected,
@@ -77,8 +84,8 @@ pub enum StepError {
 
 /// Options of one execution.
 pub struct ExecOptions<'a, 'p> {
-    /// Where `write-dns` writes.
-    pub dns_path: &'a Path,
+    /// Where `write-dns` goes.
+    pub dns: &'a DnsTarget,
     /// Test hook: fail (without executing it) at this 1-based step.
     pub fail_at_step: Option<usize>,
     /// Called with (done, total) after each batch.
@@ -177,7 +184,7 @@ pub fn execute(
         }
         if i < limit {
             if let Op::WriteDns { config } = &plan.ops[i] {
-                write_resolv_conf(opts.dns_path, config).map_err(|error| StepFailure {
+                write_dns(opts.dns, &names, config).map_err(|error| StepFailure {
                     step: i + 1,
                     op: plan.ops[i].to_string(),
                     error,
@@ -630,6 +637,19 @@ fn bridge_info(o: &BridgeOptions) -> Vec<InfoBridge> {
         v.push(InfoBridge::MulticastSnooping(x));
     }
     v
+}
+
+/// Sets the resolver configuration where `target` says: the file, or the
+/// carrier link's servers and domains in systemd-resolved (by the ifindex
+/// the plan gave it, so a link created by this plan works too).
+fn write_dns(target: &DnsTarget, names: &Names, c: &DnsConfig) -> Result<(), StepError> {
+    match target {
+        DnsTarget::File(path) => write_resolv_conf(path, c),
+        DnsTarget::Resolved { bus, iface } => {
+            let ifindex = names.get(iface.as_str())?;
+            Ok(bus.set_link_dns(ifindex, c)?)
+        }
+    }
 }
 
 /// Writes a resolv.conf atomically (temporary file in the same directory,

@@ -6,7 +6,7 @@ use std::{io::Write as _, path::PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 use hostd_core::plan::PlanError;
 
-use crate::engine::{self, ApplyOptions, Config, Error};
+use crate::engine::{self, ApplyOptions, Config, DnsBackend, Error};
 
 /// Exit codes (documented in docs/hostd.md).
 pub mod exit {
@@ -62,14 +62,11 @@ pub struct Cli {
     /// Ownership record.
     #[arg(long, env = "HOSTD_STATE_FILE", default_value = crate::store::DEFAULT_STATE_FILE, global = true)]
     pub state_file: PathBuf,
-    /// resolv.conf written for `dns-resolver`.
-    #[arg(
-        long,
-        env = "HOSTD_RESOLV_CONF",
-        default_value = "/etc/resolv.conf",
-        global = true
-    )]
-    pub resolv_conf: PathBuf,
+    /// resolv.conf written for `dns-resolver` [default: /etc/resolv.conf].
+    /// Where systemd-resolved runs, hostd sets DNS through it instead,
+    /// unless this is given.
+    #[arg(long, env = "HOSTD_RESOLV_CONF", global = true)]
+    pub resolv_conf: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -124,7 +121,7 @@ fn code_of(e: &Error) -> i32 {
         Error::Parse(_) | Error::Plan(PlanError::Invalid(_)) => exit::INVALID,
         Error::Plan(_) | Error::Conflict(_) => exit::CONFLICT,
         Error::Firewall(_) => exit::FIREWALL,
-        Error::Read { .. } | Error::Observe(_) => exit::HOST,
+        Error::Read { .. } | Error::Observe(_) | Error::Resolved(_) => exit::HOST,
         Error::Store(_) => exit::STORE,
         Error::RolledBack { .. } => exit::ROLLED_BACK,
         Error::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
@@ -133,10 +130,18 @@ fn code_of(e: &Error) -> i32 {
 
 /// Runs the command; returns the exit code. Errors go to stderr.
 pub fn run(cli: Cli) -> i32 {
+    let defaults = Config::default();
     let cfg = Config {
         state_file: cli.state_file.clone(),
-        resolv_conf: cli.resolv_conf.clone(),
-        ..Config::default()
+        dns_backend: match cli.resolv_conf {
+            Some(_) => DnsBackend::File,
+            None => DnsBackend::Auto,
+        },
+        resolv_conf: cli
+            .resolv_conf
+            .clone()
+            .unwrap_or(defaults.resolv_conf.clone()),
+        ..defaults
     };
     let fail_at_step = std::env::var("HOSTD_FAIL_AT_STEP")
         .ok()

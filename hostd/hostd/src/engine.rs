@@ -38,6 +38,7 @@ use crate::{
     firewall::{Applied, Nft},
     netlink::{NlError, Rtnl},
     observe::observe,
+    resolved::{self, DnsTarget, Resolved},
     store::{self, StoreError},
 };
 
@@ -46,8 +47,11 @@ use crate::{
 pub struct Config {
     /// Ownership record.
     pub state_file: PathBuf,
-    /// resolv.conf that `dns-resolver` writes.
+    /// resolv.conf that `dns-resolver` writes (when systemd-resolved does
+    /// not run, or [`DnsBackend::File`]).
     pub resolv_conf: PathBuf,
+    /// Where `dns-resolver` goes.
+    pub dns_backend: DnsBackend,
     /// Verification attempts (each observes and re-plans).
     pub verify_attempts: u32,
     /// Delay before the second attempt; doubles up to 1 s.
@@ -61,11 +65,23 @@ impl Default for Config {
         Self {
             state_file: PathBuf::from(store::DEFAULT_STATE_FILE),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            dns_backend: DnsBackend::Auto,
             verify_attempts: 20,
             verify_delay: Duration::from_millis(50),
             nft: Nft::default(),
         }
     }
+}
+
+/// Where `dns-resolver` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsBackend {
+    /// systemd-resolved (per link, over D-Bus) when `org.freedesktop.resolve1`
+    /// has an owner on the system bus, else the resolv.conf file.
+    #[default]
+    Auto,
+    /// Always the resolv.conf file (`--resolv-conf` given explicitly).
+    File,
 }
 
 /// Options of one apply.
@@ -115,6 +131,10 @@ pub enum Error {
     /// The kernel could not be observed.
     #[error("observing the host: {0}")]
     Observe(#[source] NlError),
+    /// systemd-resolved could not be asked (detection or reading a link's
+    /// DNS); nothing was touched.
+    #[error("observing the host: {0}")]
+    Resolved(#[source] resolved::Error),
     /// The ownership record could not be read or written.
     #[error("ownership record: {0}")]
     Store(#[from] StoreError),
@@ -147,8 +167,43 @@ pub enum Error {
     },
 }
 
-fn observe_now(nl: &mut Rtnl, cfg: &Config) -> Result<Observed, Error> {
-    observe(nl, Some(&cfg.resolv_conf)).map_err(Error::Observe)
+fn observe_now(nl: &mut Rtnl, dns: &DnsTarget) -> Result<Observed, Error> {
+    match dns {
+        DnsTarget::File(path) => observe(nl, Some(path)).map_err(Error::Observe),
+        DnsTarget::Resolved { bus, iface } => {
+            let mut obs = observe(nl, None).map_err(Error::Observe)?;
+            obs.dns = match obs.link(iface.as_str()) {
+                Some(l) => Some(bus.link_dns(l.index).map_err(Error::Resolved)?),
+                None => None,
+            };
+            Ok(obs)
+        }
+    }
+}
+
+/// Where `desired`'s `dns-resolver` goes: systemd-resolved on the carrier
+/// link ([`resolved::carrier`]) when it runs and the backend allows it,
+/// else the file. Without a `dns-resolver` section nothing is asked.
+fn dns_target(cfg: &Config, desired: Option<&NetworkState>) -> Result<DnsTarget, Error> {
+    let file = DnsTarget::File(cfg.resolv_conf.clone());
+    let Some(desired) = desired.filter(|d| d.dns_resolver.is_some()) else {
+        return Ok(file);
+    };
+    if cfg.dns_backend == DnsBackend::File {
+        return Ok(file);
+    }
+    match Resolved::detect().map_err(Error::Resolved)? {
+        Some(bus) => {
+            let iface = resolved::carrier(desired).map_err(PlanError::from)?;
+            tracing::info!(%iface, "systemd-resolved runs: dns-resolver is set on this link");
+            Ok(DnsTarget::Resolved { bus, iface })
+        }
+        None => Ok(file),
+    }
+}
+
+fn observe_dns(nl: &mut Rtnl, dns: &DnsTarget) -> Result<Observed, String> {
+    observe_now(nl, dns).map_err(|e| e.to_string())
 }
 
 /// Reads and parses a desired-state file (YAML or JSON).
@@ -163,7 +218,7 @@ pub fn load_desired(path: &Path) -> Result<NetworkState, Error> {
 /// Observes the host (`hostd show`).
 pub fn show(cfg: &Config) -> Result<Observed, Error> {
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
-    observe_now(&mut nl, cfg)
+    observe_now(&mut nl, &dns_target(cfg, None)?)
 }
 
 /// Reads what hostd's nftables table holds now.
@@ -174,6 +229,7 @@ pub fn firewall_now(nft: &Nft) -> Result<FirewallNow, Error> {
 
 /// Everything `apply` needs, read and decided before anything is touched.
 struct Prepared {
+    dns: DnsTarget,
     own: Ownership,
     before: Observed,
     network: Plan,
@@ -183,8 +239,9 @@ struct Prepared {
 fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepared, Error> {
     // Validation first: nothing is read from the host for a bad state.
     hostd_core::validate::validate(desired).map_err(PlanError::from)?;
+    let dns = dns_target(cfg, Some(desired))?;
     let own = store::load(&cfg.state_file)?;
-    let before = observe_now(nl, cfg)?;
+    let before = observe_now(nl, &dns)?;
     hostd_core::validate::check_telemetry_interfaces(desired, &before).map_err(Error::Conflict)?;
     let network = plan(desired, &before, &own)?;
     let firewall = match &desired.firewall {
@@ -195,6 +252,7 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
         None => None,
     };
     Ok(Prepared {
+        dns,
         own,
         before,
         network,
@@ -220,6 +278,7 @@ pub fn apply(
 ) -> Result<Report, Error> {
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
     let Prepared {
+        dns,
         own,
         before,
         network,
@@ -234,6 +293,7 @@ pub fn apply(
     run(
         cfg,
         &mut nl,
+        &dns,
         &before,
         network,
         fw,
@@ -250,7 +310,8 @@ pub fn apply(
 pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
     let own = store::load(&cfg.state_file)?;
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
-    let before = observe_now(&mut nl, cfg)?;
+    let dns = dns_target(cfg, None)?;
+    let before = observe_now(&mut nl, &dns)?;
     let p = plan_teardown(&before, &own)?;
     // Without an `nft` binary hostd cannot have made a table: nothing to remove.
     let fw = match firewall_now(&cfg.nft) {
@@ -279,9 +340,18 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
             next_own.created.insert(n.clone());
         }
     }
-    run(cfg, &mut nl, &before, p, fw, &own, next_own, opts, |now| {
-        plan_teardown(now, &own)
-    })
+    run(
+        cfg,
+        &mut nl,
+        &dns,
+        &before,
+        p,
+        fw,
+        &own,
+        next_own,
+        opts,
+        |now| plan_teardown(now, &own),
+    )
 }
 
 /// The firewall part of a run: its plan, the table before, and the spec
@@ -331,6 +401,7 @@ fn restore_firewall(nft: &Nft, was: &FirewallNow, saved: Option<&str>) -> Result
 fn run(
     cfg: &Config,
     nl: &mut Rtnl,
+    dns: &DnsTarget,
     before: &Observed,
     p: Plan,
     fw: Option<FirewallStep<'_>>,
@@ -370,21 +441,21 @@ fn run(
             before,
             &p,
             ExecOptions {
-                dns_path: &cfg.resolv_conf,
+                dns,
                 fail_at_step: opts.fail_at_step,
                 progress: opts.progress,
             },
         );
         let verified = match exec {
             Err(f) => Err(describe(&f)),
-            Ok(()) => verify(nl, cfg, &replan),
+            Ok(()) => verify(nl, cfg, dns, &replan),
         };
         match verified {
             Ok(a) => {
                 tracing::info!(ops = p.ops.len(), attempts = a, "applied and verified");
                 attempts = a;
             }
-            Err(cause) => return Err(roll_back(nl, cfg, before, own, &intent, cause)),
+            Err(cause) => return Err(roll_back(nl, cfg, dns, before, own, &intent, cause)),
         }
     }
     let mut fw_applied = None;
@@ -421,7 +492,7 @@ fn run(
                 let net_back = if p.is_empty() {
                     Ok(0)
                 } else {
-                    rollback(nl, cfg, before)
+                    rollback(nl, cfg, dns, before)
                 };
                 return Err(match (net_back, fw_back) {
                     (Ok(n), Ok(())) => {
@@ -464,13 +535,14 @@ fn run(
 fn roll_back(
     nl: &mut Rtnl,
     cfg: &Config,
+    dns: &DnsTarget,
     before: &Observed,
     own: &Ownership,
     intent: &Ownership,
     cause: String,
 ) -> Error {
     tracing::warn!(%cause, "rolling back");
-    match rollback(nl, cfg, before) {
+    match rollback(nl, cfg, dns, before) {
         Ok(n) => match store::save(&cfg.state_file, own) {
             Ok(()) => Error::RolledBack {
                 cause,
@@ -495,13 +567,14 @@ fn describe(f: &StepFailure) -> String {
 fn verify(
     nl: &mut Rtnl,
     cfg: &Config,
+    dns: &DnsTarget,
     replan: &impl Fn(&Observed) -> Result<Plan, PlanError>,
 ) -> Result<u32, String> {
     let mut delay = cfg.verify_delay;
     let mut last = String::new();
     for attempt in 1..=cfg.verify_attempts.max(1) {
-        let now = observe(nl, Some(&cfg.resolv_conf))
-            .map_err(|e| format!("verification could not observe: {e}"))?;
+        let now =
+            observe_dns(nl, dns).map_err(|e| format!("verification could not observe: {e}"))?;
         match replan(&now) {
             Ok(p) if p.is_empty() => return Ok(attempt),
             Ok(p) => {
@@ -530,9 +603,13 @@ fn verify(
 }
 
 /// Rolls the host back to `before`; returns the number of operations run.
-pub fn rollback(nl: &mut Rtnl, cfg: &Config, before: &Observed) -> Result<usize, String> {
-    let now =
-        observe(nl, Some(&cfg.resolv_conf)).map_err(|e| format!("observing for rollback: {e}"))?;
+pub fn rollback(
+    nl: &mut Rtnl,
+    cfg: &Config,
+    dns: &DnsTarget,
+    before: &Observed,
+) -> Result<usize, String> {
+    let now = observe_dns(nl, dns).map_err(|e| format!("observing for rollback: {e}"))?;
     let p = plan_rollback(before, &now).map_err(|e| format!("planning the rollback: {e}"))?;
     let n = p.ops.len();
     tracing::info!(ops = n, "rollback plan");
@@ -541,13 +618,13 @@ pub fn rollback(nl: &mut Rtnl, cfg: &Config, before: &Observed) -> Result<usize,
         &now,
         &p,
         ExecOptions {
-            dns_path: &cfg.resolv_conf,
+            dns,
             fail_at_step: None,
             progress: None,
         },
     )
     .map_err(|f| format!("rollback {f}"))?;
-    verify(nl, cfg, &|now: &Observed| plan_rollback(before, now))
+    verify(nl, cfg, dns, &|now: &Observed| plan_rollback(before, now))
         .map_err(|e| format!("rollback {e}"))?;
     Ok(n)
 }

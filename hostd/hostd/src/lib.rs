@@ -3,6 +3,7 @@
 //! - [`netlink`]: a synchronous rtnetlink socket that pipelines requests.
 //! - [`observe`]: links, bridge port VLANs, addresses, routes into the model.
 //! - [`apply`]: a plan's operations as rtnetlink requests, executed in batches.
+//! - [`resolved`]: `dns-resolver` per link through systemd-resolved (D-Bus), where it runs.
 //! - [`engine`]: plan, apply, verify, roll back; teardown.
 //! - [`state_plan`]: the whole plan (network operations, then the firewall step).
 //! - [`store`]: the ownership record, written atomically.
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod firewall;
 pub mod netlink;
 pub mod observe;
+pub mod resolved;
 pub mod state_plan;
 pub mod store;
 pub mod telemetry;
