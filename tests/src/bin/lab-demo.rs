@@ -7,7 +7,8 @@
 //! - `ovm1`: the Oracle VM layout (802.3ad bond over LAG Po1, VLANs 50, 51,
 //!   100 each in its own bridge, management IP on vlan100).
 //! - `kvm1`: the CloudStack KVM layout (two active-backup bonds across the
-//!   pair, cloudbr0/cloudbr1/cloudbr100).
+//!   pair, cloudbr0/cloudbr1/cloudbr100), and a cable pull on its active
+//!   port with the measured loss.
 //! - `kvm2`: the trunk layout (802.3ad over LAG Po2, MTU 9000, 1000 VLANs
 //!   into one VLAN-aware bridge), with a VM port on VLAN 600.
 //!
@@ -27,7 +28,7 @@ use lab::{
     bonding::wait_lacp,
     netns::run_checked,
     spec::{LagSpec, NicSpec, PairSpec, PortRef, PortSpec, ServerSpec, SwitchSpec, VlanMembership},
-    traffic::{ping, reachable},
+    traffic::{ping, reachable, Pinger},
     wait::scaled,
     NetNs, Rack, RackSpec,
 };
@@ -283,6 +284,22 @@ fn main() -> anyhow::Result<()> {
         "kvm1 cloudbr100 -> storage 198.51.100.20 (VLAN 100)",
         "198.51.100.20",
     )?;
+    // Active-backup failover: pull the cable of bond0's active port (eth0,
+    // to sw1) while pinging the management gateway every 20 ms.
+    let pinger = Pinger::start(kvm1, "192.0.2.1", Duration::from_millis(20))?;
+    std::thread::sleep(scaled(Duration::from_millis(300)));
+    rack.pull_cable("kvm1", "eth0");
+    std::thread::sleep(scaled(Duration::from_secs(1)));
+    let (stats, outage) = pinger.stop()?;
+    println!(
+        "  cable eth0 <-> sw1:Ethernet3 pulled while pinging 192.0.2.1 every 20 ms: {} of {} echoes lost (outage about {:.2} s), then answered over eth1",
+        stats.lost(),
+        stats.transmitted,
+        outage.as_secs_f64()
+    );
+    ensure!(stats.received > 0, "no traffic after the pull: {stats:?}");
+    traffic(kvm1, "kvm1 over the backup port -> 192.0.2.1", "192.0.2.1")?;
+    rack.restore_cable("kvm1", "eth0");
 
     println!("\n== kvm2: trunk, 1000 VLANs (hostd/examples/trunk.yaml)");
     let kvm2 = rack.server("kvm2");
