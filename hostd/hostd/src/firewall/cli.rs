@@ -1,16 +1,6 @@
 //! `hostd firewall show|apply|disable`: the subcommand and its text output,
-//! for hostd's CLI to mount:
-//!
-//! ```ignore
-//! #[derive(clap::Subcommand)]
-//! enum Command {
-//!     /// The InstanceArray firewall.
-//!     #[command(subcommand)]
-//!     Firewall(hostd::firewall::cli::FirewallCmd),
-//! }
-//! // ...
-//! Command::Firewall(cmd) => hostd::firewall::cli::run(&cmd, &Nft::default(), &mut std::io::stdout())?,
-//! ```
+//! mounted by [`crate::cli`] as `Command::Firewall` and run with
+//! [`run`]`(&cmd, &Nft::default(), &mut stdout)`.
 
 use std::{io::Write, path::PathBuf};
 
