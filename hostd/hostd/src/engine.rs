@@ -30,7 +30,10 @@ use hostd_core::{
     NetworkState, Ownership,
 };
 
-use hostd_core::{firewall::FirewallSpec, validate::ValidationErrors};
+use hostd_core::{
+    firewall::{Current, FirewallSpec},
+    validate::ValidationErrors,
+};
 
 pub use crate::state_plan::{FirewallAction, FirewallNow, FirewallPlan, StatePlan};
 use crate::{
@@ -223,8 +226,11 @@ pub fn show(cfg: &Config) -> Result<Observed, Error> {
 
 /// Reads what hostd's nftables table holds now.
 pub fn firewall_now(nft: &Nft) -> Result<FirewallNow, Error> {
-    let json = nft.list_terse().map_err(Error::Firewall)?;
-    FirewallNow::from_listing(&json).map_err(|e| Error::Firewall(e.into()))
+    read_firewall(nft).map(|cur| FirewallNow::from_current(&cur))
+}
+
+fn read_firewall(nft: &Nft) -> Result<Current, Error> {
+    crate::firewall::read_current(nft).map_err(Error::Firewall)
 }
 
 /// Everything `apply` needs, read and decided before anything is touched.
@@ -233,7 +239,7 @@ struct Prepared {
     own: Ownership,
     before: Observed,
     network: Plan,
-    firewall: Option<(FirewallPlan, FirewallNow)>,
+    firewall: Option<(FirewallPlan, Current)>,
 }
 
 fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepared, Error> {
@@ -246,8 +252,11 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
     let network = plan(desired, &before, &own)?;
     let firewall = match &desired.firewall {
         Some(spec) => {
-            let now = firewall_now(&cfg.nft)?;
-            Some((FirewallPlan::for_spec(spec, &now), now))
+            let cur = read_firewall(&cfg.nft)?;
+            Some((
+                FirewallPlan::for_spec(spec, &FirewallNow::from_current(&cur)),
+                cur,
+            ))
         }
         None => None,
     };
@@ -285,9 +294,9 @@ pub fn apply(
         firewall,
     } = prepare(cfg, &mut nl, desired)?;
     let next_own = own.after_apply(desired, &network);
-    let fw = firewall.map(|(plan, now)| FirewallStep {
+    let fw = firewall.map(|(plan, current)| FirewallStep {
         plan,
-        now,
+        current,
         spec: desired.firewall.as_ref(),
     });
     run(
@@ -314,10 +323,10 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
     let before = observe_now(&mut nl, &dns)?;
     let p = plan_teardown(&before, &own)?;
     // Without an `nft` binary hostd cannot have made a table: nothing to remove.
-    let fw = match firewall_now(&cfg.nft) {
-        Ok(now) => Some(FirewallStep {
-            plan: FirewallPlan::removal(&now),
-            now,
+    let fw = match read_firewall(&cfg.nft) {
+        Ok(current) => Some(FirewallStep {
+            plan: FirewallPlan::removal(&FirewallNow::from_current(&current)),
+            current,
             spec: None,
         }),
         Err(Error::Firewall(crate::firewall::Error::Spawn { source, .. }))
@@ -354,19 +363,25 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
     )
 }
 
-/// The firewall part of a run: its plan, the table before, and the spec
-/// (`None`: remove hostd's table).
+/// The firewall part of a run: its plan, the table before (as read for the
+/// plan), and the spec (`None`: remove hostd's table).
 struct FirewallStep<'a> {
     plan: FirewallPlan,
-    now: FirewallNow,
+    current: Current,
     spec: Option<&'a FirewallSpec>,
 }
 
 impl FirewallStep<'_> {
-    /// Runs the step: makes the table hold the spec, or removes it.
+    /// Runs the step: makes the table hold the spec (from the state read for
+    /// the plan: not read again), or removes it.
     fn execute(&self, nft: &Nft) -> Result<Applied, crate::firewall::Error> {
         match self.spec {
-            Some(spec) => crate::firewall::apply(nft, spec),
+            Some(spec) => crate::firewall::apply_on(
+                nft,
+                spec,
+                Some(self.current.clone()),
+                crate::firewall::ApplyOptions::default(),
+            ),
             None => crate::firewall::disable(nft).map(|()| Applied::Removed),
         }
     }
@@ -462,7 +477,7 @@ fn run(
     if let Some(step) = fw.as_ref().filter(|_| fw_changes) {
         let n = p.ops.len() + 1;
         // Saved before the transaction, to put a replaced table back.
-        let saved = if step.now.present && step.plan.action == FirewallAction::Replace {
+        let saved = if step.current.present && step.plan.action == FirewallAction::Replace {
             cfg.nft
                 .list_table()
                 .map_err(
@@ -488,22 +503,19 @@ fn run(
             }
             Err(cause) => {
                 tracing::warn!(%cause, "firewall step failed");
-                let fw_back = restore_firewall(&cfg.nft, &step.now, saved.as_deref());
+                let fw_back = restore_firewall(
+                    &cfg.nft,
+                    &FirewallNow::from_current(&step.current),
+                    saved.as_deref(),
+                );
                 let net_back = if p.is_empty() {
                     Ok(0)
                 } else {
                     rollback(nl, cfg, dns, before)
                 };
-                return Err(match (net_back, fw_back) {
-                    (Ok(n), Ok(())) => {
-                        store::save(&cfg.state_file, own)?;
-                        Error::RolledBack {
-                            cause,
-                            rollback_ops: n,
-                        }
-                    }
+                let back = match (net_back, fw_back) {
+                    (Ok(n), Ok(())) => Ok(n),
                     (net, fwb) => {
-                        let _ = store::save(&cfg.state_file, &intent);
                         let mut what = Vec::new();
                         if let Err(e) = net {
                             what.push(e);
@@ -511,12 +523,10 @@ fn run(
                         if let Err(e) = fwb {
                             what.push(format!("firewall not restored: {e}"));
                         }
-                        Error::RollbackFailed {
-                            cause,
-                            rollback: what.join("; "),
-                        }
+                        Err(what.join("; "))
                     }
-                });
+                };
+                return Err(rollback_outcome(cfg, own, &intent, cause, back));
             }
         }
     }
@@ -542,7 +552,21 @@ fn roll_back(
     cause: String,
 ) -> Error {
     tracing::warn!(%cause, "rolling back");
-    match rollback(nl, cfg, dns, before) {
+    let back = rollback(nl, cfg, dns, before);
+    rollback_outcome(cfg, own, intent, cause, back)
+}
+
+/// The error reporting `cause` and how the rollback went; records ownership
+/// accordingly (as before on success, everything that might still exist on
+/// failure).
+fn rollback_outcome(
+    cfg: &Config,
+    own: &Ownership,
+    intent: &Ownership,
+    cause: String,
+    back: Result<usize, String>,
+) -> Error {
+    match back {
         Ok(n) => match store::save(&cfg.state_file, own) {
             Ok(()) => Error::RolledBack {
                 cause,
@@ -551,7 +575,6 @@ fn roll_back(
             Err(e) => Error::Store(e),
         },
         Err(rollback) => {
-            // Keep ownership of everything that might still exist.
             let _ = store::save(&cfg.state_file, intent);
             Error::RollbackFailed { cause, rollback }
         }

@@ -164,32 +164,20 @@ impl Resolved {
             .map_err(bus(format!("{}: Domains", path.as_str())))?;
         let mut c = DnsConfig::default();
         for (family, bytes) in servers {
-            let ip = match (family, bytes.len()) {
-                (libc::AF_INET, 4) => {
-                    IpAddr::from(<[u8; 4]>::try_from(bytes.as_slice()).map_err(|_| {
-                        Error::BadAddress {
-                            ifindex,
-                            family,
-                            len: bytes.len(),
-                        }
-                    })?)
-                }
-                (libc::AF_INET6, 16) => {
-                    IpAddr::from(<[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| {
-                        Error::BadAddress {
-                            ifindex,
-                            family,
-                            len: bytes.len(),
-                        }
-                    })?)
-                }
-                (family, len) => {
-                    return Err(Error::BadAddress {
-                        ifindex,
-                        family,
-                        len,
-                    })
-                }
+            let bad = || Error::BadAddress {
+                ifindex,
+                family,
+                len: bytes.len(),
+            };
+            // A length that does not fit the family fails the conversion.
+            let ip = match family {
+                libc::AF_INET => <[u8; 4]>::try_from(bytes.as_slice())
+                    .map(IpAddr::from)
+                    .map_err(|_| bad())?,
+                libc::AF_INET6 => <[u8; 16]>::try_from(bytes.as_slice())
+                    .map(IpAddr::from)
+                    .map_err(|_| bad())?,
+                _ => return Err(bad()),
             };
             c.server.push(ip);
         }

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use hostd_core::{
-    firewall::{render, FirewallSpec},
+    firewall::{render, Current, FirewallSpec},
     plan::Op,
     Plan,
 };
@@ -28,30 +28,21 @@ pub struct FirewallNow {
 }
 
 impl FirewallNow {
+    /// Presence and fingerprint of what [`parse_current`] read.
+    ///
+    /// [`parse_current`]: hostd_core::firewall::parse_current
+    pub fn from_current(cur: &Current) -> Self {
+        Self {
+            present: cur.present,
+            fingerprint: cur.fingerprint.clone(),
+        }
+    }
+
     /// Reads presence and fingerprint from `nft -j -t list ruleset`.
     pub fn from_listing(json: &str) -> Result<Self, hostd_core::firewall::ListingError> {
-        let cur = hostd_core::firewall::parse_current(&[json])?;
-        let present = serde_json::from_str::<serde_json::Value>(json)
-            .ok()
-            .and_then(|v| {
-                v.get("nftables")
-                    .and_then(serde_json::Value::as_array)
-                    .map(|items| {
-                        items.iter().any(|i| {
-                            i.get("table").is_some_and(|t| {
-                                t.get("family").and_then(serde_json::Value::as_str)
-                                    == Some(hostd_core::firewall::FAMILY)
-                                    && t.get("name").and_then(serde_json::Value::as_str)
-                                        == Some(hostd_core::firewall::TABLE)
-                            })
-                        })
-                    })
-            })
-            .unwrap_or(false);
-        Ok(Self {
-            present: present || !cur.chains.is_empty(),
-            fingerprint: cur.fingerprint,
-        })
+        Ok(Self::from_current(&hostd_core::firewall::parse_current(
+            &[json],
+        )?))
     }
 }
 

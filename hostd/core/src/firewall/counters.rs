@@ -178,6 +178,10 @@ pub fn parse_current(listings: &[&str]) -> Result<Current, ListingError> {
             .and_then(Value::as_array)
             .ok_or_else(|| ListingError("no top-level \"nftables\" array".into()))?;
         for item in items {
+            if let Some(t) = item.get("table") {
+                cur.present |= t.get("family").and_then(Value::as_str) == Some(FAMILY)
+                    && t.get("name").and_then(Value::as_str) == Some(TABLE);
+            }
             if let Some(set) = item.get("set").filter(|s| is_ours(s)) {
                 if let Some(name) = set.get("name").and_then(Value::as_str) {
                     cur.sets.insert(name.to_owned());
@@ -203,6 +207,7 @@ pub fn parse_current(listings: &[&str]) -> Result<Current, ListingError> {
             }
         }
     }
+    cur.present |= !cur.chains.is_empty() || !cur.sets.is_empty();
     Ok(cur)
 }
 

@@ -58,6 +58,8 @@ pub struct Ruleset {
 /// (read with [`parse_current`](super::parse_current)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Current {
+    /// The table exists.
+    pub present: bool,
     /// Fingerprint found in the input chain (`None`: table absent or not ours).
     pub fingerprint: Option<String>,
     /// Chains of the table.

@@ -566,6 +566,7 @@ fn update_script_keeps_unchanged_sets_and_drops_stale_ones() {
     )
     .expect("on");
     let current = Current {
+        present: true,
         fingerprint: Some(old.fingerprint.clone()),
         chains: ["input".to_owned(), "output".to_owned()].into(),
         sets: old.sets.iter().map(|s| s.name.clone()).collect(),
@@ -621,6 +622,7 @@ fn reload_script_keeps_base_chains_and_reloads_every_set() {
     let rs =
         render(&spec("  - { action: accept, sources: [10.0.0.0/8] }").expect("valid")).expect("on");
     let current = Current {
+        present: true,
         fingerprint: None,
         chains: [
             "input".to_owned(),

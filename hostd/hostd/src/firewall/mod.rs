@@ -194,19 +194,45 @@ pub fn apply(nft: &Nft, spec: &FirewallSpec) -> Result<Applied, Error> {
 /// - otherwise an update transaction that keeps unchanged CIDR sets; if the
 ///   kernel refuses it (table edited by hand), a full replacement. Both are
 ///   single transactions: a refused one changes nothing.
-#[instrument(skip_all, fields(rules = spec.rules.len(), enabled = spec.enabled))]
 pub fn apply_with(nft: &Nft, spec: &FirewallSpec, opts: ApplyOptions) -> Result<Applied, Error> {
     spec.validate()?;
+    // A disabled spec only removes the table: nothing to read.
+    let current = if spec.enabled {
+        match read_current(nft) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!(error = %e, "cannot read hostd's table; replacing it whole");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    apply_validated(nft, spec, current, opts)
+}
+
+/// [`apply_with`] from a `current` state the caller has just read (`None`:
+/// unreadable, replace the table whole), so that it is not read twice.
+pub fn apply_on(
+    nft: &Nft,
+    spec: &FirewallSpec,
+    current: Option<Current>,
+    opts: ApplyOptions,
+) -> Result<Applied, Error> {
+    spec.validate()?;
+    apply_validated(nft, spec, current, opts)
+}
+
+#[instrument(skip_all, fields(rules = spec.rules.len(), enabled = spec.enabled))]
+fn apply_validated(
+    nft: &Nft,
+    spec: &FirewallSpec,
+    current: Option<Current>,
+    opts: ApplyOptions,
+) -> Result<Applied, Error> {
     let Some(rs) = render(spec) else {
         disable(nft)?;
         return Ok(Applied::Removed);
-    };
-    let current = match read_current(nft) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            warn!(error = %e, "cannot read hostd's table; replacing it whole");
-            None
-        }
     };
     if !opts.force_replace {
         if let Some(cur) = &current {
@@ -228,15 +254,16 @@ pub fn apply_with(nft: &Nft, spec: &FirewallSpec, opts: ApplyOptions) -> Result<
         (Some(cur), true) => send(nft, &rs, Some(cur), false)?,
         (None, _) => send(nft, &rs, None, false)?,
     };
-    // Second transaction: delete the sets the switch left unused.
-    if let Ok(after) = read_current(nft) {
-        if let Some(script) = rs.cleanup_script(&after) {
-            if let Err(e) = nft.transaction(&script, "delete unused sets") {
-                warn!(error = %e, "unused sets left in hostd's table (deleted by a later apply)");
-            }
+    // One read after the switch serves both the check of the fingerprint and
+    // the second transaction, which deletes the sets the switch left unused
+    // (it cannot change the rules, so the check holds after it).
+    let after = read_current(nft)?;
+    verify(&after, &rs)?;
+    if let Some(script) = rs.cleanup_script(&after) {
+        if let Err(e) = nft.transaction(&script, "delete unused sets") {
+            warn!(error = %e, "unused sets left in hostd's table (deleted by a later apply)");
         }
     }
-    verify(nft, &rs)?;
     Ok(applied)
 }
 
@@ -302,12 +329,11 @@ fn send(
     })
 }
 
-fn verify(nft: &Nft, rs: &Ruleset) -> Result<(), Error> {
-    let cur = read_current(nft)?;
+fn verify(cur: &Current, rs: &Ruleset) -> Result<(), Error> {
     if cur.fingerprint.as_deref() != Some(rs.fingerprint.as_str()) {
         return Err(Error::Verify {
             expected: rs.fingerprint.clone(),
-            found: cur.fingerprint,
+            found: cur.fingerprint.clone(),
         });
     }
     Ok(())
