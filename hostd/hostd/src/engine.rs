@@ -31,7 +31,7 @@ use hostd_core::{
 };
 
 use hostd_core::{
-    firewall::{Current, FirewallSpec},
+    firewall::{render, Current, Ruleset},
     validate::ValidationErrors,
 };
 
@@ -239,7 +239,7 @@ struct Prepared {
     own: Ownership,
     before: Observed,
     network: Plan,
-    firewall: Option<(FirewallPlan, Current)>,
+    firewall: Option<(FirewallPlan, Option<Ruleset>, Current)>,
 }
 
 fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepared, Error> {
@@ -253,10 +253,14 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
     let firewall = match &desired.firewall {
         Some(spec) => {
             let cur = read_firewall(&cfg.nft)?;
-            Some((
-                FirewallPlan::for_spec(spec, &FirewallNow::from_current(&cur)),
-                cur,
-            ))
+            // Rendered once: for the plan here, for the step in `run`.
+            let rs = render(spec);
+            let plan = FirewallPlan::for_ruleset(
+                rs.as_ref(),
+                spec.rules.len(),
+                &FirewallNow::from_current(&cur),
+            );
+            Some((plan, rs, cur))
         }
         None => None,
     };
@@ -273,7 +277,7 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
 pub fn plan_only(cfg: &Config, desired: &NetworkState) -> Result<StatePlan, Error> {
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
     let p = prepare(cfg, &mut nl, desired)?;
-    Ok(StatePlan::new(p.network, p.firewall.map(|(f, _)| f)))
+    Ok(StatePlan::new(p.network, p.firewall.map(|(f, _, _)| f)))
 }
 
 /// Plans, applies, verifies; rolls back on failure. The firewall step runs
@@ -294,10 +298,10 @@ pub fn apply(
         firewall,
     } = prepare(cfg, &mut nl, desired)?;
     let next_own = own.after_apply(desired, &network);
-    let fw = firewall.map(|(plan, current)| FirewallStep {
+    let fw = firewall.map(|(plan, ruleset, current)| FirewallStep {
         plan,
+        ruleset,
         current,
-        spec: desired.firewall.as_ref(),
     });
     run(
         cfg,
@@ -326,8 +330,8 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
     let fw = match read_firewall(&cfg.nft) {
         Ok(current) => Some(FirewallStep {
             plan: FirewallPlan::removal(&FirewallNow::from_current(&current)),
+            ruleset: None,
             current,
-            spec: None,
         }),
         Err(Error::Firewall(crate::firewall::Error::Spawn { source, .. }))
             if source.kind() == std::io::ErrorKind::NotFound =>
@@ -363,27 +367,23 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
     )
 }
 
-/// The firewall part of a run: its plan, the table before (as read for the
-/// plan), and the spec (`None`: remove hostd's table).
-struct FirewallStep<'a> {
+/// The firewall part of a run: its plan, the ruleset to install (`None`:
+/// remove hostd's table), and the table as read for the plan.
+struct FirewallStep {
     plan: FirewallPlan,
+    ruleset: Option<Ruleset>,
     current: Current,
-    spec: Option<&'a FirewallSpec>,
 }
 
-impl FirewallStep<'_> {
-    /// Runs the step: makes the table hold the spec (from the state read for
-    /// the plan: not read again), or removes it.
+impl FirewallStep {
+    /// Runs the step from what the plan already rendered and read.
     fn execute(&self, nft: &Nft) -> Result<Applied, crate::firewall::Error> {
-        match self.spec {
-            Some(spec) => crate::firewall::apply_on(
-                nft,
-                spec,
-                Some(self.current.clone()),
-                crate::firewall::ApplyOptions::default(),
-            ),
-            None => crate::firewall::disable(nft).map(|()| Applied::Removed),
-        }
+        crate::firewall::apply_rendered(
+            nft,
+            self.ruleset.as_ref(),
+            Some(self.current.clone()),
+            crate::firewall::ApplyOptions::default(),
+        )
     }
 }
 
@@ -419,7 +419,7 @@ fn run(
     dns: &DnsTarget,
     before: &Observed,
     p: Plan,
-    fw: Option<FirewallStep<'_>>,
+    fw: Option<FirewallStep>,
     own: &Ownership,
     next_own: Ownership,
     opts: ApplyOptions<'_>,

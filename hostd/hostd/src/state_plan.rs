@@ -11,7 +11,7 @@
 use std::fmt;
 
 use hostd_core::{
-    firewall::{render, Current, FirewallSpec},
+    firewall::{render, Current, FirewallSpec, Ruleset},
     plan::Op,
     Plan,
 };
@@ -105,26 +105,30 @@ pub struct FirewallPlan {
 impl FirewallPlan {
     /// The step that makes the kernel hold `spec` (validated by the caller).
     pub fn for_spec(spec: &FirewallSpec, now: &FirewallNow) -> Self {
-        match render(spec) {
-            None => Self::removal(now),
-            Some(rs) => {
-                let action = if !now.present {
-                    FirewallAction::Create
-                } else if now.fingerprint.as_deref() == Some(rs.fingerprint.as_str()) {
-                    FirewallAction::Unchanged
-                } else {
-                    FirewallAction::Replace
-                };
-                Self {
-                    action,
-                    rules: spec.rules.len(),
-                    nft_rules: rs.chains.iter().map(|c| c.rules.len()).sum(),
-                    sets: rs.sets.len(),
-                    cidrs: rs.element_count(),
-                    fingerprint: Some(rs.fingerprint),
-                    current_fingerprint: now.fingerprint.clone(),
-                }
-            }
+        Self::for_ruleset(render(spec).as_ref(), spec.rules.len(), now)
+    }
+
+    /// The step for a spec of `rules` rules already rendered to `rs` (`None`:
+    /// disabled).
+    pub fn for_ruleset(rs: Option<&Ruleset>, rules: usize, now: &FirewallNow) -> Self {
+        let Some(rs) = rs else {
+            return Self::removal(now);
+        };
+        let action = if !now.present {
+            FirewallAction::Create
+        } else if now.fingerprint.as_deref() == Some(rs.fingerprint.as_str()) {
+            FirewallAction::Unchanged
+        } else {
+            FirewallAction::Replace
+        };
+        Self {
+            action,
+            rules,
+            nft_rules: rs.chains.iter().map(|c| c.rules.len()).sum(),
+            sets: rs.sets.len(),
+            cidrs: rs.element_count(),
+            fingerprint: Some(rs.fingerprint.clone()),
+            current_fingerprint: now.fingerprint.clone(),
         }
     }
 

@@ -208,29 +208,21 @@ pub fn apply_with(nft: &Nft, spec: &FirewallSpec, opts: ApplyOptions) -> Result<
     } else {
         None
     };
-    apply_validated(nft, spec, current, opts)
+    apply_rendered(nft, render(spec).as_ref(), current, opts)
 }
 
-/// [`apply_with`] from a `current` state the caller has just read (`None`:
-/// unreadable, replace the table whole), so that it is not read twice.
-pub fn apply_on(
+/// [`apply_with`] for a validated spec already rendered to `rs` (`None`:
+/// disabled, the table is removed) from a `current` state the caller has
+/// just read (`None`: unreadable, the table is replaced whole), so that
+/// nothing is rendered or read twice.
+#[instrument(skip_all, fields(enabled = rs.is_some()))]
+pub fn apply_rendered(
     nft: &Nft,
-    spec: &FirewallSpec,
+    rs: Option<&Ruleset>,
     current: Option<Current>,
     opts: ApplyOptions,
 ) -> Result<Applied, Error> {
-    spec.validate()?;
-    apply_validated(nft, spec, current, opts)
-}
-
-#[instrument(skip_all, fields(rules = spec.rules.len(), enabled = spec.enabled))]
-fn apply_validated(
-    nft: &Nft,
-    spec: &FirewallSpec,
-    current: Option<Current>,
-    opts: ApplyOptions,
-) -> Result<Applied, Error> {
-    let Some(rs) = render(spec) else {
+    let Some(rs) = rs else {
         disable(nft)?;
         return Ok(Applied::Removed);
     };
@@ -243,22 +235,22 @@ fn apply_validated(
         }
     }
     let applied = match (&current, opts.force_replace) {
-        (Some(cur), false) => match send(nft, &rs, Some(cur), false) {
+        (Some(cur), false) => match send(nft, rs, Some(cur), false) {
             Ok(a) => a,
             Err(e @ Error::Nft { .. }) => {
                 warn!(error = %e, "update transaction refused (nothing changed); replacing the table whole");
-                send(nft, &rs, Some(cur), true)?
+                send(nft, rs, Some(cur), true)?
             }
             Err(e) => return Err(e),
         },
-        (Some(cur), true) => send(nft, &rs, Some(cur), false)?,
-        (None, _) => send(nft, &rs, None, false)?,
+        (Some(cur), true) => send(nft, rs, Some(cur), false)?,
+        (None, _) => send(nft, rs, None, false)?,
     };
     // One read after the switch serves both the check of the fingerprint and
     // the second transaction, which deletes the sets the switch left unused
     // (it cannot change the rules, so the check holds after it).
     let after = read_current(nft)?;
-    verify(&after, &rs)?;
+    verify(&after, rs)?;
     if let Some(script) = rs.cleanup_script(&after) {
         if let Err(e) = nft.transaction(&script, "delete unused sets") {
             warn!(error = %e, "unused sets left in hostd's table (deleted by a later apply)");
