@@ -1139,7 +1139,7 @@ firewall:
                 &cfg,
                 &desired,
                 ApplyOptions {
-                    fail_at_step,
+                    fault: fail_at_step.map(hostd::apply::Fault::StopBefore),
                     ..Default::default()
                 },
             )

@@ -60,7 +60,7 @@ fn try_apply(
             cfg,
             desired,
             ApplyOptions {
-                fail_at_step,
+                fault: fail_at_step.map(hostd::apply::Fault::StopBefore),
                 ..Default::default()
             },
         )

@@ -1,15 +1,18 @@
 //! hostd's pure logic: desired-state schema, validation, observed model and
 //! planner. Nothing in this crate touches the host.
 //!
+//! - [`bond`]: bond modes and options, each option defined once (its kernel attribute, modes, what a change needs).
 //! - [`types`]: validated newtypes ([`types::IfName`], [`types::VlanId`], [`types::Mtu`], [`types::MacAddr`]).
 //! - [`schema`]: the desired state ([`schema::NetworkState`]), YAML/JSON parsing with field paths.
 //! - [`validate`]: whole-state validation before anything is touched.
 //! - [`model`]: the observed model ([`model::Observed`]) that the netlink side fills.
-//! - [`plan`]: the pure planner ([`plan::plan`], teardown and rollback plans).
+//! - [`plan`]: the pure planner: documents, teardowns and rollbacks lowered into an [`plan::Intent`], planned by per-kind phase planners over the kernel model.
+//! - [`sim`]: the kernel model (what the kernel refuses and does by itself), checked against the real kernel by the differential test.
 //! - [`ownership`]: what hostd created or configured, so that it touches nothing else.
 //! - [`route`]: route identity ([`route::RouteKey`]).
 //! - [`firewall`]: the InstanceArray firewall section (its own module).
 
+pub mod bond;
 pub mod firewall;
 pub mod model;
 pub mod ownership;

@@ -1,7 +1,6 @@
 //! The observed model: what the kernel holds, as hostd reads it back over
 //! netlink (status types, only ever read). [`Observed::to_state`] renders it
-//! in the desired-state schema for `hostd show`; [`Observed::to_restore_state`]
-//! turns a pre-apply observation into the state a rollback restores.
+//! in the desired-state schema for `hostd show`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -168,9 +167,14 @@ pub struct Link {
     /// Bond or bridge this link is a port of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<IfName>,
-    /// Addresses (no IPv6 link-local).
+    /// Static addresses (permanent: no lifetime), without IPv6 link-local.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpNet>,
+    /// Dynamic addresses (with a finite lifetime: DHCP, SLAAC, temporary).
+    /// They belong to whoever set them; hostd never deletes them and only
+    /// makes one static when the document lists it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dynamic: Vec<IpNet>,
     /// Bond details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bond: Option<BondState>,
@@ -183,6 +187,54 @@ pub struct Link {
     /// VLAN membership when this link is a bridge port (AF_BRIDGE dump).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vlans: Vec<VlanEntry>,
+    /// How the kernel makes the IPv6 link-local address
+    /// (`IFLA_INET6_ADDR_GEN_MODE`); `None` when IPv6 is off on the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr_gen_mode: Option<AddrGenMode>,
+    /// `net.ipv6.conf.LINK.keep_addr_on_down` > 0: IPv6 addresses survive
+    /// the link going down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_addr_on_down: bool,
+    /// Largest MTU the device accepts (`IFLA_MAX_MTU`), when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_mtu: Option<u32>,
+}
+
+/// `IFLA_INET6_ADDR_GEN_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AddrGenMode {
+    /// EUI-64 from the MAC (0, the default).
+    Eui64,
+    /// No link-local address (1).
+    None,
+    /// RFC 7217 stable privacy (2).
+    StablePrivacy,
+    /// Random (3).
+    Random,
+}
+
+impl AddrGenMode {
+    /// Kernel number.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Eui64 => 0,
+            Self::None => 1,
+            Self::StablePrivacy => 2,
+            Self::Random => 3,
+        }
+    }
+
+    /// From the kernel number.
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            0 => Some(Self::Eui64),
+            1 => Some(Self::None),
+            2 => Some(Self::StablePrivacy),
+            3 => Some(Self::Random),
+            _ => None,
+        }
+    }
 }
 
 fn default_mtu() -> u32 {
@@ -197,17 +249,6 @@ impl Observed {
 
     /// Renders the observation in the desired-state schema (`hostd show`).
     pub fn to_state(&self) -> NetworkState {
-        self.render(false)
-    }
-
-    /// The state a rollback restores: every manageable link exactly as
-    /// observed (addresses exact, bond options valid for the mode), all
-    /// observed routes, and the resolver file.
-    pub fn to_restore_state(&self) -> NetworkState {
-        self.render(true)
-    }
-
-    fn render(&self, restore: bool) -> NetworkState {
         let mut ports: BTreeMap<&str, Vec<&Link>> = BTreeMap::new();
         for l in &self.links {
             if let Some(c) = &l.controller {
@@ -217,13 +258,10 @@ impl Observed {
         let mut interfaces = Vec::new();
         for l in &self.links {
             let kind = l.kind.interface_type();
-            if restore && matches!(kind, InterfaceType::Loopback | InterfaceType::Unknown) {
-                continue;
-            }
             let mut i = Interface::new(l.name.clone(), kind);
             i.state = if l.up { IfState::Up } else { IfState::Down };
             i.mtu = Mtu::new(l.mtu).ok();
-            if kind == InterfaceType::Ethernet && !restore {
+            if kind == InterfaceType::Ethernet {
                 i.mac_address = l.mac;
             }
             let (v4, v6): (Vec<&IpNet>, Vec<&IpNet>) =
@@ -237,23 +275,18 @@ impl Observed {
                     })
                     .collect(),
             };
-            if restore || !v4.is_empty() {
+            if !v4.is_empty() {
                 i.ipv4 = Some(conv(v4));
             }
-            if restore || !v6.is_empty() {
+            if !v6.is_empty() {
                 i.ipv6 = Some(conv(v6));
             }
             let my_ports = ports.get(l.name.as_str()).cloned().unwrap_or_default();
             if let Some(b) = &l.bond {
-                let options = if restore {
-                    b.options.for_mode(b.mode)
-                } else {
-                    b.options.clone()
-                };
                 i.link_aggregation = Some(BondConfig {
                     mode: b.mode,
                     port: my_ports.iter().map(|p| p.name.clone()).collect(),
-                    options,
+                    options: b.options.clone(),
                 });
             }
             i.vlan = l.vlan.clone();
@@ -340,50 +373,6 @@ pub fn port_vlan_from_entries(entries: &[VlanEntry]) -> Option<PortVlan> {
         enable_native: tag.is_some(),
         trunk_tags,
     })
-}
-
-impl BondOptions {
-    /// The options the kernel accepts in `mode` (others fail with a mode
-    /// dependency error), without defaults that cannot be written back.
-    pub fn for_mode(&self, mode: BondMode) -> BondOptions {
-        use BondMode::*;
-        let mut o = self.clone();
-        if mode != Lacp {
-            o.lacp_rate = None;
-            o.lacp_active = None;
-            o.ad_select = None;
-            o.ad_actor_sys_prio = None;
-            o.ad_actor_system = None;
-            o.ad_user_port_key = None;
-        }
-        if !matches!(mode, ActiveBackup | BalanceTlb | BalanceAlb) {
-            o.primary = None;
-            o.primary_reselect = None;
-        }
-        if !matches!(mode, BalanceXor | Lacp | BalanceTlb) {
-            o.xmit_hash_policy = None;
-        }
-        if matches!(mode, Lacp | BalanceTlb | BalanceAlb) {
-            o.missed_max = None;
-            o.arp_interval = None;
-            o.arp_ip_target = None;
-            o.arp_validate = None;
-            o.arp_all_targets = None;
-        }
-        if mode != BalanceRr {
-            o.packets_per_slave = None;
-        }
-        if mode != BalanceTlb {
-            o.tlb_dynamic_lb = None;
-        }
-        if o.ad_actor_system.is_some_and(|m| m.is_zero()) {
-            o.ad_actor_system = None;
-        }
-        if o.arp_ip_target.as_ref().is_some_and(|v| v.is_empty()) {
-            o.arp_ip_target = None;
-        }
-        o
-    }
 }
 
 #[cfg(test)]

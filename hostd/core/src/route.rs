@@ -10,6 +10,107 @@ use crate::schema::{NextHop, Route, RouteState};
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
 
+/// Who installed a route (`rtm_protocol`), with iproute2's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteProtocol {
+    /// Redirect (1).
+    Redirect,
+    /// The kernel (2): prefix routes of addresses.
+    Kernel,
+    /// `ip route add` without `proto` (3).
+    Boot,
+    /// An administrator's static route (4): hostd's own routes.
+    Static,
+    /// IPv6 router advertisements (9).
+    Ra,
+    /// DHCP (16).
+    Dhcp,
+    /// Zebra/FRR (11).
+    Zebra,
+    /// BIRD (12).
+    Bird,
+    /// Any other number.
+    Other(u8),
+}
+
+impl RouteProtocol {
+    const NAMES: [(u8, &'static str); 8] = [
+        (1, "redirect"),
+        (2, "kernel"),
+        (3, "boot"),
+        (4, "static"),
+        (9, "ra"),
+        (11, "zebra"),
+        (12, "bird"),
+        (16, "dhcp"),
+    ];
+
+    /// The kernel number.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Redirect => 1,
+            Self::Kernel => 2,
+            Self::Boot => 3,
+            Self::Static => 4,
+            Self::Ra => 9,
+            Self::Zebra => 11,
+            Self::Bird => 12,
+            Self::Dhcp => 16,
+            Self::Other(n) => n,
+        }
+    }
+
+    /// From the kernel number.
+    pub fn from_number(n: u8) -> Self {
+        match n {
+            1 => Self::Redirect,
+            2 => Self::Kernel,
+            3 => Self::Boot,
+            4 => Self::Static,
+            9 => Self::Ra,
+            11 => Self::Zebra,
+            12 => Self::Bird,
+            16 => Self::Dhcp,
+            n => Self::Other(n),
+        }
+    }
+
+    /// True for protocols whose routes belong to a daemon or the kernel
+    /// (DHCP, RA, routing daemons): dynamic state hostd leaves alone unless
+    /// the document names the route.
+    pub fn is_dynamic(self) -> bool {
+        !matches!(self, Self::Boot | Self::Static)
+    }
+}
+
+impl fmt::Display for RouteProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.number();
+        match Self::NAMES.iter().find(|(k, _)| *k == n) {
+            Some((_, s)) => f.write_str(s),
+            None => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for RouteProtocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some((n, _)) = Self::NAMES.iter().find(|(_, name)| *name == s) {
+            return Ok(Self::from_number(*n));
+        }
+        s.parse::<u8>()
+            .map(Self::from_number)
+            .map_err(|_| serde::de::Error::custom(format!("unknown route protocol {s:?}")))
+    }
+}
+
 /// What identifies a route in the kernel for hostd: table, destination and
 /// metric. Two routes with the same key conflict; a route with a known key
 /// but other next hops is replaced.
@@ -98,6 +199,7 @@ impl Route {
             metric: Some(key.metric),
             table_id: Some(key.table),
             state: RouteState::Present,
+            protocol: self.protocol,
         }
     }
 

@@ -7,11 +7,16 @@
 //! Cross-field rules (references, duplicates, cycles, MTU ordering, overlaps)
 //! are checked by [`crate::validate`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::bond::{
+    AdSelect, ArpAllTargets, ArpValidate, BondConfig, BondMode, BondOptions, FailOverMac,
+    LacpRate, PrimaryReselect, XmitHashPolicy,
+};
+pub use crate::route::RouteProtocol;
 use crate::types::{IfName, MacAddr, Mtu, VlanId};
 
 /// The whole desired state of one server's network.
@@ -156,190 +161,6 @@ pub struct IpAddress {
     pub ip: IpAddr,
     /// Prefix length (0..=32 for IPv4, 0..=128 for IPv6).
     pub prefix_length: u8,
-}
-
-/// Bond modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum BondMode {
-    /// balance-rr (0)
-    #[serde(rename = "balance-rr")]
-    BalanceRr,
-    /// active-backup (1)
-    #[serde(rename = "active-backup")]
-    ActiveBackup,
-    /// balance-xor (2)
-    #[serde(rename = "balance-xor")]
-    BalanceXor,
-    /// broadcast (3)
-    #[serde(rename = "broadcast")]
-    Broadcast,
-    /// 802.3ad / LACP (4)
-    #[serde(rename = "802.3ad")]
-    Lacp,
-    /// balance-tlb (5)
-    #[serde(rename = "balance-tlb")]
-    BalanceTlb,
-    /// balance-alb (6)
-    #[serde(rename = "balance-alb")]
-    BalanceAlb,
-}
-
-impl BondMode {
-    /// Kernel name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BalanceRr => "balance-rr",
-            Self::ActiveBackup => "active-backup",
-            Self::BalanceXor => "balance-xor",
-            Self::Broadcast => "broadcast",
-            Self::Lacp => "802.3ad",
-            Self::BalanceTlb => "balance-tlb",
-            Self::BalanceAlb => "balance-alb",
-        }
-    }
-}
-
-/// Bond: mode, ports and options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct BondConfig {
-    /// Mode.
-    pub mode: BondMode,
-    /// Ports (ethernet interfaces declared in the same state).
-    #[serde(default)]
-    pub port: Vec<IfName>,
-    /// Kernel bonding options, with the kernel's names.
-    #[serde(default, skip_serializing_if = "BondOptions::is_empty")]
-    pub options: BondOptions,
-}
-
-macro_rules! kebab_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vm])* #[serde(rename = $s)] $var),+
-        }
-        impl $name {
-            /// Kernel name.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$var => $s),+ }
-            }
-        }
-    };
-}
-
-kebab_enum!(
-    /// LACPDU rate.
-    LacpRate { /** every 30 s */ Slow = "slow", /** every second */ Fast = "fast" }
-);
-kebab_enum!(
-    /// Transmit hash policy.
-    XmitHashPolicy {
-        /** layer2 */ Layer2 = "layer2",
-        /** layer3+4 */ Layer34 = "layer3+4",
-        /** layer2+3 */ Layer23 = "layer2+3",
-        /** encap2+3 */ Encap23 = "encap2+3",
-        /** encap3+4 */ Encap34 = "encap3+4",
-        /** vlan+srcmac */ VlanSrcMac = "vlan+srcmac",
-    }
-);
-kebab_enum!(
-    /// Aggregator selection.
-    AdSelect { /** stable */ Stable = "stable", /** bandwidth */ Bandwidth = "bandwidth", /** count */ Count = "count" }
-);
-kebab_enum!(
-    /// Primary reselection.
-    PrimaryReselect { /** always */ Always = "always", /** better */ Better = "better", /** failure */ Failure = "failure" }
-);
-kebab_enum!(
-    /// ARP validation.
-    ArpValidate {
-        /** none */ None = "none",
-        /** active */ Active = "active",
-        /** backup */ Backup = "backup",
-        /** all */ All = "all",
-        /** filter */ Filter = "filter",
-        /** filter_active */ FilterActive = "filter_active",
-        /** filter_backup */ FilterBackup = "filter_backup",
-    }
-);
-kebab_enum!(
-    /// ARP targets that must be up.
-    ArpAllTargets { /** any */ Any = "any", /** all */ All = "all" }
-);
-kebab_enum!(
-    /// MAC policy on failover.
-    FailOverMac { /** none */ None = "none", /** active */ Active = "active", /** follow */ Follow = "follow" }
-);
-
-/// Kernel bonding options (names as in /sys/class/net/BOND/bonding/).
-/// Unset options keep the kernel's current value.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct BondOptions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub miimon: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updelay: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub downdelay: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub use_carrier: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lacp_rate: Option<LacpRate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lacp_active: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub xmit_hash_policy: Option<XmitHashPolicy>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_links: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub primary: Option<IfName>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub primary_reselect: Option<PrimaryReselect>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ad_select: Option<AdSelect>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ad_actor_sys_prio: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ad_actor_system: Option<MacAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ad_user_port_key: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arp_interval: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arp_ip_target: Option<Vec<Ipv4Addr>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arp_validate: Option<ArpValidate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arp_all_targets: Option<ArpAllTargets>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fail_over_mac: Option<FailOverMac>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub all_slaves_active: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resend_igmp: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_grat_arp: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub packets_per_slave: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lp_interval: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tlb_dynamic_lb: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_notif_delay: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub missed_max: Option<u8>,
-}
-
-impl BondOptions {
-    /// True when no option is set.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
 }
 
 /// VLAN protocol.
@@ -552,6 +373,11 @@ pub struct Route {
     /// present (default) or absent.
     #[serde(default, skip_serializing_if = "is_present")]
     pub state: RouteState,
+    /// Who installed the route, as the kernel reports it (`hostd show`).
+    /// Observed only: a desired state may not set it (hostd's routes are
+    /// `static`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<RouteProtocol>,
 }
 
 fn is_present(s: &RouteState) -> bool {
@@ -658,7 +484,21 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ParseE
 
 impl NetworkState {
     /// Parses YAML or JSON (JSON when the first non-blank character is `{`).
+    /// An empty document (nothing but blanks and comments, or `null`) is
+    /// refused: it is far more likely a truncated or unwritten file than a
+    /// wish to manage nothing.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let content = text
+            .lines()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && *l != "---" && *l != "...")
+            .collect::<Vec<_>>();
+        if content.is_empty() || content == ["null"] || content == ["~"] {
+            return Err(ParseError {
+                path: ".".into(),
+                message: "the document is empty (an unwritten or truncated file?); nothing was applied; `hostd teardown` removes everything hostd manages".into(),
+            });
+        }
         if text.trim_start().starts_with('{') {
             from_json(text)
         } else {

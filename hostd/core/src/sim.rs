@@ -1,20 +1,43 @@
 //! A model of how the Linux kernel reacts to each [`Op`], on the observed
-//! model. Pure: it lets tests check, without root, that a plan is accepted
-//! in its order (a VLAN's base exists, a bond is empty before its mode
-//! changes, a bond port is down when enslaved, a VLAN's MTU never exceeds its
-//! base's) and that it converges (re-planning after it plans nothing).
+//! model. Pure. The planner runs every operation it emits through it, so
+//! each phase plans against the state the kernel will really be in; tests
+//! replay plans through it; and the differential test (`tests/tests/
+//! kernel_differential.rs`) checks it against the real kernel, which wins
+//! when they disagree.
 //!
-//! It models what hostd relies on, not the whole kernel: released bond ports
-//! go down, enslaved ones come up and take the bond's MTU; routes through a
-//! link that goes down are flushed, and so are its IPv6 addresses; deleting a
-//! link deletes the VLANs on it; a new bridge port gets VLAN 1 as PVID.
+//! What it models (each checked against Debian 12's 6.1 kernel):
+//! - refusals: renaming an up link (EBUSY), enslaving an up link to a bond
+//!   ("Device can not be enslaved while up"), a VLAN MTU above its base's
+//!   (ERANGE), an MTU above a device's maximum, bringing a VLAN up on a down
+//!   base (ENETDOWN), a bond option that needs the bond down or without
+//!   ports, a route through a down link or to a gateway on no connected
+//!   subnet (ENETUNREACH), deleting a NIC;
+//! - side effects: a link going down takes its VLANs down, drops its IPv6
+//!   addresses (unless `keep_addr_on_down`) and flushes the routes through
+//!   it (a multipath route only once every next hop is dead); a link coming
+//!   up brings its VLANs up; removing a link's last IPv4 address flushes its
+//!   IPv4 routes; deleting a link deletes the VLANs on it, releases its ports
+//!   and flushes every route using it; a bond port takes the bond's MTU, is
+//!   brought up by the bond, and gets its own MTU back and goes down when
+//!   released; setting a bond's MTU sets its ports'; lowering a link's MTU
+//!   lowers its VLANs' above it; a bridge whose MTU was never set by hand
+//!   follows the smallest MTU of its ports (1500 without ports) whenever a
+//!   port comes, goes or changes MTU; a new bridge port gets VLAN 1 as PVID,
+//!   untagged.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
 use crate::{
-    model::{compress_vlans, expand_vlans, BondState, Link, LinkKind, Observed, VidFlags, VlanSet},
+    bond::BondOptions,
+    model::{
+        compress_vlans, expand_vlans, AddrGenMode, BondState, Link, LinkKind, Observed, VidFlags,
+        VlanSet,
+    },
     plan::{NewLink, Op},
-    schema::{BondMode, BridgeOptions, Route, StpOptions, VlanConfig},
+    route::RouteProtocol,
+    schema::{BridgeOptions, DnsConfig, Route, StpOptions, VlanConfig},
     types::IfName,
 };
 
@@ -32,441 +55,702 @@ pub struct SimError {
 
 /// Applies `ops` to a copy of `state` as the kernel would.
 pub fn simulate(state: &Observed, ops: &[Op]) -> Result<Observed, SimError> {
-    let mut s = state.clone();
-    let mut next_index = s.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
+    let mut k = Kernel::new(state);
     for (i, op) in ops.iter().enumerate() {
-        step(&mut s, op, &mut next_index).map_err(|reason| SimError {
+        k.apply(op).map_err(|reason| SimError {
             step: i + 1,
             op: op.to_string(),
             reason,
         })?;
     }
-    Ok(s)
+    Ok(k.observed())
 }
 
-fn find<'a>(s: &'a mut Observed, name: &str) -> Result<&'a mut Link, String> {
-    s.links
-        .iter_mut()
-        .find(|l| l.name.as_str() == name)
-        .ok_or_else(|| format!("no link {name} (ENODEV)"))
+/// The default ethernet MTU (a new bond or bridge, a bridge without ports).
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// The kernel model: links by name, routes, the resolver file.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    links: BTreeMap<String, Link>,
+    routes: Vec<Route>,
+    dns: Option<DnsConfig>,
+    next_index: u32,
+    /// Bridges whose MTU was set by hand (the kernel stops following ports).
+    user_mtu: BTreeSet<String>,
+    /// MTU of bond ports before they were enslaved (restored on release).
+    orig_mtu: BTreeMap<String, u32>,
 }
 
-/// Link down: routes through it are flushed, IPv6 addresses dropped, and
-/// the VLANs on it go down too (vlan_device_event, NETDEV_DOWN).
-fn go_down(s: &mut Observed, name: &str) {
-    if let Some(l) = s.links.iter_mut().find(|l| l.name.as_str() == name) {
-        if l.up {
-            l.up = false;
-            l.addresses.retain(|a| matches!(a, IpNet::V4(_)));
+impl Kernel {
+    /// The kernel as observed.
+    pub fn new(obs: &Observed) -> Self {
+        let links: BTreeMap<String, Link> = obs
+            .links
+            .iter()
+            .map(|l| (l.name.to_string(), l.clone()))
+            .collect();
+        let next_index = links.values().map(|l| l.index).max().unwrap_or(0) + 1;
+        // A bridge whose MTU is not what following its ports would give was
+        // set by hand.
+        let mut user_mtu = BTreeSet::new();
+        for l in links.values().filter(|l| l.kind == LinkKind::Bridge) {
+            let min = links
+                .values()
+                .filter(|p| p.controller.as_ref() == Some(&l.name))
+                .map(|p| p.mtu)
+                .min()
+                .unwrap_or(DEFAULT_MTU);
+            if l.mtu != min {
+                user_mtu.insert(l.name.to_string());
+            }
+        }
+        Self {
+            links,
+            routes: obs.routes.clone(),
+            dns: obs.dns.clone(),
+            next_index,
+            user_mtu,
+            orig_mtu: BTreeMap::new(),
         }
     }
-    s.routes.retain(|r| !r.interfaces().contains(&name));
-    let uppers: Vec<String> = s
-        .links
-        .iter()
-        .filter(|l| {
-            l.up && l
-                .vlan
-                .as_ref()
-                .is_some_and(|v| v.base_iface.as_str() == name)
-        })
-        .map(|l| l.name.to_string())
-        .collect();
-    for u in uppers {
-        go_down(s, &u);
-    }
-}
 
-/// Link up: the VLANs on it come up with it (NETDEV_UP).
-fn go_up(s: &mut Observed, name: &str) {
-    let mut was_down = false;
-    if let Some(l) = s.links.iter_mut().find(|l| l.name.as_str() == name) {
-        was_down = !l.up;
-        l.up = true;
+    /// The state as an observation (links in ifindex order).
+    pub fn observed(&self) -> Observed {
+        let mut links: Vec<Link> = self.links.values().cloned().collect();
+        links.sort_by_key(|l| l.index);
+        let mut routes = self.routes.clone();
+        routes.sort_by_key(|r| r.key());
+        Observed {
+            links,
+            routes,
+            dns: self.dns.clone(),
+        }
     }
-    if !was_down {
-        return;
+
+    /// The link named `name`.
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.get(name)
     }
-    let uppers: Vec<String> = s
-        .links
-        .iter()
-        .filter(|l| {
-            !l.up
-                && l.vlan
+
+    /// Every link, by name.
+    pub fn links(&self) -> impl Iterator<Item = &Link> {
+        self.links.values()
+    }
+
+    /// Every route.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The resolver configuration.
+    pub fn dns(&self) -> Option<&DnsConfig> {
+        self.dns.as_ref()
+    }
+
+    /// Ports of `name` (links whose controller it is).
+    pub fn ports_of(&self, name: &str) -> Vec<&Link> {
+        self.links
+            .values()
+            .filter(|l| l.controller.as_ref().is_some_and(|c| c.as_str() == name))
+            .collect()
+    }
+
+    /// VLANs whose base is `name`.
+    pub fn vlans_on(&self, name: &str) -> Vec<&Link> {
+        self.links
+            .values()
+            .filter(|l| {
+                l.vlan
                     .as_ref()
                     .is_some_and(|v| v.base_iface.as_str() == name)
-        })
-        .map(|l| l.name.to_string())
-        .collect();
-    for u in uppers {
-        go_up(s, &u);
+            })
+            .collect()
     }
-}
 
-fn remove_link(s: &mut Observed, name: &str) {
-    let Some(pos) = s.links.iter().position(|l| l.name.as_str() == name) else {
-        return;
-    };
-    let l = s.links.remove(pos);
-    s.routes.retain(|r| !r.interfaces().contains(&name));
-    let mut uppers = Vec::new();
-    for o in s.links.iter_mut() {
-        if o.controller.as_ref() == Some(&l.name) {
-            o.controller = None;
-            o.vlans.clear();
-            if l.kind == LinkKind::Bond {
-                uppers.push((o.name.to_string(), false));
+    fn get_mut(&mut self, name: &str) -> Result<&mut Link, String> {
+        self.links
+            .get_mut(name)
+            .ok_or_else(|| format!("no link {name} (ENODEV)"))
+    }
+
+    fn is_up(&self, name: &str) -> bool {
+        self.links.get(name).is_some_and(|l| l.up)
+    }
+
+    /// Routes flushed because `dev` went down (`v4_only`: lost its last IPv4
+    /// address) or was deleted (`gone`).
+    fn flush_routes(&mut self, dev: &str, v4_only: bool, gone: bool) {
+        let links = &self.links;
+        let dead = |n: &str| n == dev || !links.get(n).is_some_and(|l| l.up);
+        self.routes.retain(|r| {
+            if v4_only && !matches!(r.destination, IpNet::V4(_)) {
+                return true;
+            }
+            let ifs = r.interfaces();
+            if !ifs.contains(&dev) {
+                return true;
+            }
+            if gone || r.multipath.is_empty() {
+                return false;
+            }
+            !ifs.iter().all(|i| dead(i))
+        });
+    }
+
+    /// Link down: routes through it flushed, IPv6 addresses dropped (unless
+    /// `keep_addr_on_down`), the VLANs on it go down too.
+    fn go_down(&mut self, name: &str) {
+        let Some(l) = self.links.get_mut(name) else {
+            return;
+        };
+        if !l.up {
+            return;
+        }
+        l.up = false;
+        if !l.keep_addr_on_down {
+            l.addresses.retain(|a| matches!(a, IpNet::V4(_)));
+            l.dynamic.retain(|a| matches!(a, IpNet::V4(_)));
+        }
+        self.flush_routes(name, false, false);
+        let uppers: Vec<String> = self
+            .vlans_on(name)
+            .iter()
+            .filter(|u| u.up)
+            .map(|u| u.name.to_string())
+            .collect();
+        for u in uppers {
+            self.go_down(&u);
+        }
+    }
+
+    /// Link up: the VLANs on it come up with it.
+    fn go_up(&mut self, name: &str) {
+        let Some(l) = self.links.get_mut(name) else {
+            return;
+        };
+        if l.up {
+            return;
+        }
+        l.up = true;
+        let uppers: Vec<String> = self
+            .vlans_on(name)
+            .iter()
+            .filter(|u| !u.up)
+            .map(|u| u.name.to_string())
+            .collect();
+        for u in uppers {
+            self.go_up(&u);
+        }
+    }
+
+    /// A bridge whose MTU was not set by hand follows its ports.
+    fn bridge_follow(&mut self, bridge: &str) {
+        if self.user_mtu.contains(bridge) {
+            return;
+        }
+        if !self
+            .links
+            .get(bridge)
+            .is_some_and(|b| b.kind == LinkKind::Bridge)
+        {
+            return;
+        }
+        let min = self
+            .ports_of(bridge)
+            .iter()
+            .map(|p| p.mtu)
+            .min()
+            .unwrap_or(DEFAULT_MTU);
+        self.set_mtu_effects(bridge, min);
+    }
+
+    /// An MTU change and what follows from it (ports of a bond, VLANs above,
+    /// the bridge the link is a port of).
+    fn set_mtu_effects(&mut self, name: &str, mtu: u32) {
+        let Some(l) = self.links.get_mut(name) else {
+            return;
+        };
+        if l.mtu == mtu {
+            return;
+        }
+        l.mtu = mtu;
+        let is_bond = l.kind == LinkKind::Bond;
+        let controller = l.controller.clone();
+        if is_bond {
+            let ports: Vec<String> = self
+                .ports_of(name)
+                .iter()
+                .map(|p| p.name.to_string())
+                .collect();
+            for p in ports {
+                if let Some(pl) = self.links.get_mut(&p) {
+                    pl.mtu = mtu;
+                }
             }
         }
-        if o.vlan.as_ref().is_some_and(|v| v.base_iface == l.name) {
-            uppers.push((o.name.to_string(), true));
+        let uppers: Vec<(String, u32)> = self
+            .vlans_on(name)
+            .iter()
+            .filter(|u| u.mtu > mtu)
+            .map(|u| (u.name.to_string(), mtu))
+            .collect();
+        for (u, m) in uppers {
+            self.set_mtu_effects(&u, m);
+        }
+        if let Some(c) = controller {
+            self.bridge_follow(c.as_str());
         }
     }
-    for (n, delete) in uppers {
-        if delete {
-            remove_link(s, &n);
+
+    fn release(&mut self, name: &str) -> Result<(), String> {
+        let l = self.get_mut(name)?;
+        let Some(c) = l.controller.take() else {
+            return Err("not enslaved".into());
+        };
+        l.vlans.clear();
+        let was_bond = self
+            .links
+            .get(c.as_str())
+            .is_some_and(|c| c.kind == LinkKind::Bond);
+        if was_bond {
+            if let Some(m) = self.orig_mtu.remove(name) {
+                if let Some(l) = self.links.get_mut(name) {
+                    l.mtu = m;
+                }
+            }
+            self.go_down(name);
         } else {
-            go_down(s, &n);
+            self.bridge_follow(c.as_str());
+        }
+        Ok(())
+    }
+
+    fn remove_link(&mut self, name: &str) {
+        let Some(l) = self.links.remove(name) else {
+            return;
+        };
+        self.user_mtu.remove(name);
+        self.orig_mtu.remove(name);
+        self.flush_routes(name, false, true);
+        let uppers: Vec<String> = self
+            .vlans_on(name)
+            .iter()
+            .map(|u| u.name.to_string())
+            .collect();
+        for u in uppers {
+            self.remove_link(&u);
+        }
+        let ports: Vec<String> = self
+            .ports_of(name)
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect();
+        for p in ports {
+            if let Some(pl) = self.links.get_mut(&p) {
+                pl.controller = None;
+                pl.vlans.clear();
+            }
+            if l.kind == LinkKind::Bond {
+                if let Some(m) = self.orig_mtu.remove(&p) {
+                    if let Some(pl) = self.links.get_mut(&p) {
+                        pl.mtu = m;
+                    }
+                }
+                self.go_down(&p);
+            }
+        }
+        if let Some(c) = &l.controller {
+            self.bridge_follow(c.as_str());
         }
     }
-}
 
-fn step(s: &mut Observed, op: &Op, next_index: &mut u32) -> Result<(), String> {
-    match op {
-        Op::RenameLink { from, to } => {
-            if s.link(to.as_str()).is_some() {
-                return Err(format!("{to} exists (EEXIST)"));
-            }
-            let l = find(s, from.as_str())?;
-            if l.up {
-                return Err("renaming a link that is up (EBUSY)".into());
-            }
-            l.name = to.clone();
-            for o in s.links.iter_mut() {
-                if o.controller.as_ref() == Some(from) {
-                    o.controller = Some(to.clone());
+    /// Applies one operation as the kernel would, or says why it refuses.
+    pub fn apply(&mut self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::RenameLink { from, to } => {
+                if self.links.contains_key(to.as_str()) {
+                    return Err(format!("{to} exists (EEXIST)"));
                 }
-                if let Some(v) = &mut o.vlan {
-                    if &v.base_iface == from {
-                        v.base_iface = to.clone();
-                    }
+                if self.get_mut(from.as_str())?.up {
+                    return Err("renaming a link that is up (EBUSY)".into());
                 }
-            }
-        }
-        Op::DeleteRoute { route } => {
-            let before = s.routes.len();
-            let k = route.key();
-            s.routes.retain(|r| r.key() != k);
-            if s.routes.len() == before {
-                return Err("no such route (ESRCH)".into());
-            }
-        }
-        Op::DeleteAddress { iface, address } => {
-            let l = find(s, iface.as_str())?;
-            let before = l.addresses.len();
-            l.addresses.retain(|a| a != address);
-            if l.addresses.len() == before {
-                return Err("no such address (EADDRNOTAVAIL)".into());
-            }
-        }
-        Op::SetController {
-            iface,
-            controller: None,
-        } => {
-            let l = find(s, iface.as_str())?;
-            let Some(c) = l.controller.take() else {
-                return Err("not enslaved".into());
-            };
-            l.vlans.clear();
-            let was_bond = s.link(c.as_str()).is_some_and(|c| c.kind == LinkKind::Bond);
-            if was_bond {
-                go_down(s, iface.as_str());
-            }
-        }
-        Op::SetController {
-            iface,
-            controller: Some(c),
-        } => {
-            let ctrl = s
-                .link(c.as_str())
-                .cloned()
-                .ok_or_else(|| format!("no controller {c}"))?;
-            let l = find(s, iface.as_str())?;
-            if l.controller.is_some() {
-                return Err("already enslaved (EBUSY)".into());
-            }
-            match ctrl.kind {
-                LinkKind::Bond => {
-                    if l.up {
-                        return Err("enslaving an up link to a bond".into());
-                    }
-                    l.mtu = ctrl.mtu;
-                    l.controller = Some(c.clone());
-                    go_up(s, iface.as_str());
-                }
-                LinkKind::Bridge => {
-                    if l.kind == LinkKind::Bridge {
-                        return Err("a bridge in a bridge (ELOOP)".into());
-                    }
-                    l.controller = Some(c.clone());
-                    l.vlans = compress_vlans(&VlanSet::from([(
-                        1,
-                        VidFlags {
-                            pvid: true,
-                            untagged: true,
-                        },
-                    )]));
-                }
-                _ => return Err(format!("{c} is not a bond or bridge")),
-            }
-        }
-        Op::DeleteLink { iface } => {
-            let l = find(s, iface.as_str())?;
-            if matches!(
-                l.kind,
-                LinkKind::Ethernet | LinkKind::Veth | LinkKind::Loopback
-            ) {
-                return Err("deleting a NIC".into());
-            }
-            remove_link(s, iface.as_str());
-        }
-        Op::SetState { iface, up } => {
-            find(s, iface.as_str())?;
-            if *up {
-                if let Some(v) = s.link(iface.as_str()).and_then(|l| l.vlan.clone()) {
-                    if !s.link(v.base_iface.as_str()).is_some_and(|b| b.up) {
-                        return Err(format!("base {} is down (ENETDOWN)", v.base_iface));
-                    }
-                }
-                go_up(s, iface.as_str());
-            } else {
-                go_down(s, iface.as_str());
-            }
-        }
-        Op::SetBond {
-            iface,
-            mode,
-            options,
-        } => {
-            let has_ports = s.links.iter().any(|l| l.controller.as_ref() == Some(iface));
-            let l = find(s, iface.as_str())?;
-            let Some(b) = &mut l.bond else {
-                return Err("not a bond".into());
-            };
-            let noports = mode.is_some() || options.fail_over_mac.is_some();
-            let ifdown = noports
-                || options.lacp_rate.is_some()
-                || options.ad_select.is_some()
-                || options.ad_actor_sys_prio.is_some()
-                || options.ad_actor_system.is_some()
-                || options.ad_user_port_key.is_some()
-                || options.tlb_dynamic_lb.is_some()
-                || options.lacp_active.is_some();
-            if noports && has_ports {
-                return Err("bond has ports (ENOTEMPTY)".into());
-            }
-            if ifdown && l.up {
-                return Err("bond is up (EBUSY)".into());
-            }
-            if let Some(m) = mode {
-                b.mode = *m;
-            }
-            merge_bond(&mut b.options, options);
-        }
-        Op::SetBridge { iface, options } => {
-            let l = find(s, iface.as_str())?;
-            let Some(b) = &mut l.bridge else {
-                return Err("not a bridge".into());
-            };
-            merge_bridge(b, options);
-        }
-        Op::SetMtu { iface, mtu } => {
-            let base = s.link(iface.as_str()).and_then(|l| l.vlan.clone());
-            if let Some(v) = base {
-                let bm = s.link(v.base_iface.as_str()).map(|b| b.mtu).unwrap_or(0);
-                if *mtu > bm {
-                    return Err(format!("VLAN MTU {mtu} above base MTU {bm} (ERANGE)"));
-                }
-            }
-            let bond_mtu = s
-                .link(iface.as_str())
-                .and_then(|l| l.bond.as_ref())
-                .map(|_| *mtu);
-            find(s, iface.as_str())?.mtu = *mtu;
-            if let Some(m) = bond_mtu {
-                for p in s
-                    .links
-                    .iter_mut()
-                    .filter(|p| p.controller.as_ref() == Some(iface))
-                {
-                    p.mtu = m;
-                }
-            }
-            // Lowering a base lowers the VLANs above it.
-            for o in s.links.iter_mut() {
-                if o.vlan.as_ref().is_some_and(|v| &v.base_iface == iface) && o.mtu > *mtu {
-                    o.mtu = *mtu;
-                }
-            }
-        }
-        Op::CreateLink { iface, mtu, link } => {
-            if s.link(iface.as_str()).is_some() {
-                return Err("exists (EEXIST)".into());
-            }
-            let mut l = Link {
-                name: iface.clone(),
-                index: *next_index,
-                kind: LinkKind::Other,
-                mac: None,
-                mtu: mtu.unwrap_or(1500),
-                up: false,
-                controller: None,
-                addresses: Vec::new(),
-                bond: None,
-                vlan: None,
-                bridge: None,
-                vlans: Vec::new(),
-            };
-            *next_index += 1;
-            match link {
-                NewLink::Bond { mode, options } => {
-                    l.kind = LinkKind::Bond;
-                    let mut o = default_bond(*mode);
-                    merge_bond(&mut o, options);
-                    l.bond = Some(BondState {
-                        mode: *mode,
-                        options: o,
-                    });
-                }
-                NewLink::Vlan { base, id, protocol } => {
-                    let b = s
-                        .link(base.as_str())
-                        .ok_or_else(|| format!("base {base} missing (ENODEV)"))?;
-                    if mtu.is_some_and(|m| m > b.mtu) {
-                        return Err(format!("VLAN MTU above base MTU {} (ERANGE)", b.mtu));
-                    }
-                    l.mtu = mtu.unwrap_or(b.mtu);
-                    l.kind = LinkKind::Vlan;
-                    l.vlan = Some(VlanConfig {
-                        base_iface: base.clone(),
-                        id: *id,
-                        protocol: *protocol,
-                    });
-                }
-                NewLink::Bridge { options } => {
-                    l.kind = LinkKind::Bridge;
-                    let mut o = default_bridge();
-                    merge_bridge(&mut o, options);
-                    l.bridge = Some(o);
-                }
-            }
-            s.links.push(l);
-        }
-        Op::BridgeVlanDel { iface, vlans } => {
-            let l = find(s, iface.as_str())?;
-            let mut set = expand_vlans(&l.vlans);
-            for v in expand_vlans(vlans).keys() {
-                if set.remove(v).is_none() {
-                    return Err(format!("VLAN {v} not on port (ENOENT)"));
-                }
-            }
-            l.vlans = compress_vlans(&set);
-        }
-        Op::BridgeVlanAdd { iface, vlans } => {
-            let ctrl = s.link(iface.as_str()).and_then(|l| l.controller.clone());
-            let filtering = ctrl
-                .and_then(|c| s.link(c.as_str()).and_then(|b| b.bridge.clone()))
-                .is_some_and(|b| b.vlan_filtering == Some(true));
-            if !filtering {
-                return Err("port is not in a VLAN-filtering bridge".into());
-            }
-            let l = find(s, iface.as_str())?;
-            let mut set = expand_vlans(&l.vlans);
-            for (v, f) in expand_vlans(vlans) {
-                if f.pvid {
-                    for other in set.values_mut() {
-                        other.pvid = false;
-                    }
-                }
-                set.insert(v, f);
-            }
-            l.vlans = compress_vlans(&set);
-        }
-        Op::AddAddress { iface, address } => {
-            let l = find(s, iface.as_str())?;
-            if l.addresses.contains(address) {
-                return Err("address exists (EEXIST)".into());
-            }
-            l.addresses.push(*address);
-        }
-        Op::AddRoute { route } => {
-            let mut r: Route = route.normalized();
-            if r.multipath.is_empty() {
-                if r.next_hop_interface.is_none() {
-                    let gw = r.next_hop_address.ok_or("route without next hop")?;
-                    r.next_hop_interface = Some(dev_for(s, gw)?);
-                }
-                let dev = r.next_hop_interface.clone().ok_or("no device")?;
-                if !s.link(dev.as_str()).is_some_and(|l| l.up) {
-                    return Err(format!("{dev} is down (ENETDOWN)"));
-                }
-            } else {
-                for nh in r.multipath.iter_mut() {
-                    if nh.next_hop_interface.is_none() {
-                        let gw = nh.next_hop_address.ok_or("next hop without address")?;
-                        nh.next_hop_interface = Some(dev_for(s, gw)?);
-                    }
-                }
-            }
-            let hops: Vec<(Option<std::net::IpAddr>, Option<IfName>)> = if r.multipath.is_empty() {
-                vec![(r.next_hop_address, r.next_hop_interface.clone())]
-            } else {
-                r.multipath
-                    .iter()
-                    .map(|n| (n.next_hop_address, n.next_hop_interface.clone()))
-                    .collect()
-            };
-            for (gw, dev) in hops {
-                let (Some(gw), Some(dev)) = (gw, dev) else {
-                    continue;
+                let Some(mut l) = self.links.remove(from.as_str()) else {
+                    return Err(format!("no link {from} (ENODEV)"));
                 };
-                let ok = s
-                    .link(dev.as_str())
-                    .is_some_and(|l| l.up && l.addresses.iter().any(|a| a.contains(&gw)));
-                if !ok {
-                    return Err(format!(
-                        "gateway {gw} is not on a subnet of {dev} (ENETUNREACH)"
-                    ));
+                l.name = to.clone();
+                self.links.insert(to.to_string(), l);
+                for o in self.links.values_mut() {
+                    if o.controller.as_ref() == Some(from) {
+                        o.controller = Some(to.clone());
+                    }
+                    if let Some(v) = &mut o.vlan {
+                        if &v.base_iface == from {
+                            v.base_iface = to.clone();
+                        }
+                    }
+                    if let Some(b) = &mut o.bond {
+                        if b.options.primary.as_ref() == Some(from) {
+                            b.options.primary = Some(to.clone());
+                        }
+                    }
+                }
+                for r in self.routes.iter_mut() {
+                    if r.next_hop_interface.as_ref() == Some(from) {
+                        r.next_hop_interface = Some(to.clone());
+                    }
+                    for nh in r.multipath.iter_mut() {
+                        if nh.next_hop_interface.as_ref() == Some(from) {
+                            nh.next_hop_interface = Some(to.clone());
+                        }
+                    }
+                }
+                for set in [&mut self.user_mtu] {
+                    if set.remove(from.as_str()) {
+                        set.insert(to.to_string());
+                    }
+                }
+                if let Some(m) = self.orig_mtu.remove(from.as_str()) {
+                    self.orig_mtu.insert(to.to_string(), m);
                 }
             }
-            let k = r.key();
-            s.routes.retain(|o| o.key() != k);
-            s.routes.push(r);
+            Op::DeleteRoute { route } => {
+                let before = self.routes.len();
+                let k = route.key();
+                self.routes.retain(|r| r.key() != k);
+                if self.routes.len() == before {
+                    return Err("no such route (ESRCH)".into());
+                }
+            }
+            Op::DeleteAddress { iface, address } => {
+                let l = self.get_mut(iface.as_str())?;
+                let before = l.addresses.len();
+                l.addresses.retain(|a| a != address);
+                if l.addresses.len() == before {
+                    return Err("no such address (EADDRNOTAVAIL)".into());
+                }
+                let no_v4 = !l
+                    .addresses
+                    .iter()
+                    .chain(l.dynamic.iter())
+                    .any(|a| matches!(a, IpNet::V4(_)));
+                if matches!(address, IpNet::V4(_)) && no_v4 {
+                    self.flush_routes(iface.as_str(), true, false);
+                }
+            }
+            Op::SetController {
+                iface,
+                controller: None,
+            } => self.release(iface.as_str())?,
+            Op::SetController {
+                iface,
+                controller: Some(c),
+            } => {
+                let ctrl = self
+                    .links
+                    .get(c.as_str())
+                    .cloned()
+                    .ok_or_else(|| format!("no controller {c} (ENODEV)"))?;
+                let l = self.get_mut(iface.as_str())?;
+                if l.controller.is_some() {
+                    return Err("already enslaved (EBUSY)".into());
+                }
+                match ctrl.kind {
+                    LinkKind::Bond => {
+                        if l.up {
+                            return Err("device can not be enslaved while up".into());
+                        }
+                        let orig = l.mtu;
+                        l.mtu = ctrl.mtu;
+                        l.controller = Some(c.clone());
+                        self.orig_mtu.insert(iface.to_string(), orig);
+                        self.go_up(iface.as_str());
+                    }
+                    LinkKind::Bridge => {
+                        if l.kind == LinkKind::Bridge {
+                            return Err("a bridge in a bridge (ELOOP)".into());
+                        }
+                        l.controller = Some(c.clone());
+                        l.vlans = compress_vlans(&VlanSet::from([(
+                            1,
+                            VidFlags {
+                                pvid: true,
+                                untagged: true,
+                            },
+                        )]));
+                        self.bridge_follow(c.as_str());
+                    }
+                    _ => return Err(format!("{c} is not a bond or bridge")),
+                }
+            }
+            Op::DeleteLink { iface } => {
+                let l = self.get_mut(iface.as_str())?;
+                if matches!(
+                    l.kind,
+                    LinkKind::Ethernet | LinkKind::Veth | LinkKind::Loopback
+                ) {
+                    return Err("deleting a NIC".into());
+                }
+                self.remove_link(iface.as_str());
+            }
+            Op::SetState { iface, up } => {
+                let l = self.get_mut(iface.as_str())?;
+                if *up {
+                    if let Some(v) = l.vlan.clone() {
+                        if !self.is_up(v.base_iface.as_str()) {
+                            return Err(format!("base {} is down (ENETDOWN)", v.base_iface));
+                        }
+                    }
+                    self.go_up(iface.as_str());
+                } else {
+                    self.go_down(iface.as_str());
+                }
+            }
+            Op::SetBond {
+                iface,
+                mode,
+                options,
+            } => {
+                let has_ports = !self.ports_of(iface.as_str()).is_empty();
+                let l = self.get_mut(iface.as_str())?;
+                let up = l.up;
+                let Some(b) = &mut l.bond else {
+                    return Err("not a bond".into());
+                };
+                // A mode change needs the bond down and without ports.
+                if (mode.is_some() || options.needs_no_ports()) && has_ports {
+                    return Err("bond has ports (ENOTEMPTY)".into());
+                }
+                if (mode.is_some() || options.needs_down()) && up {
+                    return Err("bond is up (EBUSY)".into());
+                }
+                if let Some(m) = mode {
+                    b.mode = *m;
+                }
+                b.options.merge(options);
+            }
+            Op::SetBridge { iface, options } => {
+                let l = self.get_mut(iface.as_str())?;
+                let Some(b) = &mut l.bridge else {
+                    return Err("not a bridge".into());
+                };
+                merge_bridge(b, options);
+            }
+            Op::SetMtu { iface, mtu } => {
+                let l = self.get_mut(iface.as_str())?;
+                if !(68..=65535).contains(mtu) {
+                    return Err(format!("MTU {mtu} out of range (EINVAL)"));
+                }
+                if let Some(max) = l.max_mtu.filter(|m| mtu > m) {
+                    return Err(format!("MTU {mtu} above the device's maximum {max} (EINVAL)"));
+                }
+                if let Some(v) = l.vlan.clone() {
+                    let bm = self
+                        .links
+                        .get(v.base_iface.as_str())
+                        .map(|b| b.mtu)
+                        .unwrap_or(0);
+                    if *mtu > bm {
+                        return Err(format!("VLAN MTU {mtu} above base MTU {bm} (ERANGE)"));
+                    }
+                }
+                if self
+                    .links
+                    .get(iface.as_str())
+                    .is_some_and(|l| l.kind == LinkKind::Bridge)
+                {
+                    self.user_mtu.insert(iface.to_string());
+                }
+                self.set_mtu_effects(iface.as_str(), *mtu);
+            }
+            Op::CreateLink {
+                iface,
+                mtu,
+                link,
+                index,
+                mac,
+            } => {
+                if self.links.contains_key(iface.as_str()) {
+                    return Err("exists (EEXIST)".into());
+                }
+                let index = match index {
+                    Some(i) if self.links.values().any(|l| l.index == *i) => {
+                        return Err(format!("ifindex {i} in use (EBUSY)"));
+                    }
+                    Some(i) => *i,
+                    None => {
+                        let i = self.next_index;
+                        self.next_index += 1;
+                        i
+                    }
+                };
+                self.next_index = self.next_index.max(index + 1);
+                let mut l = Link {
+                    name: iface.clone(),
+                    index,
+                    kind: link.kind(),
+                    mac: *mac,
+                    mtu: mtu.unwrap_or(DEFAULT_MTU),
+                    up: false,
+                    controller: None,
+                    addresses: Vec::new(),
+                    dynamic: Vec::new(),
+                    bond: None,
+                    vlan: None,
+                    bridge: None,
+                    vlans: Vec::new(),
+                    addr_gen_mode: Some(AddrGenMode::Eui64),
+                    keep_addr_on_down: false,
+                    max_mtu: None,
+                };
+                match link {
+                    NewLink::Bond { mode, options } => {
+                        let mut o = BondOptions::kernel_defaults(*mode);
+                        o.merge(options);
+                        l.bond = Some(BondState {
+                            mode: *mode,
+                            options: o,
+                        });
+                    }
+                    NewLink::Vlan { base, id, protocol } => {
+                        let b = self
+                            .links
+                            .get(base.as_str())
+                            .ok_or_else(|| format!("base {base} missing (ENODEV)"))?;
+                        if mtu.is_some_and(|m| m > b.mtu) {
+                            return Err(format!("VLAN MTU above base MTU {} (ERANGE)", b.mtu));
+                        }
+                        l.mtu = mtu.unwrap_or(b.mtu);
+                        l.vlan = Some(VlanConfig {
+                            base_iface: base.clone(),
+                            id: *id,
+                            protocol: *protocol,
+                        });
+                    }
+                    NewLink::Bridge { options } => {
+                        let mut o = default_bridge();
+                        merge_bridge(&mut o, options);
+                        l.bridge = Some(o);
+                    }
+                }
+                self.links.insert(iface.to_string(), l);
+            }
+            Op::SetAddrGenMode { iface, mode } => {
+                self.get_mut(iface.as_str())?.addr_gen_mode = Some(*mode);
+            }
+            Op::BridgeVlanDel { iface, vlans } => {
+                let l = self.get_mut(iface.as_str())?;
+                let mut set = expand_vlans(&l.vlans);
+                for v in expand_vlans(vlans).keys() {
+                    if set.remove(v).is_none() {
+                        return Err(format!("VLAN {v} not on port (ENOENT)"));
+                    }
+                }
+                l.vlans = compress_vlans(&set);
+            }
+            Op::BridgeVlanAdd { iface, vlans } => {
+                let ctrl = self
+                    .links
+                    .get(iface.as_str())
+                    .and_then(|l| l.controller.clone());
+                let in_bridge = ctrl
+                    .and_then(|c| self.links.get(c.as_str()))
+                    .is_some_and(|b| b.kind == LinkKind::Bridge);
+                if !in_bridge {
+                    return Err("not a bridge port (EOPNOTSUPP)".into());
+                }
+                let l = self.get_mut(iface.as_str())?;
+                let mut set = expand_vlans(&l.vlans);
+                for (v, f) in expand_vlans(vlans) {
+                    if f.pvid {
+                        for other in set.values_mut() {
+                            other.pvid = false;
+                        }
+                    }
+                    set.insert(v, f);
+                }
+                l.vlans = compress_vlans(&set);
+            }
+            Op::AddAddress { iface, address } => {
+                let l = self.get_mut(iface.as_str())?;
+                l.dynamic.retain(|a| a != address);
+                if !l.addresses.contains(address) {
+                    l.addresses.push(*address);
+                    l.addresses.sort();
+                }
+            }
+            Op::AddRoute { route } => {
+                let mut r: Route = route.normalized();
+                r.protocol = Some(route.protocol.unwrap_or(RouteProtocol::Static));
+                let hops: Vec<(Option<std::net::IpAddr>, Option<IfName>)> =
+                    if r.multipath.is_empty() {
+                        vec![(r.next_hop_address, r.next_hop_interface.clone())]
+                    } else {
+                        r.multipath
+                            .iter()
+                            .map(|n| (n.next_hop_address, n.next_hop_interface.clone()))
+                            .collect()
+                    };
+                let mut resolved = Vec::new();
+                for (gw, dev) in hops {
+                    let dev = match (dev, gw) {
+                        (Some(d), _) => d,
+                        (None, Some(gw)) => self.dev_for(gw)?,
+                        (None, None) => return Err("a next hop without gateway or device".into()),
+                    };
+                    if !self.is_up(dev.as_str()) {
+                        return Err(format!("{dev} is down (ENETDOWN)"));
+                    }
+                    if let Some(gw) = gw {
+                        let ok = self.links.get(dev.as_str()).is_some_and(|l| {
+                            l.addresses
+                                .iter()
+                                .chain(l.dynamic.iter())
+                                .any(|a| a.contains(&gw))
+                        });
+                        if !ok {
+                            return Err(format!(
+                                "gateway {gw} is not on a subnet of {dev} (ENETUNREACH)"
+                            ));
+                        }
+                    }
+                    resolved.push(dev);
+                }
+                if r.multipath.is_empty() {
+                    r.next_hop_interface = resolved.into_iter().next();
+                } else {
+                    for (nh, dev) in r.multipath.iter_mut().zip(resolved) {
+                        nh.next_hop_interface = Some(dev);
+                    }
+                    r.multipath.sort();
+                }
+                let k = r.key();
+                self.routes.retain(|o| o.key() != k);
+                self.routes.push(r);
+            }
+            Op::WriteDns { config } => self.dns = Some(config.clone()),
         }
-        Op::WriteDns { config } => s.dns = Some(config.clone()),
+        Ok(())
     }
-    Ok(())
+
+    fn dev_for(&self, gw: std::net::IpAddr) -> Result<IfName, String> {
+        self.links
+            .values()
+            .find(|l| {
+                l.up && l
+                    .addresses
+                    .iter()
+                    .chain(l.dynamic.iter())
+                    .any(|a| a.contains(&gw))
+            })
+            .map(|l| l.name.clone())
+            .ok_or_else(|| format!("gateway {gw} unreachable (ENETUNREACH)"))
+    }
 }
 
-fn dev_for(s: &Observed, gw: std::net::IpAddr) -> Result<IfName, String> {
-    s.links
-        .iter()
-        .find(|l| l.up && l.addresses.iter().any(|a| a.contains(&gw)))
-        .map(|l| l.name.clone())
-        .ok_or_else(|| format!("gateway {gw} unreachable (ENETUNREACH)"))
-}
-
-/// The options the kernel reports for a new bond of `mode` (the defaults
-/// that matter for comparisons).
-pub fn default_bond(mode: BondMode) -> crate::schema::BondOptions {
-    crate::schema::BondOptions {
-        miimon: Some(0),
-        updelay: Some(0),
-        downdelay: Some(0),
-        min_links: Some(0),
-        ..Default::default()
-    }
-    .for_mode(mode)
+/// The options the kernel reports for a new bond of `mode`.
+pub fn default_bond(mode: crate::schema::BondMode) -> BondOptions {
+    BondOptions::kernel_defaults(mode)
 }
 
 /// A new bridge's options as the kernel reports them.
@@ -486,58 +770,34 @@ pub fn default_bridge() -> BridgeOptions {
     }
 }
 
-macro_rules! merge_fields {
-    ($dst:expr, $src:expr, $($f:ident),*) => {$(
-        if $src.$f.is_some() { $dst.$f = $src.$f.clone(); }
-    )*};
-}
-
-fn merge_bond(dst: &mut crate::schema::BondOptions, src: &crate::schema::BondOptions) {
-    merge_fields!(
-        dst,
-        src,
-        miimon,
-        updelay,
-        downdelay,
-        use_carrier,
-        lacp_rate,
-        lacp_active,
-        xmit_hash_policy,
-        min_links,
-        primary,
-        primary_reselect,
-        ad_select,
-        ad_actor_sys_prio,
-        ad_actor_system,
-        ad_user_port_key,
-        arp_interval,
-        arp_ip_target,
-        arp_validate,
-        arp_all_targets,
-        fail_over_mac,
-        all_slaves_active,
-        resend_igmp,
-        num_grat_arp,
-        packets_per_slave,
-        lp_interval,
-        tlb_dynamic_lb,
-        peer_notif_delay,
-        missed_max
-    );
-}
-
-fn merge_bridge(dst: &mut BridgeOptions, src: &BridgeOptions) {
-    merge_fields!(
-        dst,
-        src,
-        vlan_filtering,
-        vlan_protocol,
-        mac_ageing_time,
-        multicast_snooping
-    );
+/// Sets every bridge option set in `src`.
+pub fn merge_bridge(dst: &mut BridgeOptions, src: &BridgeOptions) {
+    if src.vlan_filtering.is_some() {
+        dst.vlan_filtering = src.vlan_filtering;
+    }
+    if src.vlan_protocol.is_some() {
+        dst.vlan_protocol = src.vlan_protocol;
+    }
+    if src.mac_ageing_time.is_some() {
+        dst.mac_ageing_time = src.mac_ageing_time;
+    }
+    if src.multicast_snooping.is_some() {
+        dst.multicast_snooping = src.multicast_snooping;
+    }
     if let Some(stp) = &src.stp {
         let d = dst.stp.get_or_insert_with(StpOptions::default);
         d.enabled = stp.enabled;
-        merge_fields!(d, stp, forward_delay, hello_time, max_age, priority);
+        if stp.forward_delay.is_some() {
+            d.forward_delay = stp.forward_delay;
+        }
+        if stp.hello_time.is_some() {
+            d.hello_time = stp.hello_time;
+        }
+        if stp.max_age.is_some() {
+            d.max_age = stp.max_age;
+        }
+        if stp.priority.is_some() {
+            d.priority = stp.priority;
+        }
     }
 }

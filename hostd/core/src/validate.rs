@@ -14,8 +14,9 @@ use std::{
 use ipnet::IpNet;
 
 use crate::{
+    bond::OptValue,
     route::RouteKey,
-    schema::{BondMode, IfState, Interface, InterfaceType, NetworkState, PortVlanMode, RouteState},
+    schema::{IfState, Interface, InterfaceType, NetworkState, PortVlanMode, RouteState},
 };
 
 /// One validation failure.
@@ -553,36 +554,33 @@ fn check_bond_options(e: &mut Errs, bp: &str, iface: &Interface) {
     let o = &bond.options;
     let mode = bond.mode;
     let op = format!("{bp}.options");
-    let allowed = o.for_mode(mode);
-    macro_rules! mode_dep {
-        ($($f:ident),*) => {$(
-            if o.$f.is_some() && allowed.$f.is_none() && !(stringify!($f) == "ad_actor_system" || stringify!($f) == "arp_ip_target") {
-                e.push(format!("{op}.{}", stringify!($f)), serde_json::to_string(&o.$f).unwrap_or_default(), format!("not supported in bond mode {}", mode.as_str()));
+    // Mode dependencies and ranges come from the option table.
+    for (d, v) in o.iter() {
+        if !d.modes.contains(mode) {
+            e.push(
+                format!("{op}.{}", d.name),
+                o.value_text(d),
+                format!(
+                    "not supported in bond mode {} (only in {})",
+                    mode.as_str(),
+                    d.modes
+                        .list()
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        if let (Some((lo, hi)), OptValue::Num(n)) = (d.range, &v) {
+            if !(lo..=hi).contains(n) {
+                e.push(
+                    format!("{op}.{}", d.name),
+                    n,
+                    format!("must be within {lo}..={hi}"),
+                );
             }
-        )*};
-    }
-    mode_dep!(
-        lacp_rate,
-        lacp_active,
-        ad_select,
-        ad_actor_sys_prio,
-        ad_user_port_key,
-        primary,
-        primary_reselect,
-        xmit_hash_policy,
-        arp_interval,
-        arp_validate,
-        arp_all_targets,
-        packets_per_slave,
-        tlb_dynamic_lb,
-        missed_max
-    );
-    if mode != BondMode::Lacp && o.ad_actor_system.is_some() {
-        e.push(
-            format!("{op}.ad_actor_system"),
-            o.ad_actor_system.map(|m| m.to_string()).unwrap_or_default(),
-            format!("not supported in bond mode {}", mode.as_str()),
-        );
+        }
     }
     if let Some(m) = o.ad_actor_system {
         if m.is_multicast() || m.is_zero() {
@@ -590,22 +588,6 @@ fn check_bond_options(e: &mut Errs, bp: &str, iface: &Interface) {
                 format!("{op}.ad_actor_system"),
                 m,
                 "must be a unicast, non-zero MAC address",
-            );
-        }
-    }
-    if o.ad_actor_sys_prio == Some(0) {
-        e.push(
-            format!("{op}.ad_actor_sys_prio"),
-            0,
-            "must be within 1..=65535",
-        );
-    }
-    if let Some(k) = o.ad_user_port_key {
-        if k > 1023 {
-            e.push(
-                format!("{op}.ad_user_port_key"),
-                k,
-                "must be within 0..=1023",
             );
         }
     }
@@ -629,23 +611,6 @@ fn check_bond_options(e: &mut Errs, bp: &str, iface: &Interface) {
             o.arp_ip_target.as_ref().map(|t| t.len()).unwrap_or(0),
             "at most 16 targets",
         );
-    }
-    if let Some(r) = o.resend_igmp {
-        if r > 255 {
-            e.push(format!("{op}.resend_igmp"), r, "must be within 0..=255");
-        }
-    }
-    if let Some(p) = o.packets_per_slave {
-        if p > 65535 {
-            e.push(
-                format!("{op}.packets_per_slave"),
-                p,
-                "must be within 0..=65535",
-            );
-        }
-    }
-    if o.lp_interval == Some(0) {
-        e.push(format!("{op}.lp_interval"), 0, "must be at least 1");
     }
     let miimon = o.miimon.unwrap_or(0);
     for (name, v) in [("updelay", o.updelay), ("downdelay", o.downdelay)] {
@@ -818,6 +783,13 @@ fn check_routes(e: &mut Errs, state: &NetworkState, by_name: &HashMap<&str, usiz
                 format!("{p}.table-id"),
                 r.table_id.unwrap_or(0),
                 "tables 0, 253 and 255 are the kernel's",
+            );
+        }
+        if let Some(proto) = r.protocol {
+            e.push(
+                format!("{p}.protocol"),
+                proto,
+                "observed only: hostd installs its routes as proto static",
             );
         }
         let v4 = matches!(r.destination, IpNet::V4(_));

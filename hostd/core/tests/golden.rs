@@ -1,6 +1,7 @@
 //! Golden planner fixtures: one folder per case under `tests/fixtures/`,
 //! holding `observed.yaml` (the kernel), `desired.yaml` (or a `teardown`
-//! marker, or `before.yaml` for a rollback), optionally `ownership.yaml`, and
+//! marker, or `before.yaml` with `sent.yaml`, the operations the kernel
+//! acknowledged, for a rollback), optionally `ownership.yaml`, and
 //! the expected `plan.txt` (the printed plan, or `error: ...`).
 //!
 //! Every successful plan is also run through the kernel model
@@ -33,12 +34,18 @@ fn run_case(dir: &Path) -> Result<(), String> {
     enum Kind {
         Apply(NetworkState),
         Teardown,
-        Rollback(Observed),
+        Rollback(Observed, Vec<hostd_core::plan::Op>),
     }
     let kind = if dir.join("teardown").exists() {
         Kind::Teardown
     } else if let Some(b) = read(dir, "before.yaml") {
-        Kind::Rollback(from_yaml(&b).map_err(|e| format!("before.yaml: {e}"))?)
+        let sent: hostd_core::Plan =
+            from_yaml(&read(dir, "sent.yaml").ok_or("sent.yaml missing (the acked operations)")?)
+                .map_err(|e| format!("sent.yaml: {e}"))?;
+        Kind::Rollback(
+            from_yaml(&b).map_err(|e| format!("before.yaml: {e}"))?,
+            sent.ops,
+        )
     } else {
         let text = read(dir, "desired.yaml").ok_or("desired.yaml missing")?;
         match NetworkState::parse(&text) {
@@ -49,7 +56,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let result = match &kind {
         Kind::Apply(d) => plan(d, &observed, &own),
         Kind::Teardown => plan_teardown(&observed, &own),
-        Kind::Rollback(before) => plan_rollback(before, &observed),
+        Kind::Rollback(before, sent) => plan_rollback(before, &observed, sent),
     };
     let p = match result {
         Ok(p) => p,
@@ -67,9 +74,13 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let after =
         simulate(&observed, &p.ops).map_err(|e| format!("kernel model refuses the plan: {e}"))?;
     let again = match &kind {
-        Kind::Apply(d) => plan(d, &after, &own.after_apply(d, &p)).map_err(|e| e.to_string())?,
+        Kind::Apply(d) => {
+            plan(d, &after, &own.after_apply(d, &p, &after)).map_err(|e| e.to_string())?
+        }
         Kind::Teardown => plan_teardown(&after, &own).map_err(|e| e.to_string())?,
-        Kind::Rollback(before) => plan_rollback(before, &after).map_err(|e| e.to_string())?,
+        Kind::Rollback(before, sent) => {
+            plan_rollback(before, &after, sent).map_err(|e| e.to_string())?
+        }
     };
     if !again.is_empty() {
         return Err(format!("does not converge; second plan:\n{again}"));

@@ -1,12 +1,15 @@
 //! Executes a [`Plan`] over netlink, pipelined.
 //!
-//! Every op becomes one rtnetlink request. Links are created with an
-//! ifindex hostd picks (`ip link add ... index N`), so later requests can
-//! name them (a VLAN's base, a port's controller) without asking the kernel
-//! first: the whole plan goes out in large `sendmsg` batches ([`Rtnl::batch`])
-//! and the acks are read per batch. The resolver configuration (the file,
-//! or systemd-resolved over D-Bus: [`DnsTarget`]) is set between batches, at
-//! its place in the plan.
+//! Every op becomes one rtnetlink request; requests go out in large
+//! `sendmsg` batches ([`Rtnl::batch`]) and the acks are read per batch. A
+//! batch ends where an operation refers to a link created earlier in it:
+//! the kernel picks every new link's ifindex, and hostd reads it back by
+//! name once the creation is acknowledged, so a request never reaches a link
+//! another process made meanwhile (a VLAN's base, a port's controller are
+//! always the links this plan made). The result says which operations the
+//! kernel acknowledged, so a rollback undoes exactly those. The resolver
+//! configuration (the file, or systemd-resolved over D-Bus: [`DnsTarget`])
+//! is set between batches, at its place in the plan.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -17,19 +20,16 @@ use std::{
 use hostd_core::{
     model::{Observed, VlanEntry},
     plan::{NewLink, Op, Plan},
-    schema::{
-        AdSelect, ArpAllTargets, ArpValidate, BondMode, BondOptions, BridgeOptions, DnsConfig,
-        FailOverMac, LacpRate, PrimaryReselect, Route, VlanProtocol, XmitHashPolicy,
-    },
+    route::RouteProtocol as Proto,
+    schema::{BondMode, BondOptions, BridgeOptions, DnsConfig, Route, VlanProtocol},
 };
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
     link::{
-        AfSpecBridge, BondAdSelect, BondAllPortActive, BondArpAllTargets, BondArpValidate,
-        BondFailOverMac, BondLacpRate, BondPrimaryReselect, BondXmitHashPolicy, BridgeStpState,
-        BridgeVlanInfo, BridgeVlanInfoFlags, InfoBond, InfoBridge, InfoData, InfoKind, InfoVlan,
+        AfSpecBridge, AfSpecInet6, AfSpecUnspec, BridgeStpState, BridgeVlanInfo,
+        BridgeVlanInfoFlags, In6AddrGenMode, InfoBond, InfoBridge, InfoData, InfoKind, InfoVlan,
         LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
     },
     route::{
@@ -65,6 +65,17 @@ pub enum StepError {
     /// A name the op refers to has no ifindex.
     #[error("no link named {0}")]
     UnknownLink(String),
+    /// A link this plan created could not be found afterwards.
+    #[error("the link {name} this plan created cannot be found: {error}")]
+    Vanished {
+        /// Name.
+        name: String,
+        /// Why.
+        error: NlError,
+    },
+    /// A value does not fit its netlink attribute.
+    #[error("{0}")]
+    Encode(String),
     /// Writing the resolver file failed.
     #[error("writing {path}: {source}")]
     Dns {
@@ -78,40 +89,77 @@ pub enum StepError {
     #[error(transparent)]
     Resolved(#[from] crate::resolved::Error),
     /// The test-only failure hook fired.
-    #[error("failure injected at this step (HOSTD_FAIL_AT_STEP)")]
+    #[cfg(feature = "fault-injection")]
+    #[error("failure injected at this step (fault injection)")]
     Injected,
+}
+
+/// Test-only failures (cargo feature `fault-injection`; the `hostd` binary
+/// never reads them, only `hostd-fault` and the lab tests).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Stop before the 1-based step, as if it had failed (nothing of it or
+    /// after it is sent).
+    StopBefore(usize),
+    /// Send, in place of the 1-based step, a request the kernel refuses, in
+    /// the middle of its batch: the requests after it in the batch still run.
+    Refuse(usize),
+}
+
+#[cfg(feature = "fault-injection")]
+impl std::str::FromStr for Fault {
+    type Err = String;
+    /// `N` or `stop:N` (stop before step N), `refuse:N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, n) = s.split_once(':').unwrap_or(("stop", s));
+        let n: usize = n
+            .parse()
+            .map_err(|_| format!("fault {s:?}: expected stop:N or refuse:N"))?;
+        match kind {
+            "stop" => Ok(Self::StopBefore(n)),
+            "refuse" => Ok(Self::Refuse(n)),
+            _ => Err(format!("fault {s:?}: expected stop:N or refuse:N")),
+        }
+    }
 }
 
 /// Options of one execution.
 pub struct ExecOptions<'a, 'p> {
     /// Where `write-dns` goes.
     pub dns: &'a DnsTarget,
-    /// Test hook: fail (without executing it) at this 1-based step.
-    pub fail_at_step: Option<usize>,
+    /// Test hook.
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<Fault>,
     /// Called with (done, total) after each batch.
     pub progress: Option<&'p mut dyn FnMut(usize, usize)>,
+}
+
+/// What an execution did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The operations the kernel acknowledged (or that succeeded), in order.
+    pub acked: Vec<Op>,
+    /// The first failed step, if any.
+    pub failure: Option<StepFailure>,
 }
 
 /// Names to ifindexes, updated as the plan creates, renames and deletes.
 struct Names {
     by_name: HashMap<String, u32>,
-    used: HashSet<u32>,
-    next: u32,
+    /// Links created in the batch being built, not yet acknowledged.
+    pending: HashSet<String>,
 }
 
 impl Names {
     fn new(obs: &Observed) -> Self {
-        let by_name: HashMap<String, u32> = obs
-            .links
-            .iter()
-            .map(|l| (l.name.to_string(), l.index))
-            .collect();
-        let used: HashSet<u32> = by_name.values().copied().collect();
-        let next = used.iter().copied().max().unwrap_or(0) + 1;
         Self {
-            by_name,
-            used,
-            next,
+            by_name: obs
+                .links
+                .iter()
+                .map(|l| (l.name.to_string(), l.index))
+                .collect(),
+            pending: HashSet::new(),
         }
     }
 
@@ -121,88 +169,218 @@ impl Names {
             .copied()
             .ok_or_else(|| StepError::UnknownLink(n.to_owned()))
     }
-
-    fn alloc(&mut self, n: &str) -> u32 {
-        while self.used.contains(&self.next) {
-            self.next += 1;
-        }
-        let i = self.next;
-        self.used.insert(i);
-        self.by_name.insert(n.to_owned(), i);
-        i
-    }
 }
 
-/// Executes `plan` on the host `observed` describes. Stops at the first
-/// batch holding a failed step and reports the first failed step.
+/// Link names an op refers to (the ones that must resolve to an ifindex).
+fn names_used(op: &Op) -> Vec<&str> {
+    let mut v: Vec<&str> = Vec::new();
+    match op {
+        Op::RenameLink { from, .. } => v.push(from.as_str()),
+        Op::DeleteRoute { route } | Op::AddRoute { route } => v.extend(route.interfaces()),
+        Op::DeleteAddress { iface, .. }
+        | Op::AddAddress { iface, .. }
+        | Op::DeleteLink { iface }
+        | Op::SetState { iface, .. }
+        | Op::SetMtu { iface, .. }
+        | Op::SetBridge { iface, .. }
+        | Op::SetAddrGenMode { iface, .. }
+        | Op::BridgeVlanAdd { iface, .. }
+        | Op::BridgeVlanDel { iface, .. } => v.push(iface.as_str()),
+        Op::SetController { iface, controller } => {
+            v.push(iface.as_str());
+            if let Some(c) = controller {
+                v.push(c.as_str());
+            }
+        }
+        Op::SetBond { iface, options, .. } => {
+            v.push(iface.as_str());
+            v.extend(options.primary.as_ref().map(|p| p.as_str()));
+        }
+        Op::CreateLink { link, .. } => match link {
+            NewLink::Vlan { base, .. } => v.push(base.as_str()),
+            NewLink::Bond { options, .. } => {
+                v.extend(options.primary.as_ref().map(|p| p.as_str()))
+            }
+            NewLink::Bridge { .. } => {}
+        },
+        Op::WriteDns { .. } => {}
+    }
+    v
+}
+
+/// Executes `plan` on the host `observed` describes, in pipelined batches.
+///
+/// A batch ends before an operation that names a link created earlier in
+/// it: the creations are acknowledged and the new links' ifindexes (picked
+/// by the kernel) read back by name before anything refers to them, so a
+/// request can never reach a link another process created meanwhile. After
+/// a batch with a failed step nothing more is sent. Every acknowledged
+/// operation is reported (a rollback undoes exactly those).
 pub fn execute(
     nl: &mut Rtnl,
     observed: &Observed,
     plan: &Plan,
     mut opts: ExecOptions<'_, '_>,
-) -> Result<(), StepFailure> {
+) -> Outcome {
     let mut names = Names::new(observed);
     let total = plan.ops.len();
-    let limit = opts
-        .fail_at_step
-        .map(|s| s.saturating_sub(1))
-        .unwrap_or(total)
-        .min(total);
+    #[cfg(feature = "fault-injection")]
+    let (limit, refuse) = match opts.fault {
+        Some(Fault::StopBefore(s)) => (s.saturating_sub(1).min(total), None),
+        Some(Fault::Refuse(s)) => (total, Some(s)),
+        None => (total, None),
+    };
+    #[cfg(not(feature = "fault-injection"))]
+    let (limit, refuse): (usize, Option<usize>) = (total, None);
+    let mut out = Outcome::default();
+    let mut batch: Vec<(usize, RouteNetlinkMessage, u16)> = Vec::new();
     let mut i = 0;
-    while i < limit {
-        // Collect netlink requests up to the next non-netlink op.
-        let mut reqs: Vec<(RouteNetlinkMessage, u16)> = Vec::new();
-        let start = i;
-        while i < limit && !matches!(plan.ops[i], Op::WriteDns { .. }) {
-            let req = to_request(&plan.ops[i], &mut names).map_err(|error| StepFailure {
-                step: i + 1,
-                op: plan.ops[i].to_string(),
-                error,
-            })?;
-            reqs.push(req);
-            i += 1;
+    loop {
+        let op = (i < limit).then(|| &plan.ops[i]);
+        let barrier = match op {
+            None => true,
+            Some(Op::WriteDns { .. }) => true,
+            Some(op) => names_used(op).iter().any(|n| names.pending.contains(*n)),
+        };
+        if barrier && !batch.is_empty() {
+            if let Err(f) = flush(nl, plan, &mut batch, &mut names, &mut out) {
+                out.failure = Some(f);
+                return out;
+            }
+            if out.failure.is_some() {
+                return out;
+            }
+            if let Some(p) = opts.progress.as_mut() {
+                p(i, total);
+            }
         }
-        if !reqs.is_empty() {
-            let acks = nl.batch(&reqs).map_err(|e| StepFailure {
-                step: start + 1,
-                op: plan.ops[start].to_string(),
-                error: e.into(),
-            })?;
-            for (k, ack) in acks.into_iter().enumerate() {
-                if let Err(e) = ack {
-                    let step = start + k;
-                    return Err(StepFailure {
-                        step: step + 1,
-                        op: plan.ops[step].to_string(),
+        let Some(op) = op else { break };
+        if let Op::WriteDns { config } = op {
+            if let Err(error) = write_dns(opts.dns, &names, config) {
+                out.failure = Some(StepFailure {
+                    step: i + 1,
+                    op: op.to_string(),
+                    error,
+                });
+                return out;
+            }
+            tracing::info!(op = %op, "applied");
+            out.acked.push(op.clone());
+            i += 1;
+            continue;
+        }
+        let req = if refuse == Some(i + 1) {
+            Ok(refused_request())
+        } else {
+            to_request(op, &mut names)
+        };
+        match req {
+            Ok((msg, flags)) => batch.push((i, msg, flags)),
+            Err(error) => {
+                // Nothing of this op was sent: send what came before, stop.
+                if !batch.is_empty() {
+                    if let Err(f) = flush(nl, plan, &mut batch, &mut names, &mut out) {
+                        out.failure = Some(f);
+                        return out;
+                    }
+                }
+                if out.failure.is_none() {
+                    out.failure = Some(StepFailure {
+                        step: i + 1,
+                        op: op.to_string(),
+                        error,
+                    });
+                }
+                return out;
+            }
+        }
+        i += 1;
+    }
+    if limit < total && out.failure.is_none() {
+        #[cfg(feature = "fault-injection")]
+        {
+            out.failure = Some(StepFailure {
+                step: limit + 1,
+                op: plan.ops[limit].to_string(),
+                error: StepError::Injected,
+            });
+        }
+    }
+    out
+}
+
+/// A request the kernel refuses (`Fault::Refuse`): set an ifindex nobody has up.
+fn refused_request() -> (RouteNetlinkMessage, u16) {
+    let mut m = link_msg(0x7fff_fff0);
+    m.header.change_mask = LinkFlags::Up;
+    m.header.flags = LinkFlags::Up;
+    (RouteNetlinkMessage::SetLink(m), 0)
+}
+
+/// Sends the batch, records what the kernel acknowledged (the first failure
+/// in `out.failure`), then resolves the ifindexes of the links it created.
+fn flush(
+    nl: &mut Rtnl,
+    plan: &Plan,
+    batch: &mut Vec<(usize, RouteNetlinkMessage, u16)>,
+    names: &mut Names,
+    out: &mut Outcome,
+) -> Result<(), StepFailure> {
+    let reqs: Vec<(RouteNetlinkMessage, u16)> =
+        batch.iter().map(|(_, m, f)| (m.clone(), *f)).collect();
+    let first = batch.first().map(|(i, _, _)| *i).unwrap_or(0);
+    let acks = nl.batch(&reqs).map_err(|e| StepFailure {
+        step: first + 1,
+        op: plan.ops[first].to_string(),
+        error: e.into(),
+    })?;
+    let mut created = Vec::new();
+    for ((i, _, _), ack) in batch.iter().zip(acks) {
+        let op = &plan.ops[*i];
+        match ack {
+            Ok(()) => {
+                tracing::info!(op = %op, "applied");
+                out.acked.push(op.clone());
+                if let Op::CreateLink { iface, .. } = op {
+                    created.push(iface.to_string());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(op = %op, error = %e, "refused");
+                if out.failure.is_none() {
+                    out.failure = Some(StepFailure {
+                        step: i + 1,
+                        op: op.to_string(),
                         error: e.into(),
                     });
                 }
             }
-            for op in &plan.ops[start..i] {
-                tracing::info!(op = %op, "applied");
-            }
-        }
-        if i < limit {
-            if let Op::WriteDns { config } = &plan.ops[i] {
-                write_dns(opts.dns, &names, config).map_err(|error| StepFailure {
-                    step: i + 1,
-                    op: plan.ops[i].to_string(),
-                    error,
-                })?;
-                tracing::info!(op = %plan.ops[i], "applied");
-                i += 1;
-            }
-        }
-        if let Some(p) = opts.progress.as_mut() {
-            p(i, total);
         }
     }
-    if limit < total {
-        return Err(StepFailure {
-            step: limit + 1,
-            op: plan.ops[limit].to_string(),
-            error: StepError::Injected,
-        });
+    batch.clear();
+    // Created links failed or not: none is pending any more.
+    names.pending.clear();
+    if created.is_empty() {
+        return Ok(());
+    }
+    let found = nl.link_indexes(&created).map_err(|e| StepFailure {
+        step: first + 1,
+        op: plan.ops[first].to_string(),
+        error: e.into(),
+    })?;
+    for (name, r) in created.into_iter().zip(found) {
+        match r {
+            Ok(index) => {
+                names.by_name.insert(name, index);
+            }
+            Err(error) => {
+                return Err(StepFailure {
+                    step: first + 1,
+                    op: plan.ops[first].to_string(),
+                    error: StepError::Vanished { name, error },
+                })
+            }
+        }
     }
     Ok(())
 }
@@ -235,9 +413,11 @@ fn to_request(op: &Op, names: &mut Names) -> Result<(RouteNetlinkMessage, u16), 
             RouteNetlinkMessage::DelAddress(addr_msg(names.get(iface.as_str())?, address)),
             0,
         ),
+        // Replace: an address with this value that a DHCP client or SLAAC
+        // made (with a lifetime) becomes static (no lifetime given).
         Op::AddAddress { iface, address } => (
             RouteNetlinkMessage::NewAddress(addr_msg(names.get(iface.as_str())?, address)),
-            NLM_F_CREATE | NLM_F_EXCL,
+            NLM_F_CREATE | NLM_F_REPLACE,
         ),
         Op::SetController { iface, controller } => {
             let c = match controller {
@@ -252,6 +432,13 @@ fn to_request(op: &Op, names: &mut Names) -> Result<(RouteNetlinkMessage, u16), 
             let i = names.get(iface.as_str())?;
             names.by_name.remove(iface.as_str());
             (RouteNetlinkMessage::DelLink(link_msg(i)), 0)
+        }
+        Op::SetAddrGenMode { iface, mode } => {
+            let mut m = link_msg(names.get(iface.as_str())?);
+            m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+                AfSpecInet6::AddrGenMode(In6AddrGenMode::from(mode.number())),
+            ])]));
+            (RouteNetlinkMessage::SetLink(m), 0)
         }
         Op::SetState { iface, up } => {
             let mut m = link_msg(names.get(iface.as_str())?);
@@ -286,7 +473,13 @@ fn to_request(op: &Op, names: &mut Names) -> Result<(RouteNetlinkMessage, u16), 
             ]));
             (RouteNetlinkMessage::NewLink(m), 0)
         }
-        Op::CreateLink { iface, mtu, link } => {
+        Op::CreateLink {
+            iface,
+            mtu,
+            link,
+            index,
+            mac,
+        } => {
             let info = match link {
                 NewLink::Bond { mode, options } => {
                     vec![
@@ -319,9 +512,14 @@ fn to_request(op: &Op, names: &mut Names) -> Result<(RouteNetlinkMessage, u16), 
                 NewLink::Vlan { base, .. } => Some(names.get(base.as_str())?),
                 _ => None,
             };
-            let index = names.alloc(iface.as_str());
-            let mut m = link_msg(index);
+            // The kernel picks the ifindex (a rollback asks for the old
+            // one); later requests refer to it only after it is read back.
+            names.pending.insert(iface.to_string());
+            let mut m = link_msg(index.unwrap_or(0));
             m.attributes.push(LinkAttribute::IfName(iface.to_string()));
+            if let Some(mac) = mac {
+                m.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+            }
             if let Some(b) = base {
                 m.attributes.push(LinkAttribute::Link(b));
             }
@@ -411,7 +609,7 @@ fn route_msg(r: &Route, names: &Names, add: bool) -> Result<RouteMessage, StepEr
     }
     m.attributes.push(RouteAttribute::Table(key.table));
     if add {
-        m.header.protocol = RouteProtocol::Static;
+        m.header.protocol = RouteProtocol::from(r.protocol.unwrap_or(Proto::Static).number());
         m.header.kind = RouteType::Unicast;
         m.header.scope = if r.next_hop_address.is_none() && r.multipath.is_empty() {
             RouteScope::Link
@@ -464,139 +662,7 @@ fn bond_info(
     o: &BondOptions,
     names: &Names,
 ) -> Result<Vec<InfoBond>, StepError> {
-    use netlink_packet_route::link::BondMode as K;
-    let mut v = Vec::new();
-    if let Some(m) = mode {
-        v.push(InfoBond::Mode(match m {
-            BondMode::BalanceRr => K::BalanceRr,
-            BondMode::ActiveBackup => K::ActiveBackup,
-            BondMode::BalanceXor => K::BalanceXor,
-            BondMode::Broadcast => K::Broadcast,
-            BondMode::Lacp => K::Ieee8023Ad,
-            BondMode::BalanceTlb => K::BalanceTlb,
-            BondMode::BalanceAlb => K::BalanceAlb,
-        }));
-    }
-    // fail_over_mac and the LACP identity before the rest, as iproute2 does.
-    if let Some(x) = o.fail_over_mac {
-        v.push(InfoBond::FailOverMac(match x {
-            FailOverMac::None => BondFailOverMac::None,
-            FailOverMac::Active => BondFailOverMac::Active,
-            FailOverMac::Follow => BondFailOverMac::Follow,
-        }));
-    }
-    if let Some(x) = o.miimon {
-        v.push(InfoBond::MiiMon(x));
-    }
-    if let Some(x) = o.updelay {
-        v.push(InfoBond::UpDelay(x));
-    }
-    if let Some(x) = o.downdelay {
-        v.push(InfoBond::DownDelay(x));
-    }
-    if let Some(x) = o.use_carrier {
-        v.push(InfoBond::UseCarrier(x));
-    }
-    if let Some(x) = o.arp_interval {
-        v.push(InfoBond::ArpInterval(x));
-    }
-    if let Some(x) = &o.arp_ip_target {
-        v.push(InfoBond::ArpIpTarget(x.clone()));
-    }
-    if let Some(x) = o.arp_validate {
-        v.push(InfoBond::ArpValidate(match x {
-            ArpValidate::None => BondArpValidate::None,
-            ArpValidate::Active => BondArpValidate::Active,
-            ArpValidate::Backup => BondArpValidate::Backup,
-            ArpValidate::All => BondArpValidate::All,
-            ArpValidate::Filter => BondArpValidate::Filter,
-            ArpValidate::FilterActive => BondArpValidate::FilterActive,
-            ArpValidate::FilterBackup => BondArpValidate::FilterBackup,
-        }));
-    }
-    if let Some(x) = o.arp_all_targets {
-        v.push(InfoBond::ArpAllTargets(match x {
-            ArpAllTargets::Any => BondArpAllTargets::Any,
-            ArpAllTargets::All => BondArpAllTargets::All,
-        }));
-    }
-    if let Some(p) = &o.primary {
-        v.push(InfoBond::Primary(names.get(p.as_str())?));
-    }
-    if let Some(x) = o.primary_reselect {
-        v.push(InfoBond::PrimaryReselect(match x {
-            PrimaryReselect::Always => BondPrimaryReselect::Always,
-            PrimaryReselect::Better => BondPrimaryReselect::Better,
-            PrimaryReselect::Failure => BondPrimaryReselect::Failure,
-        }));
-    }
-    if let Some(x) = o.xmit_hash_policy {
-        v.push(InfoBond::XmitHashPolicy(match x {
-            XmitHashPolicy::Layer2 => BondXmitHashPolicy::Layer2,
-            XmitHashPolicy::Layer34 => BondXmitHashPolicy::Layer34,
-            XmitHashPolicy::Layer23 => BondXmitHashPolicy::Layer23,
-            XmitHashPolicy::Encap23 => BondXmitHashPolicy::Encap23,
-            XmitHashPolicy::Encap34 => BondXmitHashPolicy::Encap34,
-            XmitHashPolicy::VlanSrcMac => BondXmitHashPolicy::VlanSrcMac,
-        }));
-    }
-    if let Some(x) = o.resend_igmp {
-        v.push(InfoBond::ResendIgmp(x));
-    }
-    if let Some(x) = o.num_grat_arp {
-        v.push(InfoBond::NumPeerNotif(x));
-    }
-    if let Some(x) = o.all_slaves_active {
-        v.push(InfoBond::AllPortsActive(if x {
-            BondAllPortActive::Delivered
-        } else {
-            BondAllPortActive::Dropped
-        }));
-    }
-    if let Some(x) = o.min_links {
-        v.push(InfoBond::MinLinks(x));
-    }
-    if let Some(x) = o.lp_interval {
-        v.push(InfoBond::LpInterval(x));
-    }
-    if let Some(x) = o.packets_per_slave {
-        v.push(InfoBond::PacketsPerPort(x));
-    }
-    if let Some(x) = o.lacp_rate {
-        v.push(InfoBond::AdLacpRate(match x {
-            LacpRate::Slow => BondLacpRate::Slow,
-            LacpRate::Fast => BondLacpRate::Fast,
-        }));
-    }
-    if let Some(x) = o.ad_select {
-        v.push(InfoBond::AdSelect(match x {
-            AdSelect::Stable => BondAdSelect::Stable,
-            AdSelect::Bandwidth => BondAdSelect::Bandwidth,
-            AdSelect::Count => BondAdSelect::Count,
-        }));
-    }
-    if let Some(x) = o.ad_actor_sys_prio {
-        v.push(InfoBond::AdActorSysPrio(x));
-    }
-    if let Some(x) = o.ad_user_port_key {
-        v.push(InfoBond::AdUserPortKey(x));
-    }
-    if let Some(x) = o.ad_actor_system {
-        v.push(InfoBond::AdActorSystem(x.0));
-    }
-    if let Some(x) = o.tlb_dynamic_lb {
-        v.push(InfoBond::TlbDynamicLb(x));
-    }
-    if let Some(x) = o.peer_notif_delay {
-        v.push(InfoBond::PeerNotifDelay(x));
-    }
-    if let Some(x) = o.lacp_active {
-        v.push(InfoBond::AdLacpActive(x));
-    }
-    if let Some(x) = o.missed_max {
-        v.push(InfoBond::MissedMax(x));
-    }
-    Ok(v)
+    crate::bond_attrs::encode(mode, o, |n| names.by_name.get(n).copied()).map_err(StepError::Encode)
 }
 
 fn bridge_info(o: &BridgeOptions) -> Vec<InfoBridge> {

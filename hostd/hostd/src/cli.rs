@@ -39,6 +39,9 @@ pub mod exit {
     /// Success; changes were made (apply, teardown) or are pending (plan,
     /// apply --dry-run).
     pub const CHANGED: i32 = 10;
+    /// Another hostd holds the ownership record's lock (an apply in
+    /// progress, or the daemon); nothing was touched.
+    pub const BUSY: i32 = 12;
 }
 
 /// Output format.
@@ -122,14 +125,29 @@ fn code_of(e: &Error) -> i32 {
         Error::Plan(_) | Error::Conflict(_) => exit::CONFLICT,
         Error::Firewall(_) => exit::FIREWALL,
         Error::Read { .. } | Error::Observe(_) | Error::Resolved(_) => exit::HOST,
+        Error::Store(crate::store::StoreError::Locked { .. }) => exit::BUSY,
         Error::Store(_) => exit::STORE,
         Error::RolledBack { .. } => exit::ROLLED_BACK,
         Error::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
     }
 }
 
+/// Test hooks: only `hostd-fault` (cargo feature `fault-injection`) sets
+/// them; the `hostd` binary runs with none.
+#[derive(Debug, Default, Clone)]
+pub struct Hooks {
+    /// A failure injected into `apply`/`teardown`.
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<crate::apply::Fault>,
+}
+
 /// Runs the command; returns the exit code. Errors go to stderr.
 pub fn run(cli: Cli) -> i32 {
+    run_with(cli, Hooks::default())
+}
+
+/// [`run`] with test hooks.
+pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
     let defaults = Config::default();
     let cfg = Config {
         state_file: cli.state_file.clone(),
@@ -143,9 +161,8 @@ pub fn run(cli: Cli) -> i32 {
             .unwrap_or(defaults.resolv_conf.clone()),
         ..defaults
     };
-    let fail_at_step = std::env::var("HOSTD_FAIL_AT_STEP")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok());
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = &hooks;
     let result: Result<i32, Error> = (|| match &cli.command {
         Command::Show => {
             let obs = engine::show(&cfg)?;
@@ -188,7 +205,8 @@ pub fn run(cli: Cli) -> i32 {
                 &desired,
                 ApplyOptions {
                     dry_run: *dry_run,
-                    fail_at_step,
+                    #[cfg(feature = "fault-injection")]
+                    fault: hooks.fault,
                     progress: Some(&mut progress),
                 },
             )?;
@@ -200,7 +218,8 @@ pub fn run(cli: Cli) -> i32 {
                 &cfg,
                 ApplyOptions {
                     dry_run: *dry_run,
-                    fail_at_step,
+                    #[cfg(feature = "fault-injection")]
+                    fault: hooks.fault,
                     progress: Some(&mut progress),
                 },
             )?;

@@ -1,16 +1,23 @@
 //! Plan, apply, verify, roll back: the pipeline behind `hostd apply` and
 //! `hostd teardown`.
 //!
+//! 0. take the ownership record's lock (one hostd at a time);
 //! 1. observe the host and load the ownership record;
 //! 2. plan (pure); a dry run stops here;
 //! 3. record intent: links about to be created are written to the ownership
-//!    record first, so a crash mid-apply leaves nothing unowned;
-//! 4. execute the plan over netlink;
-//! 5. verify: observe again and re-plan; an empty plan means done. Retried a
-//!    bounded number of times (the kernel settles some state asynchronously);
-//! 6. on a failed step or a failed verification, roll back to the pre-apply
-//!    observation (links created are deleted, deleted ones recreated,
-//!    modified ones restored), verify the rollback the same way, and report;
+//!    record first (identified by the lowest ifindex they can get), so a
+//!    crash mid-apply leaves nothing unowned;
+//! 4. execute the plan over netlink, keeping every operation the kernel
+//!    acknowledged;
+//! 5. verify: observe again and re-plan; an empty plan means done. A
+//!    difference that persists is applied as a corrective plan (bounded:
+//!    [`CORRECTIVE_ROUNDS`]); otherwise retried a bounded number of times;
+//! 6. on a failed step or a failed verification, roll back exactly the
+//!    acknowledged operations and what the kernel did because of them
+//!    ([`hostd_core::plan::plan_rollback`]: links created are deleted,
+//!    deleted ones recreated with their ifindex and MAC, modified ones
+//!    restored; nothing another process did meanwhile is touched), verify the
+//!    rollback the same way, and report;
 //! 7. then the firewall step, when the document has a `firewall` section
 //!    (teardown: always removes hostd's table): one nft transaction
 //!    ([`crate::firewall`]). If it fails, the network changes are rolled back
@@ -92,11 +99,19 @@ pub enum DnsBackend {
 pub struct ApplyOptions<'a> {
     /// Plan only.
     pub dry_run: bool,
-    /// Test hook: make this 1-based step fail (`HOSTD_FAIL_AT_STEP`).
-    pub fail_at_step: Option<usize>,
+    /// Test hook (cargo feature `fault-injection`): a failure at a step;
+    /// `StopBefore(ops + 1)` fails the firewall step.
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<crate::apply::Fault>,
     /// Progress callback (done, total).
     pub progress: Option<&'a mut dyn FnMut(usize, usize)>,
 }
+
+/// Corrective rounds verification may apply: a difference the plan can fix
+/// that is still there on the next observation is planned and applied again
+/// (the kernel did something by itself the plan did not foresee, or another
+/// process undid a change).
+pub const CORRECTIVE_ROUNDS: u32 = 3;
 
 /// What an apply did.
 #[derive(Debug, Clone)]
@@ -111,6 +126,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Verification attempts used.
     pub verify_attempts: u32,
+    /// Corrective plans verification applied (see [`CORRECTIVE_ROUNDS`]).
+    pub corrections: Vec<Plan>,
 }
 
 /// Errors, one class per exit code.
@@ -138,7 +155,8 @@ pub enum Error {
     /// DNS); nothing was touched.
     #[error("observing the host: {0}")]
     Resolved(#[source] resolved::Error),
-    /// The ownership record could not be read or written.
+    /// The ownership record could not be read or written, or another hostd
+    /// holds its lock.
     #[error("ownership record: {0}")]
     Store(#[from] StoreError),
     /// The state names something this host does not have (telemetry
@@ -282,13 +300,14 @@ pub fn plan_only(cfg: &Config, desired: &NetworkState) -> Result<StatePlan, Erro
 
 /// Plans, applies, verifies; rolls back on failure. The firewall step runs
 /// after the network is applied and verified; if it fails, the network is
-/// rolled back too.
+/// rolled back too. Holds the ownership record's lock throughout.
 #[tracing::instrument(skip_all, fields(interfaces = desired.interfaces.len()))]
 pub fn apply(
     cfg: &Config,
     desired: &NetworkState,
     opts: ApplyOptions<'_>,
 ) -> Result<Report, Error> {
+    let _lock = store::lock(&cfg.state_file)?;
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
     let Prepared {
         dns,
@@ -297,7 +316,6 @@ pub fn apply(
         network,
         firewall,
     } = prepare(cfg, &mut nl, desired)?;
-    let next_own = own.after_apply(desired, &network);
     let fw = firewall.map(|(plan, ruleset, current)| FirewallStep {
         plan,
         ruleset,
@@ -311,7 +329,7 @@ pub fn apply(
         network,
         fw,
         &own,
-        next_own,
+        |p, now| own.after_apply(desired, p, now),
         opts,
         |now| plan(desired, now, &own),
     )
@@ -321,6 +339,7 @@ pub fn apply(
 /// hostd's nftables table (and no other).
 #[tracing::instrument(skip_all)]
 pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
+    let _lock = store::lock(&cfg.state_file)?;
     let own = store::load(&cfg.state_file)?;
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
     let dns = dns_target(cfg, None)?;
@@ -341,18 +360,6 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
         }
         Err(e) => return Err(e),
     };
-    let mut next_own = Ownership::default();
-    // Links hostd created that teardown does not delete (none expected) stay owned.
-    for n in &own.created {
-        if before.link(n.as_str()).is_some()
-            && !p
-                .ops
-                .iter()
-                .any(|o| matches!(o, Op::DeleteLink { iface } if iface == n))
-        {
-            next_own.created.insert(n.clone());
-        }
-    }
     run(
         cfg,
         &mut nl,
@@ -361,7 +368,17 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
         p,
         fw,
         &own,
-        next_own,
+        // Links hostd created that teardown did not delete (none expected)
+        // stay owned.
+        |_, now| Ownership {
+            created: own
+                .created
+                .iter()
+                .filter(|(n, o)| now.link(n.as_str()).is_some_and(|l| o.matches(l)))
+                .map(|(n, o)| (n.clone(), *o))
+                .collect(),
+            ..Ownership::default()
+        },
         opts,
         |now| plan_teardown(now, &own),
     )
@@ -421,16 +438,21 @@ fn run(
     p: Plan,
     fw: Option<FirewallStep>,
     own: &Ownership,
-    next_own: Ownership,
+    next_own: impl Fn(&Plan, &Observed) -> Ownership,
     opts: ApplyOptions<'_>,
     replan: impl Fn(&Observed) -> Result<Plan, PlanError>,
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let fw_changes = fw.as_ref().is_some_and(|f| f.plan.action.changes());
     let whole = |p: Plan| StatePlan::new(p, fw.as_ref().map(|f| f.plan.clone()));
+    #[cfg(feature = "fault-injection")]
+    let fault = opts.fault;
     if opts.dry_run || (p.is_empty() && !fw_changes) {
-        if !opts.dry_run && next_own != *own {
-            store::save(&cfg.state_file, &next_own)?;
+        if !opts.dry_run {
+            let next = next_own(&p, before);
+            if next != *own {
+                store::save(&cfg.state_file, &next)?;
+            }
         }
         return Ok(Report {
             plan: whole(p),
@@ -438,39 +460,49 @@ fn run(
             firewall: None,
             elapsed: started.elapsed(),
             verify_attempts: 0,
+            corrections: Vec::new(),
         });
     }
     // Intent: whatever this plan creates is owned before it exists.
-    let mut intent = own.clone();
-    for op in &p.ops {
-        if let Op::CreateLink { iface, .. } = op {
-            intent.created.insert(iface.clone());
-        }
-    }
+    let mut intent = own.with_pending(&p, before);
     let mut attempts = 0;
+    let mut corrections = Vec::new();
+    let mut now = before.clone();
+    // Every operation the kernel acknowledged, in order: what a rollback undoes.
+    let mut sent: Vec<Op> = Vec::new();
     if !p.is_empty() {
         store::save(&cfg.state_file, &intent)?;
         tracing::info!(ops = p.ops.len(), "applying");
-        let exec = execute(
+        let out = execute(
             nl,
             before,
             &p,
             ExecOptions {
                 dns,
-                fail_at_step: opts.fail_at_step,
+                #[cfg(feature = "fault-injection")]
+                fault,
                 progress: opts.progress,
             },
         );
-        let verified = match exec {
-            Err(f) => Err(describe(&f)),
-            Ok(()) => verify(nl, cfg, dns, &replan),
-        };
-        match verified {
-            Ok(a) => {
-                tracing::info!(ops = p.ops.len(), attempts = a, "applied and verified");
-                attempts = a;
+        sent.extend(out.acked);
+        if let Some(f) = out.failure {
+            return Err(roll_back(nl, cfg, dns, before, own, &intent, &sent, describe(&f)));
+        }
+        match verify(nl, cfg, dns, &replan, &mut sent, Some(&mut intent)) {
+            Ok(v) => {
+                tracing::info!(
+                    ops = p.ops.len(),
+                    attempts = v.attempts,
+                    corrections = v.corrections.len(),
+                    "applied and verified"
+                );
+                attempts = v.attempts;
+                corrections = v.corrections;
+                now = v.now;
             }
-            Err(cause) => return Err(roll_back(nl, cfg, dns, before, own, &intent, cause)),
+            Err(cause) => {
+                return Err(roll_back(nl, cfg, dns, before, own, &intent, &sent, cause))
+            }
         }
     }
     let mut fw_applied = None;
@@ -487,9 +519,13 @@ fn run(
         } else {
             None
         };
-        let result = if opts.fail_at_step == Some(n) {
+        #[cfg(feature = "fault-injection")]
+        let injected = fault == Some(crate::apply::Fault::StopBefore(n));
+        #[cfg(not(feature = "fault-injection"))]
+        let injected = false;
+        let result = if injected {
             Err(format!(
-                "step {n} ({}): injected failure (HOSTD_FAIL_AT_STEP)",
+                "step {n} ({}): injected failure (fault injection)",
                 step.plan
             ))
         } else {
@@ -508,10 +544,10 @@ fn run(
                     &FirewallNow::from_current(&step.current),
                     saved.as_deref(),
                 );
-                let net_back = if p.is_empty() {
+                let net_back = if sent.is_empty() {
                     Ok(0)
                 } else {
-                    rollback(nl, cfg, dns, before)
+                    rollback(nl, cfg, dns, before, &sent)
                 };
                 let back = match (net_back, fw_back) {
                     (Ok(n), Ok(())) => Ok(n),
@@ -530,18 +566,25 @@ fn run(
             }
         }
     }
-    store::save(&cfg.state_file, &next_own)?;
+    // The whole of what was applied: the plan and its corrections.
+    let mut applied = p.clone();
+    for c in &corrections {
+        applied.ops.extend(c.ops.iter().cloned());
+    }
+    store::save(&cfg.state_file, &next_own(&applied, &now))?;
     Ok(Report {
         plan: whole(p),
         executed: true,
         firewall: fw_applied,
         elapsed: started.elapsed(),
         verify_attempts: attempts,
+        corrections,
     })
 }
 
 /// Rolls the network back after a failed step or verification and builds
 /// the error to report.
+#[allow(clippy::too_many_arguments, reason = "internal")]
 fn roll_back(
     nl: &mut Rtnl,
     cfg: &Config,
@@ -549,10 +592,11 @@ fn roll_back(
     before: &Observed,
     own: &Ownership,
     intent: &Ownership,
+    sent: &[Op],
     cause: String,
 ) -> Error {
     tracing::warn!(%cause, "rolling back");
-    let back = rollback(nl, cfg, dns, before);
+    let back = rollback(nl, cfg, dns, before, sent);
     rollback_outcome(cfg, own, intent, cause, back)
 }
 
@@ -585,24 +629,46 @@ fn describe(f: &StepFailure) -> String {
     f.to_string()
 }
 
+/// What verification found.
+struct Verified {
+    attempts: u32,
+    corrections: Vec<Plan>,
+    now: Observed,
+}
+
 /// Observes and re-plans until nothing is left to do, a bounded number of
-/// times. Returns the attempts used, or what still differs.
+/// times. A difference that is still there, unchanged, on the next
+/// observation is applied as a corrective plan (at most
+/// [`CORRECTIVE_ROUNDS`]); its acknowledged operations join `sent` and the
+/// links it creates join the pending ownership record. Returns the attempts
+/// used, or what still differs.
 fn verify(
     nl: &mut Rtnl,
     cfg: &Config,
     dns: &DnsTarget,
     replan: &impl Fn(&Observed) -> Result<Plan, PlanError>,
-) -> Result<u32, String> {
+    sent: &mut Vec<Op>,
+    mut intent: Option<&mut Ownership>,
+) -> Result<Verified, String> {
     let mut delay = cfg.verify_delay;
-    let mut last = String::new();
+    let mut last_text = String::new();
+    let mut last: Option<Plan> = None;
+    let mut corrections: Vec<Plan> = Vec::new();
     for attempt in 1..=cfg.verify_attempts.max(1) {
         let now =
             observe_dns(nl, dns).map_err(|e| format!("verification could not observe: {e}"))?;
         match replan(&now) {
-            Ok(p) if p.is_empty() => return Ok(attempt),
+            Ok(p) if p.is_empty() => {
+                return Ok(Verified {
+                    attempts: attempt,
+                    corrections,
+                    now,
+                })
+            }
             Ok(p) => {
-                last = format!(
-                    "verification failed after {attempt} attempts: {} differences remain: {}",
+                last_text = format!(
+                    "verification failed after {attempt} attempts ({} corrective plans applied): {} differences remain: {}",
+                    corrections.len(),
                     p.ops.len(),
                     p.ops
                         .iter()
@@ -611,43 +677,84 @@ fn verify(
                         .collect::<Vec<_>>()
                         .join("; ")
                 );
-                tracing::debug!(
-                    attempt,
-                    remaining = p.ops.len(),
-                    "verify: not converged yet"
-                );
+                let persists = last.as_ref() == Some(&p);
+                if persists && (corrections.len() as u32) < CORRECTIVE_ROUNDS {
+                    tracing::info!(
+                        attempt,
+                        ops = p.ops.len(),
+                        plan = %p,
+                        "verify: applying a corrective plan"
+                    );
+                    if let Some(own) = intent.as_deref_mut() {
+                        *own = own.with_pending(&p, &now);
+                        store::save(&cfg.state_file, own).map_err(|e| e.to_string())?;
+                    }
+                    let out = execute(
+                        nl,
+                        &now,
+                        &p,
+                        ExecOptions {
+                            dns,
+                            #[cfg(feature = "fault-injection")]
+                            fault: None,
+                            progress: None,
+                        },
+                    );
+                    sent.extend(out.acked);
+                    corrections.push(p);
+                    if let Some(f) = out.failure {
+                        return Err(format!("a corrective plan failed: {f}"));
+                    }
+                    last = None;
+                    continue;
+                }
+                tracing::debug!(attempt, remaining = p.ops.len(), "verify: not converged yet");
+                last = Some(p);
             }
-            Err(e) => last = format!("verification could not plan: {e}"),
+            Err(e) => last_text = format!("verification could not plan: {e}"),
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_secs(1));
     }
-    Err(last)
+    Err(last_text)
 }
 
-/// Rolls the host back to `before`; returns the number of operations run.
+/// Rolls back exactly the operations `sent` (and what the kernel did
+/// because of them); returns the number of operations the rollback ran.
 pub fn rollback(
     nl: &mut Rtnl,
     cfg: &Config,
     dns: &DnsTarget,
     before: &Observed,
+    sent: &[Op],
 ) -> Result<usize, String> {
     let now = observe_dns(nl, dns).map_err(|e| format!("observing for rollback: {e}"))?;
-    let p = plan_rollback(before, &now).map_err(|e| format!("planning the rollback: {e}"))?;
+    let p = plan_rollback(before, &now, sent).map_err(|e| format!("planning the rollback: {e}"))?;
     let n = p.ops.len();
-    tracing::info!(ops = n, "rollback plan");
-    execute(
+    tracing::info!(ops = n, plan = %p, "rollback plan");
+    let out = execute(
         nl,
         &now,
         &p,
         ExecOptions {
             dns,
-            fail_at_step: None,
+            #[cfg(feature = "fault-injection")]
+            fault: None,
             progress: None,
         },
+    );
+    if let Some(f) = out.failure {
+        return Err(format!("rollback {f}"));
+    }
+    let mut more = Vec::new();
+    verify(
+        nl,
+        cfg,
+        dns,
+        &|now: &Observed| plan_rollback(before, now, sent),
+        &mut more,
+        None,
     )
-    .map_err(|f| format!("rollback {f}"))?;
-    verify(nl, cfg, dns, &|now: &Observed| plan_rollback(before, now))
-        .map_err(|e| format!("rollback {e}"))?;
-    Ok(n)
+    .map_err(|e| format!("rollback {e}"))?;
+    Ok(n + more.len())
 }

@@ -3,6 +3,7 @@
 //! - [`netlink`]: a synchronous rtnetlink socket that pipelines requests.
 //! - [`observe`]: links, bridge port VLANs, addresses, routes into the model.
 //! - [`apply`]: a plan's operations as rtnetlink requests, executed in batches.
+//! - [`bond_attrs`]: bond options on the wire, from hostd-core's option table.
 //! - [`resolved`]: `dns-resolver` per link through systemd-resolved (D-Bus), where it runs.
 //! - [`engine`]: plan, apply, verify, roll back; teardown.
 //! - [`state_plan`]: the whole plan (network operations, then the firewall step).
@@ -15,6 +16,7 @@
 //! The pure half (schema, validation, planner) is `hostd-core`.
 
 pub mod apply;
+pub mod bond_attrs;
 pub mod cli;
 pub mod engine;
 pub mod firewall;

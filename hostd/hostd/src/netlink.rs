@@ -229,6 +229,80 @@ impl Rtnl {
     }
 }
 
+impl Rtnl {
+    /// The ifindex of each link in `names` (RTM_GETLINK by name, pipelined,
+    /// without statistics): one result per name, an error for a name no link
+    /// has.
+    pub fn link_indexes(&mut self, names: &[String]) -> Result<Vec<Result<u32, NlError>>, NlError> {
+        use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+        let mut out: Vec<Option<Result<u32, NlError>>> = (0..names.len()).map(|_| None).collect();
+        for (chunk_no, chunk) in names.chunks(CHUNK_MSGS).enumerate() {
+            let mut bytes: Vec<u8> = Vec::new();
+            let first_seq = self.seq.wrapping_add(1);
+            for name in chunk {
+                let mut m = LinkMessage::default();
+                m.attributes.push(LinkAttribute::IfName(name.clone()));
+                m.attributes
+                    .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+                let seq = self.next_seq();
+                let mut msg = NetlinkMessage::new(
+                    NetlinkHeader::default(),
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetLink(m)),
+                );
+                msg.header.flags = NLM_F_REQUEST;
+                msg.header.sequence_number = seq;
+                msg.finalize();
+                let start = bytes.len();
+                bytes.resize(start + msg.buffer_len(), 0);
+                msg.serialize(&mut bytes[start..]);
+            }
+            self.sock.send(&bytes, 0)?;
+            let base = chunk_no * CHUNK_MSGS;
+            let mut pending = chunk.len();
+            while pending > 0 {
+                let n = self.recv()?;
+                let mut off = 0;
+                while off + 16 <= n {
+                    let b = &self.buf;
+                    let len =
+                        u32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]]) as usize;
+                    if len < 16 || off + len > n {
+                        return Err(NlError::Decode(format!("bad message length {len}")));
+                    }
+                    let raw = &b[off..off + len];
+                    off += (len + 3) & !3;
+                    let ty = u16::from_ne_bytes([raw[4], raw[5]]);
+                    let seq = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]);
+                    let idx = seq.wrapping_sub(first_seq) as usize;
+                    if idx >= chunk.len() || out[base + idx].is_some() {
+                        continue;
+                    }
+                    let r = match ty {
+                        // RTM_NEWLINK: ifi_index follows the 16-byte header.
+                        16 if raw.len() >= 24 => {
+                            Ok(i32::from_ne_bytes([raw[20], raw[21], raw[22], raw[23]]) as u32)
+                        }
+                        2 if raw.len() >= 20 => {
+                            let errno = i32::from_ne_bytes([raw[16], raw[17], raw[18], raw[19]]);
+                            Err(NlError::Kernel {
+                                errno: -errno,
+                                message: ext_ack_message(raw),
+                            })
+                        }
+                        _ => continue,
+                    };
+                    out[base + idx] = Some(r);
+                    pending -= 1;
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(NlError::Decode("no answer".into()))))
+            .collect())
+    }
+}
+
 /// NLMSGERR_ATTR_MSG of an extended ack (capped: the echoed request is only
 /// its 16-byte header).
 fn ext_ack_message(raw: &[u8]) -> Option<String> {

@@ -9,22 +9,20 @@ use std::{
 };
 
 use hostd_core::{
-    model::{BondState, Link, LinkKind, Observed, VlanEntry},
+    model::{AddrGenMode, BondState, Link, LinkKind, Observed, VlanEntry},
     schema::{
-        AdSelect, ArpAllTargets, ArpValidate, BondMode, BondOptions, BridgeOptions, DnsConfig,
-        FailOverMac, LacpRate, NextHop, PrimaryReselect, Route, RouteState, StpOptions, VlanConfig,
-        VlanProtocol, XmitHashPolicy,
+        BondMode, BondOptions, BridgeOptions, DnsConfig, NextHop, Route, RouteState, StpOptions,
+        VlanConfig, VlanProtocol,
     },
     types::{IfName, MacAddr, VlanId},
 };
 use ipnet::IpNet;
 use netlink_packet_route::{
-    address::{AddressAttribute, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
     link::{
-        AfSpecBridge, BondAdSelect, BondAllPortActive, BondArpAllTargets, BondArpValidate,
-        BondFailOverMac, BondLacpRate, BondPrimaryReselect, BondXmitHashPolicy, BridgeStpState,
-        BridgeVlanInfoFlags, InfoBond, InfoBondPort, InfoBridge, InfoData, InfoKind, InfoPortData,
-        InfoVlan, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+        AfSpecBridge, AfSpecInet6, AfSpecUnspec, BridgeStpState, BridgeVlanInfoFlags,
+        InfoBondPort, InfoBridge, InfoData, InfoKind, InfoPortData, InfoVlan, LinkAttribute,
+        LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
     },
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType},
     AddressFamily, RouteNetlinkMessage,
@@ -35,7 +33,12 @@ use crate::netlink::{NlError, Rtnl};
 /// Dumps links, bridge VLANs, addresses and routes; reads the resolver file
 /// at `dns_path` when given.
 pub fn observe(nl: &mut Rtnl, dns_path: Option<&Path>) -> Result<Observed, NlError> {
-    let links = nl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+    // Without statistics: a third of the bytes the kernel writes per link.
+    let mut link_req = LinkMessage::default();
+    link_req
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let links = nl.dump(RouteNetlinkMessage::GetLink(link_req))?;
     let mut bridge_req = LinkMessage::default();
     bridge_req.header.interface_family = AddressFamily::Bridge;
     bridge_req.attributes.push(LinkAttribute::ExtMask(vec![
@@ -108,21 +111,31 @@ pub fn observe(nl: &mut Rtnl, dns_path: Option<&Path>) -> Result<Observed, NlErr
             out.links.push(link);
         }
     }
+    let by_index: HashMap<u32, usize> = out
+        .links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.index, i))
+        .collect();
     for m in addrs {
         let RouteNetlinkMessage::NewAddress(a) = m else {
             continue;
         };
-        let Some(net) = decode_address(&a) else {
+        let Some((net, dynamic)) = decode_address(&a) else {
             continue;
         };
-        if let Some(name) = names.get(&a.header.index) {
-            if let Some(link) = out.links.iter_mut().find(|l| &l.name == name) {
+        if let Some(&pos) = by_index.get(&a.header.index) {
+            let link = &mut out.links[pos];
+            if dynamic {
+                link.dynamic.push(net);
+            } else {
                 link.addresses.push(net);
             }
         }
     }
     for link in out.links.iter_mut() {
         link.addresses.sort();
+        link.dynamic.sort();
     }
     for m in routes {
         let RouteNetlinkMessage::NewRoute(r) = m else {
@@ -153,10 +166,30 @@ fn decode_link(
     let mut kind_name: Option<InfoKind> = None;
     let mut data: Option<&InfoData> = None;
     let mut port_perm = None;
+    let mut max_mtu = None;
+    let mut addr_gen_mode = None;
+    let mut keep_addr_on_down = false;
     for a in &l.attributes {
         match a {
             LinkAttribute::IfName(n) => name = IfName::new(n).ok(),
             LinkAttribute::Mtu(m) => mtu = *m,
+            LinkAttribute::MaxMtu(m) => max_mtu = Some(*m),
+            LinkAttribute::AfSpecUnspec(specs) => {
+                for spec in specs {
+                    let AfSpecUnspec::Inet6(attrs) = spec else {
+                        continue;
+                    };
+                    for x in attrs {
+                        match x {
+                            AfSpecInet6::AddrGenMode(m) => {
+                                addr_gen_mode = AddrGenMode::from_number(u8::from(m))
+                            }
+                            AfSpecInet6::DevConf(c) => keep_addr_on_down = c.keep_addr_on_down > 0,
+                            _ => {}
+                        }
+                    }
+                }
+            }
             LinkAttribute::Address(b) => mac = mac_of(b),
             LinkAttribute::PermAddress(b) => perm = mac_of(b),
             LinkAttribute::Controller(c) => controller = names.get(c).cloned(),
@@ -206,9 +239,17 @@ fn decode_link(
         vlan: None,
         bridge: None,
         vlans: port_vlans.get(&l.header.index).cloned().unwrap_or_default(),
+        dynamic: Vec::new(),
+        addr_gen_mode,
+        keep_addr_on_down,
+        // Devices without a limit report the IP maximum; only real limits
+        // below it matter to the planner.
+        max_mtu: max_mtu.filter(|m| *m > 0 && *m < 65535),
     };
     match (kind, data) {
-        (LinkKind::Bond, Some(InfoData::Bond(b))) => link.bond = Some(decode_bond(b, names)),
+        (LinkKind::Bond, Some(InfoData::Bond(b))) => {
+            link.bond = Some(crate::bond_attrs::decode(b, names))
+        }
         (LinkKind::Bond, _) => {
             link.bond = Some(BondState {
                 mode: BondMode::BalanceRr,
@@ -257,108 +298,6 @@ fn mac_of(b: &[u8]) -> Option<MacAddr> {
     <[u8; 6]>::try_from(b).ok().map(MacAddr)
 }
 
-fn decode_bond(b: &[InfoBond], names: &HashMap<u32, IfName>) -> BondState {
-    let mut mode = BondMode::BalanceRr;
-    let mut o = BondOptions::default();
-    for x in b {
-        use netlink_packet_route::link::BondMode as K;
-        match x {
-            InfoBond::Mode(m) => {
-                mode = match m {
-                    K::BalanceRr => BondMode::BalanceRr,
-                    K::ActiveBackup => BondMode::ActiveBackup,
-                    K::BalanceXor => BondMode::BalanceXor,
-                    K::Broadcast => BondMode::Broadcast,
-                    K::Ieee8023Ad => BondMode::Lacp,
-                    K::BalanceTlb => BondMode::BalanceTlb,
-                    K::BalanceAlb => BondMode::BalanceAlb,
-                    _ => BondMode::BalanceRr,
-                }
-            }
-            InfoBond::MiiMon(v) => o.miimon = Some(*v),
-            InfoBond::UpDelay(v) => o.updelay = Some(*v),
-            InfoBond::DownDelay(v) => o.downdelay = Some(*v),
-            InfoBond::UseCarrier(v) => o.use_carrier = Some(*v),
-            InfoBond::ArpInterval(v) => o.arp_interval = Some(*v),
-            InfoBond::ArpIpTarget(v) => o.arp_ip_target = Some(v.clone()),
-            InfoBond::ArpValidate(v) => {
-                o.arp_validate = Some(match v {
-                    BondArpValidate::Active => ArpValidate::Active,
-                    BondArpValidate::Backup => ArpValidate::Backup,
-                    BondArpValidate::All => ArpValidate::All,
-                    BondArpValidate::Filter => ArpValidate::Filter,
-                    BondArpValidate::FilterActive => ArpValidate::FilterActive,
-                    BondArpValidate::FilterBackup => ArpValidate::FilterBackup,
-                    _ => ArpValidate::None,
-                })
-            }
-            InfoBond::ArpAllTargets(v) => {
-                o.arp_all_targets = Some(if *v == BondArpAllTargets::All {
-                    ArpAllTargets::All
-                } else {
-                    ArpAllTargets::Any
-                })
-            }
-            InfoBond::Primary(i) => o.primary = names.get(i).cloned(),
-            InfoBond::PrimaryReselect(v) => {
-                o.primary_reselect = Some(match v {
-                    BondPrimaryReselect::Better => PrimaryReselect::Better,
-                    BondPrimaryReselect::Failure => PrimaryReselect::Failure,
-                    _ => PrimaryReselect::Always,
-                })
-            }
-            InfoBond::FailOverMac(v) => {
-                o.fail_over_mac = Some(match v {
-                    BondFailOverMac::Active => FailOverMac::Active,
-                    BondFailOverMac::Follow => FailOverMac::Follow,
-                    _ => FailOverMac::None,
-                })
-            }
-            InfoBond::XmitHashPolicy(v) => {
-                o.xmit_hash_policy = Some(match v {
-                    BondXmitHashPolicy::Layer34 => XmitHashPolicy::Layer34,
-                    BondXmitHashPolicy::Layer23 => XmitHashPolicy::Layer23,
-                    BondXmitHashPolicy::Encap23 => XmitHashPolicy::Encap23,
-                    BondXmitHashPolicy::Encap34 => XmitHashPolicy::Encap34,
-                    BondXmitHashPolicy::VlanSrcMac => XmitHashPolicy::VlanSrcMac,
-                    _ => XmitHashPolicy::Layer2,
-                })
-            }
-            InfoBond::ResendIgmp(v) => o.resend_igmp = Some(*v),
-            InfoBond::NumPeerNotif(v) => o.num_grat_arp = Some(*v),
-            InfoBond::AllPortsActive(v) => {
-                o.all_slaves_active = Some(*v == BondAllPortActive::Delivered)
-            }
-            InfoBond::MinLinks(v) => o.min_links = Some(*v),
-            InfoBond::LpInterval(v) => o.lp_interval = Some(*v),
-            InfoBond::PacketsPerPort(v) => o.packets_per_slave = Some(*v),
-            InfoBond::AdLacpRate(v) => {
-                o.lacp_rate = Some(if *v == BondLacpRate::Fast {
-                    LacpRate::Fast
-                } else {
-                    LacpRate::Slow
-                })
-            }
-            InfoBond::AdSelect(v) => {
-                o.ad_select = Some(match v {
-                    BondAdSelect::Bandwidth => AdSelect::Bandwidth,
-                    BondAdSelect::Count => AdSelect::Count,
-                    _ => AdSelect::Stable,
-                })
-            }
-            InfoBond::AdActorSysPrio(v) => o.ad_actor_sys_prio = Some(*v),
-            InfoBond::AdUserPortKey(v) => o.ad_user_port_key = Some(*v),
-            InfoBond::AdActorSystem(m) => o.ad_actor_system = Some(MacAddr(*m)),
-            InfoBond::TlbDynamicLb(v) => o.tlb_dynamic_lb = Some(*v),
-            InfoBond::PeerNotifDelay(v) => o.peer_notif_delay = Some(*v),
-            InfoBond::AdLacpActive(v) => o.lacp_active = Some(*v),
-            InfoBond::MissedMax(v) => o.missed_max = Some(*v),
-            _ => {}
-        }
-    }
-    BondState { mode, options: o }
-}
-
 fn decode_bridge(b: &[InfoBridge]) -> BridgeOptions {
     let mut o = BridgeOptions::default();
     let mut stp = StpOptions::default();
@@ -385,13 +324,17 @@ fn decode_bridge(b: &[InfoBridge]) -> BridgeOptions {
     o
 }
 
-fn decode_address(a: &AddressMessage) -> Option<IpNet> {
+/// The address, and whether it is dynamic (a finite lifetime: DHCP, SLAAC,
+/// temporary) rather than static (`IFA_F_PERMANENT`).
+fn decode_address(a: &AddressMessage) -> Option<(IpNet, bool)> {
     let mut local = None;
     let mut addr = None;
+    let mut permanent = a.header.flags.contains(AddressHeaderFlags::Permanent);
     for x in &a.attributes {
         match x {
             AddressAttribute::Local(ip) => local = Some(*ip),
             AddressAttribute::Address(ip) => addr = Some(*ip),
+            AddressAttribute::Flags(f) => permanent = f.contains(AddressFlags::Permanent),
             _ => {}
         }
     }
@@ -401,7 +344,9 @@ fn decode_address(a: &AddressMessage) -> Option<IpNet> {
             return None;
         }
     }
-    IpNet::new(ip, a.header.prefix_len).ok()
+    IpNet::new(ip, a.header.prefix_len)
+        .ok()
+        .map(|n| (n, !permanent))
 }
 
 fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
@@ -476,6 +421,7 @@ fn decode_route(r: &RouteMessage, names: &HashMap<u32, IfName>) -> Option<Route>
         metric: Some(metric.unwrap_or(0)),
         table_id: Some(table),
         state: RouteState::Present,
+        protocol: Some(hostd_core::route::RouteProtocol::from_number(u8::from(h.protocol))),
     };
     Some(route.normalized())
 }

@@ -25,6 +25,14 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// Another hostd holds the lock.
+    #[error("{path}: another hostd{} is applying or running as the daemon; one hostd changes the host at a time (with the daemon running, `hostd apply` goes through it)", .holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Its holder's pid, when it wrote one.
+        holder: Option<u32>,
+    },
     /// The file is not an ownership record.
     #[error("{path}: not a hostd ownership record: {message}")]
     Corrupt {
@@ -33,6 +41,58 @@ pub enum StoreError {
         /// Parser message.
         message: String,
     },
+}
+
+/// The lock that lets one hostd at a time change the host: an exclusive
+/// `flock` on `<record>.lock`, held until the guard is dropped (or the
+/// process dies: the kernel releases it, so a crash never leaves it held).
+#[derive(Debug)]
+pub struct Lock {
+    _file: nix::fcntl::Flock<File>,
+}
+
+/// Takes the lock of the record at `path`, or says who holds it.
+pub fn lock(path: &Path) -> Result<Lock, StoreError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let lock_path = lock_path(path);
+    let io = |source| StoreError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    if let Some(dir) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut locked) => {
+            // Who holds it, for the next one's error message.
+            let _ = locked.set_len(0);
+            let _ = writeln!(&mut *locked, "{}", std::process::id());
+            Ok(Lock { _file: locked })
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(StoreError::Locked {
+            holder: fs::read_to_string(&lock_path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+            path: lock_path,
+        }),
+        Err((_, e)) => Err(io(io::Error::from(e))),
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "owned.json".into());
+    name.push(".lock");
+    path.with_file_name(name)
 }
 
 /// Loads the record; a missing file is an empty record.
@@ -98,11 +158,28 @@ mod tests {
         assert_eq!(load(&path).unwrap(), Ownership::default());
         let mut own = Ownership::default();
         own.created
-            .insert(hostd_core::types::IfName::new("bond0").unwrap());
+            .insert(hostd_core::types::IfName::new("bond0").unwrap(), Default::default());
         save(&path, &own).unwrap();
         assert_eq!(load(&path).unwrap(), own);
         fs::write(&path, "{").unwrap();
         assert!(matches!(load(&path), Err(StoreError::Corrupt { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_holder_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("hostd-lock-{}", std::process::id()));
+        let path = dir.join("owned.json");
+        let held = lock(&path).expect("first lock");
+        match lock(&path) {
+            Err(StoreError::Locked { holder, .. }) => {
+                assert_eq!(holder, Some(std::process::id()))
+            }
+            other => panic!("second lock: {other:?}"),
+        }
+        drop(held);
+        let again = lock(&path).expect("free again");
+        drop(again);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

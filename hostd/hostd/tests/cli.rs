@@ -57,7 +57,13 @@ impl Ns {
 
     fn hostd(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, env!("CARGO_BIN_EXE_hostd")]);
+        // Failure injection needs the test binary; `hostd` has no hook.
+        let bin = if env.iter().any(|(k, _)| k.starts_with("HOSTD_FAULT")) {
+            env!("CARGO_BIN_EXE_hostd-fault")
+        } else {
+            env!("CARGO_BIN_EXE_hostd")
+        };
+        c.args(["netns", "exec", &self.name, bin]);
         c.args(args);
         c.env("HOSTD_STATE_FILE", self.dir.join("owned.json"));
         c.env("HOSTD_RESOLV_CONF", self.dir.join("resolv.conf"));
@@ -161,7 +167,7 @@ fn exit_codes_and_outputs() {
     assert_eq!(ns.state(), before, "dry run changed nothing");
 
     // A failure injected at step 3: rolled back, 5, host as before.
-    let o = ns.hostd(&["apply", d], &[("HOSTD_FAIL_AT_STEP", "3")]);
+    let o = ns.hostd(&["apply", d], &[("HOSTD_FAULT", "3")]);
     assert_eq!(code(&o), exit::ROLLED_BACK, "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("step 3"),
@@ -321,7 +327,7 @@ fn firewall_section_is_part_of_plan_apply_and_teardown() {
     let steps = v["ops"].as_array().expect("ops").len() + 1;
     let o = ns.hostd(
         &["apply", full],
-        &[("HOSTD_FAIL_AT_STEP", &steps.to_string())],
+        &[("HOSTD_FAULT", &steps.to_string())],
     );
     assert_eq!(code(&o), exit::ROLLED_BACK, "{}", text(&o));
     assert!(
@@ -385,7 +391,7 @@ fn firewall_section_is_part_of_plan_apply_and_teardown() {
     };
     let fp_before = fp(&ns);
     // A failure at that step keeps the old table exactly.
-    let o = ns.hostd(&["apply", changed], &[("HOSTD_FAIL_AT_STEP", "1")]);
+    let o = ns.hostd(&["apply", changed], &[("HOSTD_FAULT", "1")]);
     assert_eq!(code(&o), exit::ROLLED_BACK, "{}", text(&o));
     assert_eq!(fp(&ns), fp_before);
     let o = ns.hostd(&["apply", changed], &[]);

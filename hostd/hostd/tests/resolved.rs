@@ -102,12 +102,17 @@ fn ok(prog: &str, args: &[&str]) -> String {
 }
 
 fn hostd(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hostd"));
+    let bin = if env.iter().any(|(k, _)| k.starts_with("HOSTD_FAULT")) {
+        env!("CARGO_BIN_EXE_hostd-fault")
+    } else {
+        env!("CARGO_BIN_EXE_hostd")
+    };
+    let mut c = Command::new(bin);
     c.args(["--state-file", &format!("{DIR}/owned.json")])
         .args(args)
         .env("DBUS_SYSTEM_BUS_ADDRESS", BUS)
         .env_remove("HOSTD_RESOLV_CONF")
-        .env_remove("HOSTD_FAIL_AT_STEP");
+        .env_remove("HOSTD_FAULT");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -343,7 +348,7 @@ fn inner() {
     assert_eq!(ops.len(), 1, "{}", show(&out));
     assert_eq!(ops[0]["op"], "write-dns", "{}", show(&out));
     assert_eq!(plan["firewall"]["action"], "create", "{}", show(&out));
-    let out = hostd(&["apply", &b_fw], &[("HOSTD_FAIL_AT_STEP", "2")]);
+    let out = hostd(&["apply", &b_fw], &[("HOSTD_FAULT", "2")]);
     assert_eq!(code(&out), exit::ROLLED_BACK, "{}", show(&out));
     assert!(
         resolved_log().contains("h0: Bus client set DNS server list to: 203.0.113.53"),
