@@ -11,6 +11,8 @@
 //!   after a panic), commands in it, and closures run on a thread inside it.
 //! - [`traffic`]: ping with loss measurement, a background pinger for
 //!   failover loss.
+//! - [`gen`]: a seeded generator of valid hostd documents and transitions
+//!   (the differential test).
 //! - [`wait`]: waiting on a condition with a timeout, never a fixed sleep.
 //! - [`kernel`]: probes for the kernel features tests need (bonding, 802.1Q,
 //!   bridge VLAN filtering, OVS datapath); a test that needs a missing one
@@ -20,6 +22,7 @@
 //! lab namespaces (`ip -n NS link add ... peer ... netns OTHER`).
 
 pub mod bonding;
+pub mod gen;
 pub mod kernel;
 pub mod lldp;
 pub mod netns;

@@ -500,7 +500,7 @@ impl BondOptions {
 
     /// The options the kernel accepts in `mode` (others fail with a mode
     /// dependency error), without values that cannot be written back (an
-    /// all-zero `ad_actor_system`, an empty `arp_ip_target`).
+    /// all-zero `ad_actor_system`).
     pub fn for_mode(&self, mode: BondMode) -> BondOptions {
         let mut o = self.clone();
         for d in BOND_OPTIONS {
@@ -510,9 +510,6 @@ impl BondOptions {
         }
         if o.ad_actor_system.is_some_and(|m| m.is_zero()) {
             o.ad_actor_system = None;
-        }
-        if o.arp_ip_target.as_ref().is_some_and(|v| v.is_empty()) {
-            o.arp_ip_target = None;
         }
         o
     }
@@ -528,6 +525,17 @@ impl BondOptions {
         out
     }
 
+    /// The options whose definition satisfies `keep`.
+    pub fn only(&self, keep: impl Fn(&BondOptionDef) -> bool) -> BondOptions {
+        let mut out = self.clone();
+        for d in BOND_OPTIONS {
+            if !keep(d) {
+                out.clear(d.name);
+            }
+        }
+        out
+    }
+
     /// Sets every option set in `other`.
     pub fn merge(&mut self, other: &BondOptions) {
         for (d, v) in other.iter() {
@@ -537,7 +545,10 @@ impl BondOptions {
 
     /// What changing these options needs from the kernel (the strictest).
     pub fn needs(&self) -> Needs {
-        self.iter().map(|(d, _)| d.needs).max().unwrap_or(Needs::Live)
+        self.iter()
+            .map(|(d, _)| d.needs)
+            .max()
+            .unwrap_or(Needs::Live)
     }
 
     /// True when changing these options needs the bond down.
@@ -566,17 +577,67 @@ impl BondOptions {
         }
     }
 
-    /// The options a new bond of `mode` reports when none is given (the
-    /// defaults that matter for comparisons).
+    /// What a new bond of `mode` reports when no option is given: the
+    /// kernel's defaults (Debian 12's 6.1: `bonding_defaults` without module
+    /// parameters), with `miimon` 100 in the modes that cannot use the ARP
+    /// monitor (setting such a mode turns a `miimon` of 0 into 100), and the
+    /// 802.3ad identity only in 802.3ad (the kernel reports it only there).
     pub fn kernel_defaults(mode: BondMode) -> BondOptions {
-        BondOptions {
+        let mut o = BondOptions {
             miimon: Some(0),
             updelay: Some(0),
             downdelay: Some(0),
+            use_carrier: Some(true),
+            arp_interval: Some(0),
+            arp_ip_target: Some(Vec::new()),
+            arp_validate: Some(ArpValidate::None),
+            arp_all_targets: Some(ArpAllTargets::Any),
+            primary_reselect: Some(PrimaryReselect::Always),
+            fail_over_mac: Some(FailOverMac::None),
+            xmit_hash_policy: Some(XmitHashPolicy::Layer2),
+            resend_igmp: Some(1),
+            num_grat_arp: Some(1),
+            all_slaves_active: Some(false),
             min_links: Some(0),
+            lp_interval: Some(1),
+            packets_per_slave: Some(1),
+            lacp_rate: Some(LacpRate::Slow),
+            ad_select: Some(AdSelect::Stable),
+            tlb_dynamic_lb: Some(true),
+            peer_notif_delay: Some(0),
+            lacp_active: Some(true),
+            missed_max: Some(2),
             ..Default::default()
+        };
+        o.after_mode_set(mode);
+        o
+    }
+
+    /// What setting the mode does to the other options: a mode that cannot
+    /// use the ARP monitor (802.3ad, balance-tlb, balance-alb) turns it off
+    /// and turns the MII monitor on at 100 ms if it was off.
+    pub fn after_mode_set(&mut self, mode: BondMode) {
+        let arp_capable = !matches!(
+            mode,
+            BondMode::Lacp | BondMode::BalanceTlb | BondMode::BalanceAlb
+        );
+        if !arp_capable {
+            if self.arp_interval.is_some_and(|a| a > 0) {
+                self.arp_interval = Some(0);
+            }
+            if self.miimon.is_none_or(|m| m == 0) {
+                self.miimon = Some(100);
+            }
         }
-        .for_mode(mode)
+        if mode != BondMode::Lacp {
+            self.ad_actor_sys_prio = None;
+            self.ad_user_port_key = None;
+            self.ad_actor_system = None;
+        } else {
+            self.ad_actor_sys_prio.get_or_insert(65535);
+            self.ad_user_port_key.get_or_insert(0);
+            self.ad_actor_system.get_or_insert(MacAddr([0; 6]));
+        }
     }
 
     /// Plan text: ` name value` for each set option, in attribute order.
@@ -634,7 +695,9 @@ mod tests {
         for d in BOND_OPTIONS {
             assert!(seen.insert(d.attr), "attribute {} twice", d.attr);
             let v = match d.wire {
-                Wire::U8 | Wire::U16 | Wire::U32 => OptValue::Num(d.range.map_or(1, |r| r.0.max(1))),
+                Wire::U8 | Wire::U16 | Wire::U32 => {
+                    OptValue::Num(d.range.map_or(1, |r| r.0.max(1)))
+                }
                 Wire::Mac => OptValue::Mac(MacAddr([2, 0, 0, 0, 0, 1])),
                 Wire::IfIndex => OptValue::Link(IfName::new("eth0").unwrap()),
                 Wire::Ipv4List => OptValue::Ipv4(vec![Ipv4Addr::new(192, 0, 2, 1)]),

@@ -241,15 +241,24 @@ mod tests {
             min_index: None,
         };
         assert!(o.matches(&link("bond0", 7, LinkKind::Bond)));
-        assert!(!o.matches(&link("bond0", 8, LinkKind::Bond)), "another ifindex");
-        assert!(!o.matches(&link("bond0", 7, LinkKind::Bridge)), "another kind");
+        assert!(
+            !o.matches(&link("bond0", 8, LinkKind::Bond)),
+            "another ifindex"
+        );
+        assert!(
+            !o.matches(&link("bond0", 7, LinkKind::Bridge)),
+            "another kind"
+        );
         let pending = OwnedLink {
             kind: Some(LinkKind::Vlan),
             index: None,
             min_index: Some(20),
         };
         assert!(pending.matches(&link("v", 21, LinkKind::Vlan)));
-        assert!(!pending.matches(&link("v", 19, LinkKind::Vlan)), "older link");
+        assert!(
+            !pending.matches(&link("v", 19, LinkKind::Vlan)),
+            "older link"
+        );
         assert!(
             !OwnedLink::default().matches(&link("eth0", 1, LinkKind::Ethernet)),
             "never a NIC"

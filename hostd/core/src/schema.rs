@@ -13,8 +13,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use crate::bond::{
-    AdSelect, ArpAllTargets, ArpValidate, BondConfig, BondMode, BondOptions, FailOverMac,
-    LacpRate, PrimaryReselect, XmitHashPolicy,
+    AdSelect, ArpAllTargets, ArpValidate, BondConfig, BondMode, BondOptions, FailOverMac, LacpRate,
+    PrimaryReselect, XmitHashPolicy,
 };
 pub use crate::route::RouteProtocol;
 use crate::types::{IfName, MacAddr, Mtu, VlanId};

@@ -510,6 +510,7 @@ impl Kernel {
                 iface,
                 mode,
                 options,
+                clear_primary,
             } => {
                 let has_ports = !self.ports_of(iface.as_str()).is_empty();
                 let l = self.get_mut(iface.as_str())?;
@@ -526,8 +527,12 @@ impl Kernel {
                 }
                 if let Some(m) = mode {
                     b.mode = *m;
+                    b.options.after_mode_set(*m);
                 }
                 b.options.merge(options);
+                if *clear_primary {
+                    b.options.primary = None;
+                }
             }
             Op::SetBridge { iface, options } => {
                 let l = self.get_mut(iface.as_str())?;
@@ -542,7 +547,9 @@ impl Kernel {
                     return Err(format!("MTU {mtu} out of range (EINVAL)"));
                 }
                 if let Some(max) = l.max_mtu.filter(|m| mtu > m) {
-                    return Err(format!("MTU {mtu} above the device's maximum {max} (EINVAL)"));
+                    return Err(format!(
+                        "MTU {mtu} above the device's maximum {max} (EINVAL)"
+                    ));
                 }
                 if let Some(v) = l.vlan.clone() {
                     let bm = self

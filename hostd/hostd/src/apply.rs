@@ -198,9 +198,7 @@ fn names_used(op: &Op) -> Vec<&str> {
         }
         Op::CreateLink { link, .. } => match link {
             NewLink::Vlan { base, .. } => v.push(base.as_str()),
-            NewLink::Bond { options, .. } => {
-                v.extend(options.primary.as_ref().map(|p| p.as_str()))
-            }
+            NewLink::Bond { options, .. } => v.extend(options.primary.as_ref().map(|p| p.as_str())),
             NewLink::Bridge { .. } => {}
         },
         Op::WriteDns { .. } => {}
@@ -435,9 +433,12 @@ fn to_request(op: &Op, names: &mut Names) -> Result<(RouteNetlinkMessage, u16), 
         }
         Op::SetAddrGenMode { iface, mode } => {
             let mut m = link_msg(names.get(iface.as_str())?);
-            m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
-                AfSpecInet6::AddrGenMode(In6AddrGenMode::from(mode.number())),
-            ])]));
+            m.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                    vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::from(
+                        mode.number(),
+                    ))],
+                )]));
             (RouteNetlinkMessage::SetLink(m), 0)
         }
         Op::SetState { iface, up } => {
@@ -457,11 +458,20 @@ fn to_request(op: &Op, names: &mut Names) -> Result<(RouteNetlinkMessage, u16), 
             iface,
             mode,
             options,
+            clear_primary,
         } => {
             let mut m = link_msg(names.get(iface.as_str())?);
+            let mut info = bond_info(*mode, options, names)?;
+            if *clear_primary {
+                // IFLA_BOND_PRIMARY 0: no link, no primary.
+                info.push(InfoBond::Other(netlink_packet_core::DefaultNla::new(
+                    11,
+                    0u32.to_ne_bytes().to_vec(),
+                )));
+            }
             m.attributes.push(LinkAttribute::LinkInfo(vec![
                 LinkInfo::Kind(InfoKind::Bond),
-                LinkInfo::Data(InfoData::Bond(bond_info(*mode, options, names)?)),
+                LinkInfo::Data(InfoData::Bond(info)),
             ]));
             (RouteNetlinkMessage::NewLink(m), 0)
         }

@@ -59,7 +59,12 @@ fn range(attr: u16, n: u32) -> String {
 /// Decodes a bond's `IFLA_INFO_DATA`; `names` resolves `primary`.
 pub fn decode(infos: &[InfoBond], names: &HashMap<u32, IfName>) -> BondState {
     let mut mode = BondMode::BalanceRr;
-    let mut o = BondOptions::default();
+    // The kernel leaves out an empty target list: none is an empty list
+    // (which is also how one clears it).
+    let mut o = BondOptions {
+        arp_ip_target: Some(Vec::new()),
+        ..Default::default()
+    };
     for info in infos {
         let attr = info.kind();
         if let InfoBond::ArpIpTarget(list) = info {

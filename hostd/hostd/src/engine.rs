@@ -486,7 +486,16 @@ fn run(
         );
         sent.extend(out.acked);
         if let Some(f) = out.failure {
-            return Err(roll_back(nl, cfg, dns, before, own, &intent, &sent, describe(&f)));
+            return Err(roll_back(
+                nl,
+                cfg,
+                dns,
+                before,
+                own,
+                &intent,
+                &sent,
+                describe(&f),
+            ));
         }
         match verify(nl, cfg, dns, &replan, &mut sent, Some(&mut intent)) {
             Ok(v) => {
@@ -500,9 +509,7 @@ fn run(
                 corrections = v.corrections;
                 now = v.now;
             }
-            Err(cause) => {
-                return Err(roll_back(nl, cfg, dns, before, own, &intent, &sent, cause))
-            }
+            Err(cause) => return Err(roll_back(nl, cfg, dns, before, own, &intent, &sent, cause)),
         }
     }
     let mut fw_applied = None;
@@ -708,7 +715,11 @@ fn verify(
                     last = None;
                     continue;
                 }
-                tracing::debug!(attempt, remaining = p.ops.len(), "verify: not converged yet");
+                tracing::debug!(
+                    attempt,
+                    remaining = p.ops.len(),
+                    "verify: not converged yet"
+                );
                 last = Some(p);
             }
             Err(e) => last_text = format!("verification could not plan: {e}"),

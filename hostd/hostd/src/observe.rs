@@ -20,9 +20,9 @@ use ipnet::IpNet;
 use netlink_packet_route::{
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
     link::{
-        AfSpecBridge, AfSpecInet6, AfSpecUnspec, BridgeStpState, BridgeVlanInfoFlags,
-        InfoBondPort, InfoBridge, InfoData, InfoKind, InfoPortData, InfoVlan, LinkAttribute,
-        LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+        AfSpecBridge, AfSpecInet6, AfSpecUnspec, BridgeStpState, BridgeVlanInfoFlags, InfoBondPort,
+        InfoBridge, InfoData, InfoKind, InfoPortData, InfoVlan, LinkAttribute, LinkExtentMask,
+        LinkFlags, LinkInfo, LinkMessage,
     },
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteType},
     AddressFamily, RouteNetlinkMessage,
@@ -421,7 +421,9 @@ fn decode_route(r: &RouteMessage, names: &HashMap<u32, IfName>) -> Option<Route>
         metric: Some(metric.unwrap_or(0)),
         table_id: Some(table),
         state: RouteState::Present,
-        protocol: Some(hostd_core::route::RouteProtocol::from_number(u8::from(h.protocol))),
+        protocol: Some(hostd_core::route::RouteProtocol::from_number(u8::from(
+            h.protocol,
+        ))),
     };
     Some(route.normalized())
 }

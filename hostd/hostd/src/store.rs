@@ -157,8 +157,10 @@ mod tests {
         let path = dir.join("sub/owned.json");
         assert_eq!(load(&path).unwrap(), Ownership::default());
         let mut own = Ownership::default();
-        own.created
-            .insert(hostd_core::types::IfName::new("bond0").unwrap(), Default::default());
+        own.created.insert(
+            hostd_core::types::IfName::new("bond0").unwrap(),
+            Default::default(),
+        );
         save(&path, &own).unwrap();
         assert_eq!(load(&path).unwrap(), own);
         fs::write(&path, "{").unwrap();

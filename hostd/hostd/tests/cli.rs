@@ -325,10 +325,7 @@ fn firewall_section_is_part_of_plan_apply_and_teardown() {
     // The firewall step fails (injected after the network ops): the
     // network is rolled back too, no table is left: all or nothing.
     let steps = v["ops"].as_array().expect("ops").len() + 1;
-    let o = ns.hostd(
-        &["apply", full],
-        &[("HOSTD_FAULT", &steps.to_string())],
-    );
+    let o = ns.hostd(&["apply", full], &[("HOSTD_FAULT", &steps.to_string())]);
     assert_eq!(code(&o), exit::ROLLED_BACK, "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(&format!("step {steps} (firewall: create")),

@@ -125,6 +125,8 @@ pub struct LinkIntent {
     pub mtu: Option<u32>,
     /// Bond mode and options (options not set are left as they are).
     pub bond: Option<(BondMode, BondOptions)>,
+    /// The bond must have no primary port (a rollback).
+    pub clear_primary: bool,
     /// VLAN settings (a different one means delete and recreate).
     pub vlan: Option<VlanConfig>,
     /// Bridge options (options not set are left as they are).
@@ -151,6 +153,7 @@ impl LinkIntent {
             find: Find::Name,
             mtu: None,
             bond: None,
+            clear_primary: false,
             vlan: None,
             bridge: None,
             controller: None,

@@ -3,11 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::{
-    model::LinkKind,
-    schema::InterfaceType,
-    types::IfName,
-};
+use crate::{bond::BondOptions, model::LinkKind, schema::InterfaceType, types::IfName};
 
 use super::{
     diff_bridge,
@@ -24,21 +20,19 @@ pub(super) fn renames(w: &mut Work) -> Result<(), PlanError> {
         let found: Option<IfName> = match li.find {
             Find::Name => continue,
             Find::Mac(mac) => {
-                if w
-                    .k
+                if w.k
                     .link(li.name.as_str())
                     .is_some_and(|l| l.mac == Some(mac))
                 {
                     continue;
                 }
-                let candidates: Vec<IfName> = w
-                    .k
-                    .links()
-                    .filter(|l| matches!(l.kind, LinkKind::Ethernet | LinkKind::Veth))
-                    .filter(|l| l.mac == Some(mac))
-                    .filter(|l| w.intent(l.name.as_str()).is_none())
-                    .map(|l| l.name.clone())
-                    .collect();
+                let candidates: Vec<IfName> =
+                    w.k.links()
+                        .filter(|l| matches!(l.kind, LinkKind::Ethernet | LinkKind::Veth))
+                        .filter(|l| l.mac == Some(mac))
+                        .filter(|l| w.intent(l.name.as_str()).is_none())
+                        .map(|l| l.name.clone())
+                        .collect();
                 match candidates.into_iter().next() {
                     Some(n) => Some(n),
                     None => {
@@ -129,7 +123,10 @@ pub(super) fn doomed(w: &Work) -> Result<BTreeSet<String>, PlanError> {
         if !li.kind.is_virtual() || !l.kind.interface_type().is_virtual() {
             continue;
         }
+        // Another link under this name than the one a rollback restores.
+        let other = matches!(li.find, Find::Index(i) if i != l.index);
         let replace = l.kind.interface_type() != li.kind
+            || other
             || li.vlan.as_ref().is_some_and(|v| l.vlan.as_ref() != Some(v));
         if li.absent() || replace {
             doomed.insert(li.name.to_string());
@@ -196,24 +193,51 @@ pub(super) fn changes(w: &mut Work) -> Result<(), PlanError> {
         }
         if let (Some((mode, opts)), Some(b)) = (&li.bond, &l.bond) {
             let mode_changes = *mode != b.mode;
-            let diff = if mode_changes {
-                opts.clone()
-            } else {
+            // Options the kernel takes now (in the current mode) but not in
+            // the new one go before the mode changes; options valid in
+            // neither cannot be set (a rollback restoring what another mode
+            // left behind).
+            let pre = if mode_changes {
                 opts.diff(&b.options)
+                    .only(|d| d.modes.contains(b.mode) && !d.modes.contains(*mode))
+            } else {
+                BondOptions::default()
             };
-            if mode_changes || !diff.is_empty() {
-                let down = mode_changes || diff.needs_down() || diff.needs_no_ports();
+            let mut after_mode = b.options.clone();
+            after_mode.merge(&pre);
+            if mode_changes {
+                after_mode.after_mode_set(*mode);
+            }
+            let diff = opts.diff(&after_mode).only(|d| d.modes.contains(*mode));
+            let clear_primary = li.clear_primary && b.options.primary.is_some();
+            if mode_changes || !diff.is_empty() || !pre.is_empty() || clear_primary {
+                let down = mode_changes
+                    || diff.needs_down()
+                    || diff.needs_no_ports()
+                    || pre.needs_down()
+                    || pre.needs_no_ports();
                 if down && w.k.link(li.name.as_str()).is_some_and(|l| l.up) {
                     w.push(Op::SetState {
                         iface: li.name.clone(),
                         up: false,
                     })?;
                 }
-                w.push(Op::SetBond {
-                    iface: li.name.clone(),
-                    mode: mode_changes.then_some(*mode),
-                    options: diff,
-                })?;
+                if !pre.is_empty() || (clear_primary && mode_changes) {
+                    w.push(Op::SetBond {
+                        iface: li.name.clone(),
+                        mode: None,
+                        options: pre,
+                        clear_primary,
+                    })?;
+                }
+                if mode_changes || !diff.is_empty() || clear_primary {
+                    w.push(Op::SetBond {
+                        iface: li.name.clone(),
+                        mode: mode_changes.then_some(*mode),
+                        options: diff,
+                        clear_primary: clear_primary && !mode_changes,
+                    })?;
+                }
             }
         }
         if let (Some(want), Some(have)) = (&li.bridge, &l.bridge) {
@@ -248,7 +272,7 @@ pub(super) fn creations(w: &mut Work) -> Result<(), PlanError> {
                 };
                 NewLink::Bond {
                     mode: *mode,
-                    options: options.clone(),
+                    options: options.only(|d| d.modes.contains(*mode)),
                 }
             }
             InterfaceType::Vlan => {

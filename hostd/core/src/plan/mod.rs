@@ -57,9 +57,7 @@ pub use rollback::plan_rollback;
 use crate::{
     model::{AddrGenMode, LinkKind, Observed, VlanEntry},
     ownership::Ownership,
-    schema::{
-        BondMode, BondOptions, BridgeOptions, DnsConfig, NetworkState, Route, VlanProtocol,
-    },
+    schema::{BondMode, BondOptions, BridgeOptions, DnsConfig, NetworkState, Route, VlanProtocol},
     types::{IfName, MacAddr, VlanId},
     validate::{validate, ValidationErrors},
 };
@@ -142,6 +140,10 @@ pub enum Op {
         mode: Option<BondMode>,
         /// Options that change.
         options: BondOptions,
+        /// `primary ""`: no primary port any more (a rollback restoring a
+        /// bond that had none).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        clear_primary: bool,
     },
     /// `ip link set IFACE type bridge ...` (only the options that change)
     SetBridge {
@@ -326,12 +328,17 @@ impl fmt::Display for Op {
                 iface,
                 mode,
                 options,
+                clear_primary,
             } => {
                 write!(f, "set bond {iface}")?;
                 if let Some(m) = mode {
                     write!(f, " mode {}", m.as_str())?;
                 }
-                write!(f, "{}", bond_text(options))
+                write!(f, "{}", bond_text(options))?;
+                if *clear_primary {
+                    write!(f, " primary none")?;
+                }
+                Ok(())
             }
             Op::SetBridge { iface, options } => {
                 write!(f, "set bridge {iface}{}", bridge_text(options))
@@ -546,4 +553,3 @@ impl AddrGenMode {
         }
     }
 }
-

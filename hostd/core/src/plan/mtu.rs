@@ -64,9 +64,15 @@ fn invalid_mtu(w: &Work, path: &str, iface: &str, mtu: u32, reason: String) -> P
     let l = w.k.link(iface);
     let why = match l {
         Some(l) if l.kind == LinkKind::Vlan => {
-            let base = l.vlan.as_ref().map(|v| v.base_iface.to_string()).unwrap_or_default();
+            let base = l
+                .vlan
+                .as_ref()
+                .map(|v| v.base_iface.to_string())
+                .unwrap_or_default();
             let bm = w.k.link(&base).map(|b| b.mtu).unwrap_or(0);
-            format!("VLAN MTU exceeds the MTU {bm} its base {base} will have (declare the base's mtu)")
+            format!(
+                "VLAN MTU exceeds the MTU {bm} its base {base} will have (declare the base's mtu)"
+            )
         }
         Some(l) if l.max_mtu.is_some_and(|m| mtu > m) => format!(
             "above the largest MTU {} that {iface} accepts",

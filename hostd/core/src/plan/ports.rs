@@ -46,7 +46,12 @@ pub(super) fn enslavements(w: &mut Work) -> Result<(), PlanError> {
         if l.controller.as_ref() == Some(&c.name) {
             continue;
         }
-        todo.push((w.depth(li.name.as_str()), c.name.clone(), li.name.clone(), c.kind));
+        todo.push((
+            w.depth(li.name.as_str()),
+            c.name.clone(),
+            li.name.clone(),
+            c.kind,
+        ));
     }
     todo.sort();
     for (_, c, port, kind) in todo {

@@ -18,14 +18,14 @@ use ipnet::IpNet;
 
 use crate::{
     model::{expand_vlans, Link, LinkKind, Observed},
-    route::{RouteKey, RouteProtocol},
-    schema::{IfState, Route},
+    route::RouteKey,
+    schema::IfState,
     types::IfName,
 };
 
 use super::{
     intent::{Controller, CtrlKind, Find, Intent, LinkIntent, Restore, RouteRemoval},
-    plan_intent, route_matches, Op, Plan, PlanError,
+    plan_intent, Op, Plan, PlanError,
 };
 
 /// The plan that undoes `sent` (the operations the kernel acknowledged),
@@ -45,7 +45,8 @@ enum Id {
 /// The intent of a rollback (see the module documentation).
 pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent {
     let b_by_index: HashMap<u32, &Link> = before.links.iter().map(|l| (l.index, l)).collect();
-    let b_by_name: HashMap<&str, &Link> = before.links.iter().map(|l| (l.name.as_str(), l)).collect();
+    let b_by_name: HashMap<&str, &Link> =
+        before.links.iter().map(|l| (l.name.as_str(), l)).collect();
     let n_by_index: HashMap<u32, &Link> = now.links.iter().map(|l| (l.index, l)).collect();
 
     let mut names: HashMap<String, Id> = before
@@ -54,7 +55,10 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
         .map(|l| (l.name.to_string(), Id::Before(l.index)))
         .collect();
     let id_of = |names: &HashMap<String, Id>, n: &str| {
-        names.get(n).cloned().unwrap_or_else(|| Id::New(n.to_owned()))
+        names
+            .get(n)
+            .cloned()
+            .unwrap_or_else(|| Id::New(n.to_owned()))
     };
     let mut touched: BTreeSet<Id> = BTreeSet::new();
     let mut created: BTreeSet<String> = BTreeSet::new();
@@ -121,17 +125,45 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
         })
         .collect();
     let mut scope: BTreeSet<u32> = queue.iter().copied().collect();
+    // The controller and the base of a touched link are always in scope (a
+    // rollback re-enslaving a port makes a bridge follow its MTU again);
+    // other related links when they differ from before.
+    for idx in queue.clone() {
+        if let Some(b) = b_by_index.get(&idx) {
+            for n in [
+                b.controller.as_ref(),
+                b.vlan.as_ref().map(|v| &v.base_iface),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(o) = b_by_name.get(n.as_str()) {
+                    if scope.insert(o.index) {
+                        queue.push(o.index);
+                    }
+                }
+            }
+        }
+    }
     while let Some(idx) = queue.pop() {
         let Some(b) = b_by_index.get(&idx) else {
             continue;
         };
+        // The VLANs on it always (they went down and up with it, and routes
+        // through them were flushed); its ports when they differ.
+        for o in before
+            .links
+            .iter()
+            .filter(|o| o.vlan.as_ref().is_some_and(|v| v.base_iface == b.name))
+        {
+            if scope.insert(o.index) {
+                queue.push(o.index);
+            }
+        }
         let mut related: Vec<u32> = before
             .links
             .iter()
-            .filter(|o| {
-                o.vlan.as_ref().is_some_and(|v| v.base_iface == b.name)
-                    || o.controller.as_ref() == Some(&b.name)
-            })
+            .filter(|o| o.controller.as_ref() == Some(&b.name))
             .map(|o| o.index)
             .collect();
         for n in [
@@ -157,12 +189,6 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
         may_destroy_uppers: true,
         ..Intent::default()
     };
-    let now_static = |idx: u32| -> BTreeSet<IpNet> {
-        n_by_index
-            .get(&idx)
-            .map(|l| l.addresses.iter().copied().collect())
-            .unwrap_or_default()
-    };
     for idx in &scope {
         let Some(b) = b_by_index.get(idx) else {
             continue;
@@ -175,10 +201,8 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
         li.find = Find::Index(*idx);
         li.state = Some(if b.up { IfState::Up } else { IfState::Down });
         li.mtu = Some(b.mtu);
-        li.bond = b
-            .bond
-            .as_ref()
-            .map(|s| (s.mode, s.options.for_mode(s.mode)));
+        li.bond = b.bond.as_ref().map(|s| (s.mode, s.options.clone()));
+        li.clear_primary = b.bond.as_ref().is_some_and(|s| s.options.primary.is_none());
         li.vlan = b.vlan.clone();
         li.bridge = b.bridge.clone();
         li.controller = Some(b.controller.as_ref().map(|c| Controller {
@@ -196,13 +220,9 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
         if in_bridge {
             li.port_vlans = Some(expand_vlans(&b.vlans));
         }
-        let have = now_static(*idx);
-        li.addrs.ensure = b
-            .addresses
-            .iter()
-            .filter(|a| !have.contains(a))
-            .copied()
-            .collect();
+        // All of them, present now or not: the rollback's own steps (a link
+        // set down again) can drop them.
+        li.addrs.ensure = b.addresses.iter().copied().collect();
         li.addrs.remove = added
             .iter()
             .filter(|(id, a)| *id == Id::Before(*idx) && !b.addresses.contains(a))
@@ -220,6 +240,10 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
     // Links the apply created go (with the addresses it put on them).
     for name in &created {
         let Ok(n) = IfName::new(name) else { continue };
+        // A link restored under the same name replaces it (see `Find::Index`).
+        if intent.links.iter().any(|l| l.name == n) {
+            continue;
+        }
         if let Some(l) = now.link(name) {
             if b_by_name.contains_key(name.as_str()) && !l.kind.interface_type().is_virtual() {
                 continue;
@@ -236,15 +260,12 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
         .iter()
         .filter_map(|i| b_by_index.get(i).map(|l| l.name.as_str()))
         .collect();
-    let proto = |r: &Route| r.protocol.unwrap_or(RouteProtocol::Static);
+    // Every such route is ensured, present now or not: the rollback's own
+    // steps (an address removed and added back) can flush it again.
     for r in &before.routes {
-        let present = now
-            .routes
-            .iter()
-            .any(|c| route_matches(r, c) && proto(r) == proto(c) && r.next_hops() == c.next_hops());
-        let ours = route_keys.contains(&r.key())
-            || r.interfaces().iter().any(|i| scope_names.contains(i));
-        if !present && ours {
+        let ours =
+            route_keys.contains(&r.key()) || r.interfaces().iter().any(|i| scope_names.contains(i));
+        if ours {
             intent.routes.ensure.push((r.clone(), "rollback".into()));
         }
     }

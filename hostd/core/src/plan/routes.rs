@@ -25,7 +25,13 @@ fn proto(r: &Route) -> RouteProtocol {
 /// client, router advertisements or a routing daemon installed goes only
 /// when the document names its key as absent.
 pub(super) fn deletions(w: &mut Work) -> Result<(), PlanError> {
-    let wanted: BTreeSet<RouteKey> = w.intent.routes.ensure.iter().map(|(r, _)| r.key()).collect();
+    let wanted: BTreeSet<RouteKey> = w
+        .intent
+        .routes
+        .ensure
+        .iter()
+        .map(|(r, _)| r.key())
+        .collect();
     let mut dels: Vec<Route> = Vec::new();
     for r in w.k.routes() {
         let k = r.key();
@@ -73,6 +79,47 @@ pub(super) fn additions(w: &mut Work) -> Result<(), PlanError> {
             }
         }
         w.push(op)?;
+    }
+    restore_flushed(w)
+}
+
+/// Routes the plan's own steps made the kernel flush (a link set down and
+/// up again, its last IPv4 address replaced) that nothing removes on
+/// purpose are put back as they were, with their protocol, when the kernel
+/// takes them (their links exist and are up).
+fn restore_flushed(w: &mut Work) -> Result<(), PlanError> {
+    let wanted: BTreeSet<RouteKey> = w
+        .intent
+        .routes
+        .ensure
+        .iter()
+        .map(|(r, _)| r.key())
+        .collect();
+    let start = w.start_routes();
+    let mut lost: Vec<Route> = Vec::new();
+    for r in start {
+        if wanted.contains(&r.key()) || w.k.routes().iter().any(|c| c.key() == r.key()) {
+            continue;
+        }
+        let removed = w.intent.routes.remove.iter().any(|rm| match rm {
+            RouteRemoval::Key(key) | RouteRemoval::Owned(key) => *key == r.key(),
+            RouteRemoval::Exact(route) => route_matches(route, &r),
+        });
+        if removed {
+            continue;
+        }
+        // The links it goes through, by their names now.
+        let Some(r) = w.renamed_route(&r) else {
+            continue;
+        };
+        lost.push(r);
+    }
+    lost.sort_by_key(|r| r.key());
+    for route in lost {
+        let op = Op::AddRoute { route };
+        if w.accepts(&op).is_ok() {
+            w.push(op)?;
+        }
     }
     Ok(())
 }

@@ -16,7 +16,9 @@ pub(super) fn plan(w: &mut Work) -> Result<(), PlanError> {
         let mut ups = Vec::new();
         let mut downs = Vec::new();
         for l in w.k.links() {
-            let Some(want) = wanted_up(w, l) else { continue };
+            let Some(want) = wanted_up(w, l) else {
+                continue;
+            };
             if want != l.up {
                 let d = w.depth(l.name.as_str());
                 if want {

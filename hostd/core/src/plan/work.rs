@@ -34,15 +34,15 @@ pub(super) struct Work<'a> {
     start_by_index: HashMap<u32, &'a Link>,
     /// The deletion phase has run.
     pub deletions_done: bool,
+    /// Routes when the plan started.
+    start_routes: Vec<crate::schema::Route>,
+    /// ifindex of each link when the plan started, by name.
+    start_names: HashMap<String, u32>,
 }
 
 impl<'a> Work<'a> {
     fn new(intent: &'a Intent, start: &'a Observed) -> Self {
-        let by_name = intent
-            .links
-            .iter()
-            .map(|l| (l.name.as_str(), l))
-            .collect();
+        let by_name = intent.links.iter().map(|l| (l.name.as_str(), l)).collect();
         Self {
             intent,
             k: Kernel::new(start),
@@ -52,6 +52,12 @@ impl<'a> Work<'a> {
             doomed: BTreeSet::new(),
             start_by_index: start.links.iter().map(|l| (l.index, l)).collect(),
             deletions_done: false,
+            start_routes: start.routes.clone(),
+            start_names: start
+                .links
+                .iter()
+                .map(|l| (l.name.to_string(), l.index))
+                .collect(),
         }
     }
 
@@ -68,6 +74,33 @@ impl<'a> Work<'a> {
     /// The link `l` as it was when the plan started (same ifindex).
     pub fn at_start(&self, l: &Link) -> Option<&'a Link> {
         self.start_by_index.get(&l.index).copied()
+    }
+
+    /// The routes when the plan started.
+    pub fn start_routes(&self) -> Vec<crate::schema::Route> {
+        self.start_routes.clone()
+    }
+
+    /// `r` (observed when the plan started) with its links' names as they are
+    /// now (renames followed by ifindex); `None` when one of them is gone.
+    pub fn renamed_route(&self, r: &crate::schema::Route) -> Option<crate::schema::Route> {
+        let map = |n: &crate::types::IfName| -> Option<crate::types::IfName> {
+            let idx = self.start_names.get(n.as_str())?;
+            self.k
+                .links()
+                .find(|l| l.index == *idx)
+                .map(|l| l.name.clone())
+        };
+        let mut out = r.clone();
+        if let Some(n) = &r.next_hop_interface {
+            out.next_hop_interface = Some(map(n)?);
+        }
+        for nh in out.multipath.iter_mut() {
+            if let Some(n) = &nh.next_hop_interface {
+                nh.next_hop_interface = Some(map(n)?);
+            }
+        }
+        Some(out)
     }
 
     /// Emits `op`, applying it to the kernel model; refused when the model
