@@ -13,6 +13,10 @@
 //!   failover loss.
 //! - [`gen`]: a seeded generator of valid hostd documents and transitions
 //!   (the differential test).
+//! - [`conformance`]: does the kernel hold what a document says (from
+//!   iproute2's JSON, not hostd's decoder).
+//! - [`snapshot`]: a namespace's whole netlink state for exact comparisons,
+//!   with every ignored key listed with its reason.
 //! - [`wait`]: waiting on a condition with a timeout, never a fixed sleep.
 //! - [`kernel`]: probes for the kernel features tests need (bonding, 802.1Q,
 //!   bridge VLAN filtering, OVS datapath); a test that needs a missing one
@@ -22,11 +26,13 @@
 //! lab namespaces (`ip -n NS link add ... peer ... netns OTHER`).
 
 pub mod bonding;
+pub mod conformance;
 pub mod gen;
 pub mod kernel;
 pub mod lldp;
 pub mod netns;
 pub mod rack;
+pub mod snapshot;
 pub mod spec;
 pub mod traffic;
 pub mod wait;

@@ -13,9 +13,10 @@ use std::{
 };
 
 use hostd::engine::{self, ApplyOptions, Config, Error, Report};
-use hostd_core::{model::Observed, NetworkState};
+use hostd_core::{model::Observed, plan::PlanError, NetworkState};
 use lab::{
     bonding::wait_lacp,
+    snapshot::{diff, snapshot, wait_dad},
     kernel::{self, Feature},
     spec::{LagSpec, NicSpec, PortRef, PortSpec, ServerSpec, SwitchSpec, VlanMembership},
     traffic::{ping, reachable, Pinger},
@@ -89,122 +90,6 @@ fn observe(ns: &NetNs, cfg: &Config) -> Observed {
     ns.enter(|| engine::show(cfg)).expect("observe")
 }
 
-/// Netlink state of a namespace as JSON (links with details, addresses,
-/// routes of both families in all tables, bridge VLANs), without counters
-/// and timers. `loose` also drops what a recreated link cannot keep
-/// (ifindex, MAC-derived values, link-local addresses) and LACP/MII status.
-fn snapshot(ns: &NetNs, loose: bool) -> Value {
-    let j = |s: String| -> Value { serde_json::from_str(&s).unwrap_or(Value::Null) };
-    let mut v = serde_json::json!({
-        "link": j(ns.ip(&["-d", "-j", "link", "show"])),
-        "addr": j(ns.ip(&["-j", "addr", "show"])),
-        "route4": j(ns.ip(&["-4", "-j", "route", "show", "table", "all"])),
-        "route6": j(ns.ip(&["-6", "-j", "route", "show", "table", "all"])),
-        "vlan": j(ns.run(&["bridge", "-j", "vlan", "show"])),
-    });
-    let always = [
-        "hello_timer",
-        "tcn_timer",
-        "topology_change_timer",
-        "gc_timer",
-        "valid_life_time",
-        "preferred_life_time",
-        "mcast_router",
-        "ad_info",
-        "ad_aggregator_id",
-        "ad_actor_oper_port_state",
-        "ad_actor_oper_port_state_str",
-        "ad_partner_oper_port_state",
-        "ad_partner_oper_port_state_str",
-        "link_failure_count",
-        "mii_status",
-        "active_slave",
-        "state",
-        "operstate",
-        "linkdown",
-    ];
-    let loose_keys = [
-        "ifindex",
-        "link_index",
-        "address",
-        "perm_address",
-        "broadcast",
-        "bridge_id",
-        "root_id",
-        "designated_root",
-        "perm_hwaddr",
-        "ad_actor_system",
-        "no_linklocal_learn",
-        // A NIC brought up for the first time gets its default qdisc for good.
-        "qdisc",
-        "inet6_addr_gen_mode",
-        "id",
-    ];
-    fn strip(v: &mut Value, keys: &[&str], loose: bool) {
-        match v {
-            Value::Object(m) => {
-                for k in keys {
-                    m.remove(*k);
-                }
-                // Bridge and port timers run on their own.
-                m.retain(|k, _| !k.ends_with("_timer"));
-                if let Some(Value::Array(flags)) = m.get_mut("flags") {
-                    flags.retain(|f| {
-                        !matches!(
-                            f.as_str(),
-                            Some("LOWER_UP" | "NO-CARRIER" | "M-DOWN" | "linkdown")
-                        )
-                    });
-                }
-                if loose {
-                    if let Some(Value::Array(a)) = m.get_mut("addr_info") {
-                        a.retain(|x| x.get("scope").and_then(Value::as_str) != Some("link"));
-                    }
-                }
-                for (_, x) in m.iter_mut() {
-                    strip(x, keys, loose);
-                }
-            }
-            Value::Array(a) => {
-                for x in a.iter_mut() {
-                    strip(x, keys, loose);
-                }
-                if loose {
-                    // Without ifindexes, order by content.
-                    a.sort_by_key(|x| x.to_string());
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut keys: Vec<&str> = always.to_vec();
-    if loose {
-        keys.extend(loose_keys);
-    }
-    strip(&mut v, &keys, loose);
-    v
-}
-
-fn diff(a: &Value, b: &Value) -> String {
-    let a = serde_json::to_string_pretty(a).unwrap_or_default();
-    let b = serde_json::to_string_pretty(b).unwrap_or_default();
-    let al: Vec<&str> = a.lines().collect();
-    let bl: Vec<&str> = b.lines().collect();
-    let mut out = String::new();
-    for (i, (x, y)) in al.iter().zip(bl.iter()).enumerate() {
-        if x != y {
-            out.push_str(&format!("line {i}: {x}  |  {y}\n"));
-            if out.len() > 2000 {
-                break;
-            }
-        }
-    }
-    if al.len() != bl.len() {
-        out.push_str(&format!("({} vs {} lines)\n", al.len(), bl.len()));
-    }
-    out
-}
-
 /// A server with `n` NICs eth0.. whose peers sit in a second namespace (up),
 /// plus foreign state hostd must leave alone: a veth `keep0` with an
 /// address and a route, and an unrelated bridge `keepbr`.
@@ -229,17 +114,6 @@ fn simple_server(n: usize) -> (NetNs, NetNs) {
     let up: Vec<String> = (0..n).map(|i| format!("link set p{i} up")).collect();
     peer.ip_batch(&up).expect("peer links up");
     (srv, peer)
-}
-
-/// Waits until IPv6 duplicate address detection has finished on every
-/// address of `ns`: the kernel then changes the address flags and adds local
-/// routes on its own, which a snapshot taken earlier would blame on hostd.
-fn wait_dad(ns: &NetNs) {
-    wait_until("IPv6 DAD finished", scaled(Duration::from_secs(30)), || {
-        ns.ip(&["-6", "addr", "show", "tentative"])
-            .trim()
-            .is_empty()
-    });
 }
 
 /// The foreign objects of [`simple_server`], strictly.
@@ -643,7 +517,7 @@ fn failure_at_each_step_rolls_back_exactly() {
         "a plan with deletes, changes and creates"
     );
     wait_dad(&srv);
-    let start = snapshot(&srv, true);
+    let start = snapshot(&srv);
     let own_before = std::fs::read_to_string(&cfg.state_file).expect("ownership");
     for step in 1..=plan.ops.len() {
         let err = try_apply(&srv, &cfg, &target, Some(step))
@@ -654,7 +528,7 @@ fn failure_at_each_step_rolls_back_exactly() {
         );
         let mut last = Value::Null;
         let ok = lab::wait::try_wait_until(scaled(Duration::from_secs(10)), || {
-            last = snapshot(&srv, true);
+            last = snapshot(&srv);
             last == start
         });
         assert!(
@@ -696,7 +570,7 @@ fn bad_input_is_rejected_and_changes_nothing() {
         ("interfaces:\n  - { name: keep0, type: bond, link-aggregation: { mode: 802.3ad } }\n", "interfaces[0].type"),
     ];
     wait_dad(&srv);
-    let before = snapshot(&srv, false);
+    let before = snapshot(&srv);
     let own = std::fs::read_to_string(&cfg.state_file).expect("ownership");
     for (yaml, path) in cases {
         let err = match NetworkState::parse(yaml) {
@@ -708,7 +582,7 @@ fn bad_input_is_rejected_and_changes_nothing() {
         };
         assert!(err.contains(path), "error names {path}: {err}");
         println!("rejected: {err}");
-        let after = snapshot(&srv, false);
+        let after = snapshot(&srv);
         assert!(
             after == before,
             "host changed by rejected input {yaml}:\n{}",
@@ -719,4 +593,703 @@ fn bad_input_is_rejected_and_changes_nothing() {
             own
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// The differential test: generated documents and transitions, applied by
+// hostd to the real kernel, checked by iproute2 (not hostd's decoder).
+// ---------------------------------------------------------------------------
+
+const DIFF_NICS: &[&str] = &["eth0", "eth1", "eth2", "eth3", "eth4", "eth5"];
+
+fn env_u64(k: &str) -> Option<u64> {
+    std::env::var(k).ok().and_then(|s| s.parse().ok())
+}
+
+/// What the kernel model predicted a plan would leave, compared with what
+/// hostd observes after it: fields the model covers.
+fn model_disagreements(predicted: &Observed, observed: &Observed) -> Vec<String> {
+    use hostd_core::model::expand_vlans;
+    let mut out = Vec::new();
+    for p in &predicted.links {
+        let Some(o) = observed.link(p.name.as_str()) else {
+            out.push(format!("{}: predicted, not in the kernel", p.name));
+            continue;
+        };
+        let mut d = Vec::new();
+        if p.up != o.up {
+            d.push(format!("up {} vs {}", p.up, o.up));
+        }
+        if p.mtu != o.mtu {
+            d.push(format!("mtu {} vs {}", p.mtu, o.mtu));
+        }
+        if p.controller != o.controller {
+            d.push(format!("controller {:?} vs {:?}", p.controller, o.controller));
+        }
+        if p.addresses != o.addresses {
+            d.push(format!("addresses {:?} vs {:?}", p.addresses, o.addresses));
+        }
+        if expand_vlans(&p.vlans) != expand_vlans(&o.vlans) {
+            d.push(format!("vlans {:?} vs {:?}", p.vlans, o.vlans));
+        }
+        if p.vlan != o.vlan {
+            d.push(format!("vlan {:?} vs {:?}", p.vlan, o.vlan));
+        }
+        if p.bridge != o.bridge {
+            d.push(format!("bridge {:?} vs {:?}", p.bridge, o.bridge));
+        }
+        match (&p.bond, &o.bond) {
+            (Some(pb), Some(ob)) => {
+                if pb.mode != ob.mode {
+                    d.push(format!("bond mode {:?} vs {:?}", pb.mode, ob.mode));
+                }
+                for (def, v) in pb.options.iter() {
+                    if ob.options.get(def.name).as_ref() != Some(&v) {
+                        d.push(format!(
+                            "bond {} {:?} vs {:?}",
+                            def.name,
+                            v,
+                            ob.options.get(def.name)
+                        ));
+                    }
+                }
+            }
+            (None, None) => {}
+            (pb, ob) => d.push(format!("bond {pb:?} vs {ob:?}")),
+        }
+        if !d.is_empty() {
+            out.push(format!("{}: predicted vs kernel: {}", p.name, d.join("; ")));
+        }
+    }
+    for o in &observed.links {
+        if predicted.link(o.name.as_str()).is_none() {
+            out.push(format!("{}: in the kernel, not predicted", o.name));
+        }
+    }
+    let keys = |x: &Observed| -> std::collections::BTreeSet<String> {
+        x.routes
+            .iter()
+            .map(|r| {
+                let mut r = r.normalized();
+                r.protocol = None;
+                r.to_string()
+            })
+            .collect()
+    };
+    let (pk, ok) = (keys(predicted), keys(observed));
+    for r in pk.difference(&ok) {
+        out.push(format!("route {r}: predicted, not in the kernel"));
+    }
+    for r in ok.difference(&pk) {
+        out.push(format!("route {r}: in the kernel, not predicted"));
+    }
+    out
+}
+
+/// Applies `d` and checks everything the differential test promises:
+/// changed, corrections none (the model foresaw everything), the kernel
+/// holds the document, the model predicted the kernel, a second plan is
+/// empty.
+fn diff_apply(
+    ns: &NetNs,
+    cfg: &Config,
+    d: &NetworkState,
+    what: &str,
+    stats: &mut DiffStats,
+) -> Result<(), String> {
+    let before = ns.enter(|| engine::show(cfg)).map_err(|e| format!("{what}: observe: {e}"))?;
+    let r = try_apply(ns, cfg, d, None).map_err(|e| format!("{what}: apply failed: {e}"))?;
+    stats.applies += 1;
+    stats.ops += r.plan.ops.len();
+    let after = ns.enter(|| engine::show(cfg)).map_err(|e| format!("{what}: observe: {e}"))?;
+    if !r.corrections.is_empty() {
+        stats.disagreements.push(format!(
+            "{what}: verification needed {} corrective plan(s) (the model missed what the kernel did): {}",
+            r.corrections.len(),
+            r.corrections.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" / ")
+        ));
+    } else if r.executed {
+        let predicted = hostd_core::sim::simulate(&before, &r.plan.ops)
+            .map_err(|e| format!("{what}: the model refuses the applied plan: {e}"))?;
+        let dis = model_disagreements(&predicted, &after);
+        if !dis.is_empty() {
+            stats.disagreements.push(format!("{what}: {}", dis.join("\n    ")));
+        }
+    }
+    let bad = lab::conformance::check(d, ns);
+    if !bad.is_empty() {
+        return Err(format!(
+            "{what}: the kernel does not hold the document:\n  {}\nplan:\n{}",
+            bad.join("\n  "),
+            r.plan
+        ));
+    }
+    let again = ns
+        .enter(|| engine::plan_only(cfg, d))
+        .map_err(|e| format!("{what}: re-plan: {e}"))?;
+    if !again.is_empty() {
+        return Err(format!("{what}: a second apply would change something:\n{again}"));
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct DiffStats {
+    cases: usize,
+    applies: usize,
+    ops: usize,
+    rollbacks: usize,
+    disagreements: Vec<String>,
+}
+
+fn diff_case(seed: u64, stats: &mut DiffStats) -> Result<(), String> {
+    use rand::Rng;
+    let mut r = lab::gen::rng(seed);
+    let g = lab::gen::Generator::new(DIFF_NICS);
+    let (srv, _peer) = simple_server(DIFF_NICS.len());
+    let (cfg, _dir) = config(&format!("diff-{seed}"));
+    let cfg = Config {
+        verify_attempts: 12,
+        ..cfg
+    };
+    wait_dad(&srv);
+    let foreign_before = foreign(&srv);
+    let a = g.document(&mut r);
+    diff_apply(&srv, &cfg, &a, "apply A", stats).map_err(|e| with_doc(e, "A", &a))?;
+    let b = g.next(&mut r, &a);
+    // A failure at a random step of A -> B rolls back exactly.
+    let plan_b = srv
+        .enter(|| engine::plan_only(&cfg, &b))
+        .map_err(|e| with_doc(format!("plan B: {e}"), "B", &b))?;
+    if !plan_b.ops.is_empty() {
+        wait_dad(&srv);
+        let start = snapshot(&srv);
+        let step = r.random_range(1..=plan_b.ops.len());
+        let fault = if r.random_bool(0.5) {
+            hostd::apply::Fault::StopBefore(step)
+        } else {
+            hostd::apply::Fault::Refuse(step)
+        };
+        let res = srv.enter(|| {
+            engine::apply(
+                &cfg,
+                &b,
+                ApplyOptions {
+                    fault: Some(fault),
+                    ..Default::default()
+                },
+            )
+        });
+        match res {
+            Err(Error::RolledBack { .. }) => {}
+            other => {
+                return Err(with_doc(
+                    format!("{fault:?} of B did not roll back: {other:?}\nplan:\n{plan_b}"),
+                    "B",
+                    &b,
+                ))
+            }
+        }
+        stats.rollbacks += 1;
+        wait_dad(&srv);
+        lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(5)).map_err(|d| {
+            with_doc(
+                format!("{fault:?} of B: not rolled back exactly:\n{d}\nplan:\n{plan_b}"),
+                "B",
+                &b,
+            )
+        })?;
+    }
+    diff_apply(&srv, &cfg, &b, "apply B", stats).map_err(|e| with_doc(e, "B", &b))?;
+    // Teardown leaves nothing of hostd's and the foreign state as it was.
+    srv.enter(|| engine::teardown(&cfg, ApplyOptions::default()))
+        .map_err(|e| format!("teardown: {e}"))?;
+    wait_dad(&srv);
+    if foreign(&srv) != foreign_before {
+        return Err("foreign state changed".into());
+    }
+    stats.cases += 1;
+    Ok(())
+}
+
+fn with_doc(e: String, name: &str, d: &NetworkState) -> String {
+    format!(
+        "{e}\n--- document {name}:\n{}",
+        serde_norway::to_string(d).unwrap_or_default()
+    )
+}
+
+/// Generated documents over the whole schema and transitions between them,
+/// applied by hostd to the real kernel: each apply changes the host, the
+/// kernel then holds the document (checked from iproute2), the kernel model
+/// predicted the kernel, a second apply changes nothing; a failure injected
+/// at a random step of a transition (a stop, or a request the kernel refuses
+/// in the middle of a batch) rolls back exactly; teardown leaves the foreign
+/// state as it was. Runs as many cases as fit in `HOSTD_DIFF_BUDGET` seconds
+/// (default 600; `HOSTD_DIFF_CASES` caps the count; the long mode is
+/// `HOSTD_DIFF_BUDGET=0 HOSTD_DIFF_CASES=5000`). Every failing seed is
+/// printed; kept ones (tests/regressions/differential-seeds.txt) run first.
+#[test]
+fn differential_generated_documents_and_transitions() {
+    kernel::require(NEEDS);
+    let budget = env_u64("HOSTD_DIFF_BUDGET").unwrap_or(600);
+    let max_cases = env_u64("HOSTD_DIFF_CASES").unwrap_or(u64::MAX);
+    let base = env_u64("HOSTD_DIFF_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+    });
+    println!("differential: base seed {base} (HOSTD_DIFF_SEED={base} repeats this run), budget {budget} s");
+    let kept: Vec<u64> = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/regressions/differential-seeds.txt"
+    ))
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| l.split('#').next())
+    .filter_map(|l| l.trim().parse().ok())
+    .collect();
+    let started = std::time::Instant::now();
+    let mut stats = DiffStats::default();
+    let mut failures = Vec::new();
+    let mut n = 0u64;
+    let seeds = kept.iter().copied().chain((0..).map(|i| base.wrapping_add(i)));
+    for seed in seeds {
+        if n >= max_cases || (budget > 0 && started.elapsed().as_secs() >= budget) {
+            break;
+        }
+        n += 1;
+        let t = std::time::Instant::now();
+        match diff_case(seed, &mut stats) {
+            Ok(()) => println!("differential: seed {seed} ok in {:.1} s", t.elapsed().as_secs_f64()),
+            Err(e) => {
+                println!("differential: seed {seed} FAILED:\n{e}");
+                failures.push(seed);
+            }
+        }
+    }
+    println!(
+        "differential: {} cases passed of {n} ({} applies, {} operations, {} injected-failure rollbacks) in {:.0} s; {} disagreements between the kernel model and the kernel",
+        stats.cases,
+        stats.applies,
+        stats.ops,
+        stats.rollbacks,
+        started.elapsed().as_secs_f64(),
+        stats.disagreements.len()
+    );
+    for d in &stats.disagreements {
+        println!("model disagreement: {d}");
+    }
+    assert!(n > 0, "no case ran");
+    assert!(
+        failures.is_empty(),
+        "failing seeds (keep them in tests/regressions/differential-seeds.txt): {failures:?}"
+    );
+    assert!(
+        stats.disagreements.is_empty(),
+        "the kernel model disagrees with the kernel {} time(s); the kernel wins: fix hostd_core::sim",
+        stats.disagreements.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Issue-9 cases, each of which failed before the engine rewrite.
+// ---------------------------------------------------------------------------
+
+/// Kernel behaviours the planner models: a bridge's MTU below its jumbo
+/// bond's sticks (the kernel would make the bridge follow its port);
+/// changing the address that carries the default route keeps the route (the
+/// kernel flushes it when the last IPv4 address goes); a VLAN MTU above what
+/// a new bond without `mtu` will have is refused before anything is touched.
+#[test]
+fn kernel_behaviours_bridge_mtu_address_change_vlan_mtu() {
+    kernel::require(NEEDS);
+    let (srv, _peer) = simple_server(4);
+    let (cfg, _dir) = config("behaviours");
+    let doc = |addr: &str| {
+        format!(
+            "interfaces:
+  - {{ name: eth0, type: ethernet }}
+  - {{ name: eth1, type: ethernet }}
+  - name: bond0
+    type: bond
+    mtu: 9000
+    link-aggregation: {{ mode: 802.3ad, port: [eth0, eth1], options: {{ miimon: 100 }} }}
+  - name: br0
+    type: linux-bridge
+    mtu: 1500
+    bridge: {{ port: [{{ name: bond0 }}] }}
+  - name: eth2
+    type: ethernet
+    ipv4: {{ address: [{{ ip: {addr}, prefix-length: 24 }}] }}
+routes:
+  config:
+    - {{ destination: 0.0.0.0/0, next-hop-address: 10.50.0.1, next-hop-interface: eth2 }}
+"
+        )
+    };
+    let r = apply(&srv, &cfg, &doc("10.50.0.2"));
+    assert!(r.corrections.is_empty(), "foreseen: {:?}", r.corrections);
+    let obs = observe(&srv, &cfg);
+    assert_eq!(obs.link("br0").map(|l| l.mtu), Some(1500), "bridge keeps its declared MTU");
+    assert_eq!(obs.link("bond0").map(|l| l.mtu), Some(9000));
+    // The address that carries the default route changes.
+    let r = apply(&srv, &cfg, &doc("10.50.0.3"));
+    assert!(r.corrections.is_empty(), "foreseen: {:?}", r.corrections);
+    let route = srv.ip(&["route", "show", "default"]);
+    assert!(route.contains("via 10.50.0.1 dev eth2"), "default route kept: {route}");
+    // A VLAN of 9000 over a new bond without `mtu` (it will have 1500).
+    wait_dad(&srv);
+    let before = snapshot(&srv);
+    let bad = NetworkState::parse(
+        "interfaces:
+  - { name: eth3, type: ethernet }
+  - { name: bond9, type: bond, link-aggregation: { mode: active-backup, port: [eth3] } }
+  - { name: bond9.5, type: vlan, mtu: 9000, vlan: { base-iface: bond9, id: 5 } }
+",
+    )
+    .expect("parse");
+    match try_apply(&srv, &cfg, &bad, None) {
+        Err(Error::Plan(PlanError::Invalid(e))) => {
+            let t = e.to_string();
+            assert!(t.contains("interfaces[2].mtu") && t.contains("1500"), "{t}");
+        }
+        other => panic!("expected the VLAN MTU refused before applying: {other:?}"),
+    }
+    assert_eq!(snapshot(&srv), before, "nothing touched");
+}
+
+/// Another process makes a bridge, a tap-like link, addresses (one with a
+/// lifetime, as a DHCP client would) and routes (one `proto dhcp`) while an
+/// apply runs; the apply then fails: the rollback undoes exactly hostd's
+/// operations and leaves all of that alone (before the rewrite it planned to
+/// delete them and ended in "rollback failed").
+#[test]
+fn foreign_changes_during_a_failed_apply_are_left_alone() {
+    kernel::require(NEEDS);
+    let (srv, _peer) = simple_server(4);
+    let (cfg, _dir) = config("foreign-during");
+    let yaml = "interfaces:
+  - { name: eth0, type: ethernet }
+  - { name: eth1, type: ethernet }
+  - { name: bond0, type: bond, link-aggregation: { mode: active-backup, port: [eth0, eth1], options: { miimon: 100 } } }
+  - { name: bond0.10, type: vlan, vlan: { base-iface: bond0, id: 10 }, ipv4: { address: [{ ip: 10.10.0.2, prefix-length: 24 }] } }
+  - { name: br5, type: linux-bridge, ipv4: { address: [{ ip: 10.11.0.2, prefix-length: 24 }] } }
+routes:
+  config:
+    - { destination: 10.99.0.0/16, next-hop-address: 10.10.0.1, next-hop-interface: bond0.10 }
+";
+    let d = parse(yaml);
+    let plan = srv.enter(|| engine::plan_only(&cfg, &d)).expect("plan");
+    wait_dad(&srv);
+    let start = snapshot(&srv);
+    let foreign_cmds: Vec<String> = vec![
+        "link add virbr9 type bridge".into(),
+        "link set virbr9 up".into(),
+        "addr add 192.168.122.1/24 dev virbr9".into(),
+        "link add vnet9 type veth peer name vnet9p".into(),
+        "link set vnet9 master virbr9".into(),
+        "addr add 203.0.113.9/24 dev keep0".into(),
+        "addr add 10.66.0.5/24 dev eth2 valid_lft 300 preferred_lft 300".into(),
+        "route add 10.123.0.0/16 via 192.168.122.5 proto dhcp".into(),
+        "route add 10.124.0.0/16 via 203.0.113.254 dev keep0".into(),
+    ];
+    let mut done = false;
+    let mut inject = |_: usize, _: usize| {
+        if !done {
+            done = true;
+            srv.ip_batch(&foreign_cmds).expect("foreign changes");
+        }
+    };
+    let res = srv.enter(|| {
+        engine::apply(
+            &cfg,
+            &d,
+            ApplyOptions {
+                fault: Some(hostd::apply::Fault::StopBefore(plan.ops.len())),
+                progress: Some(&mut inject),
+                ..Default::default()
+            },
+        )
+    });
+    assert!(done, "the foreign changes happened during the apply");
+    match res {
+        Err(Error::RolledBack { .. }) => {}
+        other => panic!("expected a clean rollback, got {other:?}"),
+    }
+    // Everything foreign is still there.
+    for (what, out) in [
+        ("virbr9", srv.ip(&["-br", "addr", "show", "virbr9"])),
+        ("vnet9 in virbr9", srv.ip(&["-o", "link", "show", "vnet9"])),
+        ("keep0 address", srv.ip(&["-o", "addr", "show", "keep0"])),
+        ("eth2 dynamic address", srv.ip(&["-o", "addr", "show", "eth2"])),
+        ("dhcp route", srv.ip(&["route", "show", "10.123.0.0/16"])),
+        ("boot route", srv.ip(&["route", "show", "10.124.0.0/16"])),
+    ] {
+        let want = match what {
+            "virbr9" => "192.168.122.1/24",
+            "vnet9 in virbr9" => "master virbr9",
+            "keep0 address" => "203.0.113.9/24",
+            "eth2 dynamic address" => "10.66.0.5/24",
+            "dhcp route" => "proto dhcp",
+            _ => "via 203.0.113.254",
+        };
+        assert!(out.contains(want), "{what} left alone: {out}");
+    }
+    // Without them, the host is exactly as before.
+    srv.ip_batch(&[
+        "link del virbr9".into(),
+        "link del vnet9".into(),
+        "addr del 203.0.113.9/24 dev keep0".into(),
+        "addr del 10.66.0.5/24 dev eth2".into(),
+        "route del 10.124.0.0/16".into(),
+    ])
+    .expect("cleanup");
+    wait_dad(&srv);
+    lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(10))
+        .unwrap_or_else(|d| panic!("not rolled back exactly:\n{d}"));
+}
+
+/// A NIC matched by MAC and renamed, then a failure at each later step: the
+/// rollback renames it back (before the rewrite the restore state had no MAC
+/// and the rollback failed, leaving the host half-applied).
+#[test]
+fn rollback_after_a_rename_by_mac() {
+    kernel::require(NEEDS);
+    let (srv, _peer) = simple_server(3);
+    let (cfg, _dir) = config("rename");
+    let mac = srv
+        .ip(&["-j", "link", "show", "eth2"])
+        .split("\"address\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("eth2 MAC")
+        .to_owned();
+    let yaml = format!(
+        "interfaces:
+  - {{ name: lan0, type: ethernet, mac-address: '{mac}', mtu: 1400, ipv4: {{ address: [{{ ip: 10.40.0.2, prefix-length: 24 }}] }} }}
+  - {{ name: lan0.7, type: vlan, vlan: {{ base-iface: lan0, id: 7 }} }}
+routes:
+  config:
+    - {{ destination: 10.41.0.0/16, next-hop-address: 10.40.0.1 }}
+"
+    );
+    let d = parse(&yaml);
+    let plan = srv.enter(|| engine::plan_only(&cfg, &d)).expect("plan");
+    println!("plan under test:\n{plan}");
+    assert!(plan.ops.iter().any(|o| o.to_string().starts_with("rename eth2 to lan0")));
+    wait_dad(&srv);
+    let start = snapshot(&srv);
+    for step in 2..=plan.ops.len() {
+        let err = try_apply(&srv, &cfg, &d, Some(step)).expect_err("injected failure");
+        assert!(matches!(err, Error::RolledBack { .. }), "step {step}: {err}");
+        wait_dad(&srv);
+        lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(10)).unwrap_or_else(|d| {
+            panic!("step {step} ({}): not rolled back exactly:\n{d}", plan.ops[step - 1])
+        });
+    }
+    apply(&srv, &cfg, &yaml);
+    assert!(srv.ip(&["-o", "link", "show", "lan0"]).contains("mtu 1400"));
+}
+
+/// The kernel refuses a request in the middle of a pipelined batch (an IPv6
+/// address on a link where IPv6 is disabled, which the planner does not
+/// model): the requests after it in the batch ran, and the rollback undoes
+/// exactly what was acknowledged. And a fight during verification (another
+/// process keeps removing hostd's address): bounded corrective plans, then a
+/// rollback.
+#[test]
+fn kernel_refusal_mid_batch_and_verification_rollback() {
+    kernel::require(NEEDS);
+    let (srv, _peer) = simple_server(4);
+    let (cfg, _dir) = config("midbatch");
+    srv.sysctl("net.ipv6.conf.eth2.disable_ipv6", "1").expect("sysctl");
+    let yaml = "interfaces:
+  - { name: eth0, type: ethernet, mtu: 1400 }
+  - { name: eth0.5, type: vlan, vlan: { base-iface: eth0, id: 5 }, ipv4: { address: [{ ip: 10.5.0.2, prefix-length: 24 }] } }
+  - { name: eth1, type: ethernet, ipv4: { address: [{ ip: 10.6.0.2, prefix-length: 24 }] } }
+  - { name: eth2, type: ethernet, ipv6: { address: [{ ip: '2001:db8:2::2', prefix-length: 64 }] } }
+  - { name: eth3, type: ethernet, ipv4: { address: [{ ip: 10.7.0.2, prefix-length: 24 }] } }
+";
+    let d = parse(yaml);
+    wait_dad(&srv);
+    let start = snapshot(&srv);
+    match try_apply(&srv, &cfg, &d, None) {
+        Err(Error::RolledBack { cause, .. }) => {
+            assert!(cause.contains("2001:db8:2::2"), "the refused step is named: {cause}")
+        }
+        other => panic!("expected a rollback after the kernel's refusal, got {other:?}"),
+    }
+    wait_dad(&srv);
+    lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(10))
+        .unwrap_or_else(|d| panic!("not rolled back exactly after a mid-batch refusal:\n{d}"));
+    srv.sysctl("net.ipv6.conf.eth2.disable_ipv6", "0").expect("sysctl");
+
+    // A fight: another process keeps deleting hostd's address.
+    let fight = "interfaces:
+  - { name: eth3, type: ethernet, ipv4: { address: [{ ip: 10.70.0.2, prefix-length: 24 }] } }
+";
+    let d = parse(fight);
+    wait_dad(&srv);
+    let start = snapshot(&srv);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fighter = {
+        let stop = stop.clone();
+        let name = srv.name().to_owned();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::process::Command::new("ip")
+                    .args(["-n", &name, "addr", "del", "10.70.0.2/24", "dev", "eth3"])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let cfg_fight = Config {
+        verify_attempts: 8,
+        ..cfg.clone()
+    };
+    let res = try_apply(&srv, &cfg_fight, &d, None);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = fighter.join();
+    match res {
+        Err(Error::RolledBack { cause, .. }) => {
+            assert!(cause.contains("verification failed"), "{cause}");
+            println!("fight: {cause}");
+        }
+        other => panic!("expected a verification rollback, got {other:?}"),
+    }
+    wait_dad(&srv);
+    lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(10))
+        .unwrap_or_else(|d| panic!("not rolled back exactly after a fight:\n{d}"));
+}
+
+/// Another process creates and deletes links all the time while hostd
+/// applies: no request of hostd ever reaches one of them (hostd lets the
+/// kernel pick ifindexes and reads its new links back by name before
+/// referring to them).
+#[test]
+fn concurrent_link_creation_never_receives_hostds_requests() {
+    kernel::require(NEEDS);
+    let (srv, _peer) = simple_server(4);
+    let (cfg, _dir) = config("concurrent");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        let name = srv.name().to_owned();
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = format!("vm{}", i % 8);
+                let _ = std::process::Command::new("ip")
+                    .args(["-n", &name, "link", "add", &n, "type", "veth", "peer", "name", &format!("{n}p")])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                let _ = std::process::Command::new("ip")
+                    .args(["-n", &name, "link", "del", &format!("vm{}", (i + 4) % 8)])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                i += 1;
+            }
+        })
+    };
+    for name in ["cloudstack.yaml", "oraclevm.yaml", "cloudstack.yaml"] {
+        apply(&srv, &cfg, &example(name));
+        let obs = observe(&srv, &cfg);
+        for l in obs.links.iter().filter(|l| l.name.as_str().starts_with("vm")) {
+            assert!(
+                l.controller.is_none() && l.addresses.is_empty() && l.mtu == 1500 && !l.up,
+                "{name}: foreign {} got hostd's configuration: {l:?}",
+                l.name
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = churn.join();
+}
+
+/// Addresses with a lifetime (DHCP, SLAAC) and routes of other protocols
+/// (dhcp, ra) are not hostd's: an exact address list leaves them alone, a
+/// route key hostd once owned that a DHCP client now holds is not deleted;
+/// a dynamic address the document lists becomes static.
+#[test]
+fn dynamic_addresses_and_routes_are_not_hostds() {
+    kernel::require(NEEDS);
+    let (srv, _peer) = simple_server(2);
+    let (cfg, _dir) = config("dynamic");
+    let with_route = "interfaces:
+  - { name: eth0, type: ethernet, ipv4: { address: [{ ip: 10.20.0.2, prefix-length: 24 }] } }
+routes:
+  config:
+    - { destination: 10.21.0.0/16, next-hop-address: 10.20.0.1 }
+";
+    apply(&srv, &cfg, with_route);
+    srv.ip_batch(&[
+        "addr add 10.20.0.77/24 dev eth0 valid_lft 600 preferred_lft 600".into(),
+        "route replace 10.21.0.0/16 via 10.20.0.1 proto dhcp".into(),
+        "route add 10.22.0.0/16 via 10.20.0.1 proto ra".into(),
+    ])
+    .expect("dynamic state");
+    // Without the route: hostd owned the key, but a DHCP client holds it now.
+    let without = "interfaces:
+  - { name: eth0, type: ethernet, ipv4: { address: [{ ip: 10.20.0.2, prefix-length: 24 }] } }
+";
+    let r = apply(&srv, &cfg, without);
+    println!("plan:\n{}", r.plan);
+    let addrs = srv.ip(&["-o", "addr", "show", "eth0"]);
+    assert!(addrs.contains("10.20.0.77/24") && addrs.contains("dynamic"), "{addrs}");
+    assert!(srv.ip(&["route", "show", "10.21.0.0/16"]).contains("proto dhcp"));
+    assert!(srv.ip(&["route", "show", "10.22.0.0/16"]).contains("proto ra"));
+    // Listed in the document: made static.
+    apply(
+        &srv,
+        &cfg,
+        "interfaces:
+  - name: eth0
+    type: ethernet
+    ipv4: { address: [{ ip: 10.20.0.2, prefix-length: 24 }, { ip: 10.20.0.77, prefix-length: 24 }] }
+",
+    );
+    let addrs = srv.ip(&["-o", "addr", "show", "eth0"]);
+    let line = addrs.lines().find(|l| l.contains("10.20.0.77")).expect("address");
+    assert!(!line.contains("dynamic") && line.contains("forever"), "static now: {line}");
+}
+
+/// A stale ownership record (hostd's bond deleted by hand, another made
+/// with the same name) never makes hostd delete the other one; teardown
+/// neither.
+#[test]
+fn stale_ownership_record_never_deletes_a_foreign_link() {
+    kernel::require(NEEDS);
+    let (srv, _peer) = simple_server(2);
+    let (cfg, _dir) = config("stale");
+    apply(
+        &srv,
+        &cfg,
+        "interfaces:
+  - { name: eth0, type: ethernet }
+  - { name: bond7, type: bond, link-aggregation: { mode: active-backup, port: [eth0] } }
+",
+    );
+    srv.ip_batch(&[
+        "link del bond7".into(),
+        "link add bond7 type bond mode balance-rr".into(),
+    ])
+    .expect("someone else's bond7");
+    apply(
+        &srv,
+        &cfg,
+        "interfaces:
+  - { name: eth1, type: ethernet }
+",
+    );
+    assert!(
+        srv.ip(&["-d", "-o", "link", "show", "bond7"]).contains("balance-rr"),
+        "the other bond7 is left alone"
+    );
+    srv.enter(|| engine::teardown(&cfg, ApplyOptions::default()))
+        .expect("teardown");
+    assert!(srv.ip(&["-o", "link", "show", "bond7"]).contains("bond7"));
 }

@@ -451,7 +451,7 @@ bond_options! {
     arp_interval: u32 = 7, U32, ARP_MODES, Live, None;
     arp_ip_target: Vec<Ipv4Addr> = 8, Ipv4List, Modes::ALL, Live, None;
     arp_validate: ArpValidate = 9, U32, ARP_MODES, Live, None;
-    arp_all_targets: ArpAllTargets = 10, U32, ARP_MODES, Live, None;
+    arp_all_targets: ArpAllTargets = 10, U32, Modes::ALL, Live, None;
     primary: IfName = 11, IfIndex, PRIMARY_MODES, Live, None;
     primary_reselect: PrimaryReselect = 12, U8, PRIMARY_MODES, Live, None;
     fail_over_mac: FailOverMac = 13, U8, Modes::ALL, NoPorts, None;

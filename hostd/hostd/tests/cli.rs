@@ -73,12 +73,28 @@ impl Ns {
         c.output().expect("run hostd")
     }
 
-    /// Links, addresses and routes, for before/after comparisons.
+    /// Links, addresses and routes, for before/after comparisons, without
+    /// running timers and carrier/STP state (`state X`, `*_timer N`) and
+    /// DAD's `tentative` flag, which change on their own.
     fn state(&self) -> String {
         let mut s = self.ip(&["-n", &self.name, "-d", "link", "show"]);
         s.push_str(&self.ip(&["-n", &self.name, "addr", "show"]));
         s.push_str(&self.ip(&["-n", &self.name, "route", "show", "table", "all"]));
-        s
+        s.lines()
+            .map(|l| {
+                let mut out = Vec::new();
+                let mut it = l.split_whitespace();
+                while let Some(t) = it.next() {
+                    if t == "state" || t.ends_with("_timer") {
+                        it.next();
+                    } else if t != "tentative" {
+                        out.push(t);
+                    }
+                }
+                out.join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -213,6 +229,74 @@ fn exit_codes_and_outputs() {
             .all(|l| l.contains("DOWN")),
         "{links}"
     );
+}
+
+/// An empty or truncated document never tears the network down (exit 3,
+/// nothing touched); a second hostd while one holds the lock gets exit 12
+/// and a message naming the holder.
+#[test]
+fn empty_documents_and_a_second_hostd_change_nothing() {
+    let ns = Ns::new("e");
+    let desired = ns.file("desired.yaml", DESIRED);
+    let o = ns.hostd(&["apply", desired.to_str().expect("path")], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    // Let IPv6 DAD and the bridge settle (they change flags on their own).
+    let mut before = ns.state();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = ns.state();
+        let tentative = ns.ip(&["-n", &ns.name, "-6", "addr", "show", "tentative"]);
+        if now == before && tentative.trim().is_empty() {
+            break;
+        }
+        before = now;
+    }
+    for (name, body, says) in [
+        ("empty.yaml", "", "empty"),
+        ("blank.yaml", "\n   \n# only a comment\n---\n", "empty"),
+        ("null.yaml", "null\n", "empty"),
+        ("braces.json", "{}", "declares no interface"),
+        ("truncated.yaml", "interfaces:\n", "declares no interface"),
+        ("dns-only.yaml", "dns-resolver:\n  config: { server: [10.0.0.53] }\n", "declares no interface"),
+    ] {
+        let f = ns.file(name, body);
+        let o = ns.hostd(&["apply", f.to_str().expect("path")], &[]);
+        assert_eq!(code(&o), exit::INVALID, "{name}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(says),
+            "{name}: {}",
+            text(&o)
+        );
+        assert_eq!(ns.state(), before, "{name} changed nothing");
+    }
+    // Teardown is the way to remove everything.
+    let o = ns.hostd(&["teardown", "--dry-run"], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+
+    // Another hostd holds the lock.
+    let lock_path = ns.dir.join("owned.json.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .expect("lock file");
+    std::fs::write(&lock_path, "4242\n").expect("holder pid");
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .expect("take the lock");
+    let changed = ns.file(
+        "changed.yaml",
+        &DESIRED.replace("10.1.0.2", "10.1.0.3"),
+    );
+    let o = ns.hostd(&["apply", changed.to_str().expect("path")], &[]);
+    assert_eq!(code(&o), exit::BUSY, "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("another hostd") && err.contains("4242"), "{err}");
+    assert_eq!(ns.state(), before, "a second hostd changed nothing");
+    drop(held);
+    let o = ns.hostd(&["apply", changed.to_str().expect("path")], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
 }
 
 #[test]

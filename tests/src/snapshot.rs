@@ -1,0 +1,164 @@
+//! The netlink state of a namespace as iproute2 prints it (links with
+//! details, addresses, routes of both families in every table, bridge
+//! VLANs), for "the host is exactly as before" comparisons. Read with
+//! iproute2, not with hostd's own decoder, so a mistake in hostd's model
+//! cannot hide itself.
+//!
+//! Everything that is configuration is compared. [`IGNORED`] lists each key
+//! left out, with the reason; nothing else is dropped.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{wait::scaled, NetNs};
+
+/// Keys that are not configuration, and why they are left out.
+pub const IGNORED: &[(&str, &str)] = &[
+    // Clocks.
+    ("hello_timer", "a running STP timer"),
+    ("tcn_timer", "a running STP timer"),
+    ("topology_change_timer", "a running STP timer"),
+    ("gc_timer", "the bridge's FDB garbage-collection clock"),
+    ("hold_timer", "a running STP port timer"),
+    ("message_age_timer", "a running STP port timer"),
+    ("forward_delay_timer", "a running STP port timer"),
+    ("valid_life_time", "counts down for addresses with a lifetime"),
+    ("preferred_life_time", "counts down for addresses with a lifetime"),
+    // Carrier and protocol state, not configuration.
+    ("operstate", "carrier state (depends on the peer and on LACP)"),
+    ("linkdown", "carrier state of a route's device"),
+    ("state", "bond port active/backup, bridge port STP state: protocol state"),
+    ("mii_status", "bond port carrier as the MII monitor last saw it"),
+    ("link_failure_count", "a counter of carrier losses"),
+    ("active_slave", "the active-backup bond's current choice"),
+    ("ad_info", "LACP aggregator and partner: negotiated, not configured"),
+    ("ad_aggregator_id", "LACP: negotiated"),
+    ("ad_actor_oper_port_state", "LACP: negotiated"),
+    ("ad_actor_oper_port_state_str", "LACP: negotiated"),
+    ("ad_partner_oper_port_state", "LACP: negotiated"),
+    ("ad_partner_oper_port_state_str", "LACP: negotiated"),
+    ("bridge_id", "STP: from the bridge's priority and MAC, elected"),
+    ("root_id", "STP: elected"),
+    ("root_port", "STP: elected"),
+    ("root_path_cost", "STP: elected"),
+    ("designated_root", "STP: elected"),
+    ("designated_bridge", "STP: elected"),
+    ("designated_port", "STP: elected"),
+    ("designated_cost", "STP: elected"),
+    ("topology_change", "STP: protocol state"),
+    ("topology_change_detected", "STP: protocol state"),
+    ("topology_change_ack", "STP: protocol state"),
+    ("config_pending", "STP: protocol state"),
+    // Identifiers the kernel assigns by order of events.
+    ("no", "a bridge port's number: assigned in the order ports join"),
+    // A NIC brought up for the first time gets its default qdisc for good
+    // (a rollback can take it down, not detach the qdisc).
+    ("qdisc", "attached by the kernel the first time a link comes up"),
+];
+
+/// Flags that are carrier state, not configuration.
+const IGNORED_FLAGS: &[&str] = &["LOWER_UP", "NO-CARRIER", "M-DOWN", "linkdown", "dead"];
+
+/// The bridge port `id` (`0x8001`) is its STP port id, assigned in join
+/// order like `no`; the VLAN `id` is configuration. Only the former goes.
+fn is_port_id(key: &str, v: &Value, parent_is_slave_data: bool) -> bool {
+    key == "id" && parent_is_slave_data && v.is_string()
+}
+
+fn strip(v: &mut Value, in_slave_data: bool) {
+    match v {
+        Value::Object(m) => {
+            for (k, _) in IGNORED {
+                m.remove(*k);
+            }
+            m.retain(|k, val| !is_port_id(k, val, in_slave_data));
+            if let Some(Value::Array(flags)) = m.get_mut("flags") {
+                flags.retain(|f| !f.as_str().is_some_and(|s| IGNORED_FLAGS.contains(&s)));
+            }
+            for (k, x) in m.iter_mut() {
+                strip(x, k == "info_slave_data");
+            }
+        }
+        Value::Array(a) => {
+            for x in a.iter_mut() {
+                strip(x, false);
+            }
+            // Order of dumps is the kernel's, by ifindex or by insertion:
+            // compare as sets.
+            a.sort_by_key(|x| x.to_string());
+        }
+        _ => {}
+    }
+}
+
+/// The namespace's state, without the keys in [`IGNORED`].
+pub fn snapshot(ns: &NetNs) -> Value {
+    let j = |s: String| -> Value { serde_json::from_str(&s).unwrap_or(Value::Null) };
+    let mut v = serde_json::json!({
+        "link": j(ns.ip(&["-d", "-j", "link", "show"])),
+        "addr": j(ns.ip(&["-j", "addr", "show"])),
+        "route4": j(ns.ip(&["-4", "-j", "route", "show", "table", "all"])),
+        "route6": j(ns.ip(&["-6", "-j", "route", "show", "table", "all"])),
+        "vlan": j(ns.run(&["bridge", "-j", "vlan", "show"])),
+    });
+    strip(&mut v, false);
+    v
+}
+
+/// Line differences between two snapshots (for failure messages).
+pub fn diff(a: &Value, b: &Value) -> String {
+    let a = serde_json::to_string_pretty(a).unwrap_or_default();
+    let b = serde_json::to_string_pretty(b).unwrap_or_default();
+    let al: Vec<&str> = a.lines().collect();
+    let bl: Vec<&str> = b.lines().collect();
+    let mut out = String::new();
+    // A small LCS-free diff: report lines present in one and not the other.
+    let bs: std::collections::BTreeSet<&str> = bl.iter().copied().collect();
+    let as_: std::collections::BTreeSet<&str> = al.iter().copied().collect();
+    for (i, l) in al.iter().enumerate() {
+        if !bs.contains(l) {
+            out.push_str(&format!("- line {i}: {l}\n"));
+        }
+        if out.len() > 3000 {
+            return out;
+        }
+    }
+    for (i, l) in bl.iter().enumerate() {
+        if !as_.contains(l) {
+            out.push_str(&format!("+ line {i}: {l}\n"));
+        }
+        if out.len() > 3000 {
+            return out;
+        }
+    }
+    if out.is_empty() && a != b {
+        out.push_str("(the same lines in another order)\n");
+    }
+    out
+}
+
+/// Waits until IPv6 duplicate address detection has finished on every
+/// address of `ns`: the kernel then changes address flags and adds local
+/// routes on its own, which a snapshot taken earlier would blame on hostd.
+pub fn wait_dad(ns: &NetNs) {
+    crate::wait_until("IPv6 DAD finished", scaled(Duration::from_secs(30)), || {
+        ns.ip(&["-6", "addr", "show", "tentative"])
+            .trim()
+            .is_empty()
+    });
+}
+
+/// Waits (bounded) until the snapshot equals `want`; returns the last
+/// difference when it never does.
+pub fn wait_equal(ns: &NetNs, want: &Value, timeout: Duration) -> Result<(), String> {
+    let mut last = Value::Null;
+    let ok = crate::wait::try_wait_until(scaled(timeout), || {
+        last = snapshot(ns);
+        &last == want
+    });
+    match ok {
+        Ok(_) => Ok(()),
+        Err(_) => Err(diff(want, &last)),
+    }
+}
