@@ -139,7 +139,11 @@ pub fn check(d: &NetworkState, ns: &NetNs) -> Vec<String> {
         // MTU: declared, or a VLAN's base's declared one; bond ports follow.
         let mtu = l.get("mtu").and_then(Value::as_u64).unwrap_or(0) as u32;
         let want_mtu = match claimed.get(n) {
-            Some(c) if by_name.get(c).is_some_and(|c| c.kind == InterfaceType::Bond) => {
+            Some(c)
+                if by_name
+                    .get(c)
+                    .is_some_and(|c| c.kind == InterfaceType::Bond) =>
+            {
                 by_name.get(c).and_then(|c| c.mtu).map(|m| m.get())
             }
             _ => hostd_core::plan::intent::target_mtu(&by_name, w),
@@ -157,20 +161,30 @@ pub fn check(d: &NetworkState, ns: &NetNs) -> Vec<String> {
             ));
         }
         if let Some(b) = &w.link_aggregation {
-            let data = s(l, &["linkinfo", "info_data"]).cloned().unwrap_or_default();
+            let data = s(l, &["linkinfo", "info_data"])
+                .cloned()
+                .unwrap_or_default();
             let mode = data.get("mode").and_then(Value::as_str);
             if mode != Some(b.mode.as_str()) {
-                out.push(format!("{n}: bond mode {mode:?}, declared {}", b.mode.as_str()));
+                out.push(format!(
+                    "{n}: bond mode {mode:?}, declared {}",
+                    b.mode.as_str()
+                ));
             }
             out.extend(bond_option_mismatches(n, &b.options, &data));
         }
         if let Some(v) = &w.vlan {
-            let data = s(l, &["linkinfo", "info_data"]).cloned().unwrap_or_default();
+            let data = s(l, &["linkinfo", "info_data"])
+                .cloned()
+                .unwrap_or_default();
             let id = data.get("id").and_then(Value::as_u64);
             if id != Some(u64::from(v.id.get())) {
                 out.push(format!("{n}: vlan id {id:?}, declared {}", v.id));
             }
-            let proto = data.get("protocol").and_then(Value::as_str).map(str::to_lowercase);
+            let proto = data
+                .get("protocol")
+                .and_then(Value::as_str)
+                .map(str::to_lowercase);
             let want = match v.protocol {
                 VlanProtocol::Dot1Q => "802.1q",
                 VlanProtocol::Dot1Ad => "802.1ad",
@@ -180,19 +194,31 @@ pub fn check(d: &NetworkState, ns: &NetNs) -> Vec<String> {
             }
             let base = l.get("link").and_then(Value::as_str);
             if base != Some(v.base_iface.as_str()) {
-                out.push(format!("{n}: vlan base {base:?}, declared {}", v.base_iface));
+                out.push(format!(
+                    "{n}: vlan base {base:?}, declared {}",
+                    v.base_iface
+                ));
             }
         }
         if let Some(b) = &w.bridge {
-            let data = s(l, &["linkinfo", "info_data"]).cloned().unwrap_or_default();
+            let data = s(l, &["linkinfo", "info_data"])
+                .cloned()
+                .unwrap_or_default();
             let o = bridge_target(b);
             let num = |k: &str| data.get(k).and_then(Value::as_u64);
             if let Some(stp) = &o.stp {
                 if (num("stp_state").unwrap_or(0) != 0) != stp.enabled {
-                    out.push(format!("{n}: stp_state {:?}, declared {}", num("stp_state"), stp.enabled));
+                    out.push(format!(
+                        "{n}: stp_state {:?}, declared {}",
+                        num("stp_state"),
+                        stp.enabled
+                    ));
                 }
                 for (key, v) in [
-                    ("forward_delay", stp.forward_delay.map(|x| u64::from(x) * 100)),
+                    (
+                        "forward_delay",
+                        stp.forward_delay.map(|x| u64::from(x) * 100),
+                    ),
                     ("hello_time", stp.hello_time.map(|x| u64::from(x) * 100)),
                     ("max_age", stp.max_age.map(|x| u64::from(x) * 100)),
                     ("priority", stp.priority.map(u64::from)),
@@ -204,25 +230,39 @@ pub fn check(d: &NetworkState, ns: &NetNs) -> Vec<String> {
             }
             if let Some(f) = o.vlan_filtering {
                 if (num("vlan_filtering").unwrap_or(0) != 0) != f {
-                    out.push(format!("{n}: vlan_filtering {:?}, declared {f}", num("vlan_filtering")));
+                    out.push(format!(
+                        "{n}: vlan_filtering {:?}, declared {f}",
+                        num("vlan_filtering")
+                    ));
                 }
             }
             if let Some(a) = o.mac_ageing_time {
                 if num("ageing_time") != Some(u64::from(a) * 100) {
-                    out.push(format!("{n}: ageing_time {:?}, declared {a} s", num("ageing_time")));
+                    out.push(format!(
+                        "{n}: ageing_time {:?}, declared {a} s",
+                        num("ageing_time")
+                    ));
                 }
             }
             if let Some(m) = o.multicast_snooping {
                 if (num("mcast_snooping").unwrap_or(0) != 0) != m {
-                    out.push(format!("{n}: mcast_snooping {:?}, declared {m}", num("mcast_snooping")));
+                    out.push(format!(
+                        "{n}: mcast_snooping {:?}, declared {m}",
+                        num("mcast_snooping")
+                    ));
                 }
             }
-            for p in &b.port {
-                let Some(pv) = &p.vlan else { continue };
+            let own = b.vlan.as_ref().map(|v| (&w.name, v));
+            for (pname, pv) in b
+                .port
+                .iter()
+                .filter_map(|p| p.vlan.as_ref().map(|v| (&p.name, v)))
+                .chain(own)
+            {
                 let want = port_vlan_set(pv);
                 let have: BTreeMap<u16, VidFlags> = k
                     .vlans
-                    .get(p.name.as_str())
+                    .get(pname.as_str())
                     .into_iter()
                     .flatten()
                     .filter_map(|e| {
@@ -235,17 +275,21 @@ pub fn check(d: &NetworkState, ns: &NetNs) -> Vec<String> {
                             .flatten()
                             .filter_map(Value::as_str)
                             .collect();
-                        Some((vid, end.unwrap_or(vid), VidFlags {
-                            pvid: fl.contains("PVID"),
-                            untagged: fl.contains("Egress Untagged"),
-                        }))
+                        Some((
+                            vid,
+                            end.unwrap_or(vid),
+                            VidFlags {
+                                pvid: fl.contains("PVID"),
+                                untagged: fl.contains("Egress Untagged"),
+                            },
+                        ))
                     })
                     .flat_map(|(a, b, f)| (a..=b).map(move |v| (v, f)))
                     .collect();
                 if have != want {
                     out.push(format!(
                         "{}: bridge VLANs {:?}, declared {:?}",
-                        p.name,
+                        pname,
                         summarize(&have),
                         summarize(&want)
                     ));
@@ -317,9 +361,7 @@ fn static_addrs(k: &KernelView, n: &str, v4: Option<bool>) -> BTreeSet<IpNet> {
         .filter(|a| a.get("scope").and_then(Value::as_str) != Some("link"))
         .filter(|a| a.get("dynamic").and_then(Value::as_bool) != Some(true))
         .filter(|a| {
-            v4.is_none_or(|v4| {
-                (a.get("family").and_then(Value::as_str) == Some("inet")) == v4
-            })
+            v4.is_none_or(|v4| (a.get("family").and_then(Value::as_str) == Some("inet")) == v4)
         })
         .filter_map(|a| {
             let ip: std::net::IpAddr = a.get("local")?.as_str()?.parse().ok()?;
@@ -359,7 +401,11 @@ fn bond_option_mismatches(n: &str, o: &BondOptions, data: &Value) -> Vec<String>
             ),
             "arp_ip_target" => (
                 "arp_ip_target",
-                Some(data.get("arp_ip_target").cloned().unwrap_or(Value::Array(vec![]))),
+                Some(
+                    data.get("arp_ip_target")
+                        .cloned()
+                        .unwrap_or(Value::Array(vec![])),
+                ),
             ),
             "use_carrier" | "all_slaves_active" | "tlb_dynamic_lb" => (
                 name.as_str(),
@@ -370,7 +416,9 @@ fn bond_option_mismatches(n: &str, o: &BondOptions, data: &Value) -> Vec<String>
             other => (other, data.get(other).cloned()),
         };
         if have.as_ref() != Some(v) {
-            out.push(format!("{n}: bond option {name} (iproute2 {key}) is {have:?}, declared {v}"));
+            out.push(format!(
+                "{n}: bond option {name} (iproute2 {key}) is {have:?}, declared {v}"
+            ));
         }
     }
     out
@@ -384,10 +432,17 @@ fn route_mismatches(d: &NetworkState, ns: &NetNs) -> Vec<String> {
         let v4 = matches!(r.destination, IpNet::V4(_));
         let list = tables.entry((k.table, v4)).or_insert_with(|| {
             let fam = if v4 { "-4" } else { "-6" };
-            serde_json::from_str::<Value>(&ns.ip(&[fam, "-j", "route", "show", "table", &k.table.to_string()]))
-                .ok()
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default()
+            serde_json::from_str::<Value>(&ns.ip(&[
+                fam,
+                "-j",
+                "route",
+                "show",
+                "table",
+                &k.table.to_string(),
+            ]))
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
         });
         let found = list.iter().find(|e| route_key_matches(r, e));
         match (r.state, found) {
@@ -429,7 +484,8 @@ fn route_hops_mismatch(r: &Route, e: &Value) -> Option<String> {
     let n = r.normalized();
     let hop = |gw: Option<&Value>, dev: Option<&Value>, w: Option<&Value>| {
         (
-            gw.and_then(Value::as_str).and_then(|s| s.parse::<std::net::IpAddr>().ok()),
+            gw.and_then(Value::as_str)
+                .and_then(|s| s.parse::<std::net::IpAddr>().ok()),
             dev.and_then(Value::as_str).map(str::to_owned),
             w.and_then(Value::as_u64).unwrap_or(1) as u16,
         )

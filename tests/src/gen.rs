@@ -198,6 +198,7 @@ impl Generator {
                             n_bridges += 1;
                             let mut b = Interface::new(name(&br), InterfaceType::LinuxBridge);
                             b.bridge = Some(BridgeConfig {
+                                vlan: None,
                                 options: bridge_options(r, false),
                                 port: vec![BridgePort {
                                     name: name(&top),
@@ -276,7 +277,31 @@ impl Generator {
                 });
             }
             let mut b = Interface::new(name("br0"), InterfaceType::LinuxBridge);
+            // The bridge's own VLANs: where its address lives.
+            let own = match r.random_range(0..3) {
+                0 => None,
+                1 => Some(PortVlan {
+                    mode: PortVlanMode::Access,
+                    tag: Some(vid(fresh_vid(r))),
+                    enable_native: false,
+                    trunk_tags: Vec::new(),
+                }),
+                _ => {
+                    let t = fresh_vid(r);
+                    let native = fresh_vid(r);
+                    Some(PortVlan {
+                        mode: PortVlanMode::Trunk,
+                        tag: Some(vid(native)),
+                        enable_native: true,
+                        trunk_tags: vec![TrunkTag {
+                            id: Some(vid(t)),
+                            id_range: None,
+                        }],
+                    })
+                }
+            };
             b.bridge = Some(BridgeConfig {
+                vlan: own,
                 options: bridge_options(r, true),
                 port: ports,
             });

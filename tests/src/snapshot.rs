@@ -23,22 +23,43 @@ pub const IGNORED: &[(&str, &str)] = &[
     ("hold_timer", "a running STP port timer"),
     ("message_age_timer", "a running STP port timer"),
     ("forward_delay_timer", "a running STP port timer"),
-    ("valid_life_time", "counts down for addresses with a lifetime"),
-    ("preferred_life_time", "counts down for addresses with a lifetime"),
+    (
+        "valid_life_time",
+        "counts down for addresses with a lifetime",
+    ),
+    (
+        "preferred_life_time",
+        "counts down for addresses with a lifetime",
+    ),
     // Carrier and protocol state, not configuration.
-    ("operstate", "carrier state (depends on the peer and on LACP)"),
+    (
+        "operstate",
+        "carrier state (depends on the peer and on LACP)",
+    ),
     ("linkdown", "carrier state of a route's device"),
-    ("state", "bond port active/backup, bridge port STP state: protocol state"),
-    ("mii_status", "bond port carrier as the MII monitor last saw it"),
+    (
+        "state",
+        "bond port active/backup, bridge port STP state: protocol state",
+    ),
+    (
+        "mii_status",
+        "bond port carrier as the MII monitor last saw it",
+    ),
     ("link_failure_count", "a counter of carrier losses"),
     ("active_slave", "the active-backup bond's current choice"),
-    ("ad_info", "LACP aggregator and partner: negotiated, not configured"),
+    (
+        "ad_info",
+        "LACP aggregator and partner: negotiated, not configured",
+    ),
     ("ad_aggregator_id", "LACP: negotiated"),
     ("ad_actor_oper_port_state", "LACP: negotiated"),
     ("ad_actor_oper_port_state_str", "LACP: negotiated"),
     ("ad_partner_oper_port_state", "LACP: negotiated"),
     ("ad_partner_oper_port_state_str", "LACP: negotiated"),
-    ("bridge_id", "STP: from the bridge's priority and MAC, elected"),
+    (
+        "bridge_id",
+        "STP: from the bridge's priority and MAC, elected",
+    ),
     ("root_id", "STP: elected"),
     ("root_port", "STP: elected"),
     ("root_path_cost", "STP: elected"),
@@ -51,10 +72,16 @@ pub const IGNORED: &[(&str, &str)] = &[
     ("topology_change_ack", "STP: protocol state"),
     ("config_pending", "STP: protocol state"),
     // Identifiers the kernel assigns by order of events.
-    ("no", "a bridge port's number: assigned in the order ports join"),
+    (
+        "no",
+        "a bridge port's number: assigned in the order ports join",
+    ),
     // A NIC brought up for the first time gets its default qdisc for good
     // (a rollback can take it down, not detach the qdisc).
-    ("qdisc", "attached by the kernel the first time a link comes up"),
+    (
+        "qdisc",
+        "attached by the kernel the first time a link comes up",
+    ),
 ];
 
 /// Flags that are carrier state, not configuration.
@@ -79,6 +106,12 @@ fn strip(v: &mut Value, in_slave_data: bool) {
             for (k, x) in m.iter_mut() {
                 strip(x, k == "info_slave_data");
             }
+            // Keys in one order (iproute2 prints a recreated link's keys in
+            // another order; with serde_json's preserve_order that would
+            // sort equal objects apart).
+            let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            m.extend(entries);
         }
         Value::Array(a) => {
             for x in a.iter_mut() {

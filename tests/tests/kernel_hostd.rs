@@ -16,8 +16,8 @@ use hostd::engine::{self, ApplyOptions, Config, Error, Report};
 use hostd_core::{model::Observed, plan::PlanError, NetworkState};
 use lab::{
     bonding::wait_lacp,
-    snapshot::{diff, snapshot, wait_dad},
     kernel::{self, Feature},
+    snapshot::{diff, snapshot, wait_dad},
     spec::{LagSpec, NicSpec, PortRef, PortSpec, ServerSpec, SwitchSpec, VlanMembership},
     traffic::{ping, reachable, Pinger},
     wait::scaled,
@@ -624,7 +624,10 @@ fn model_disagreements(predicted: &Observed, observed: &Observed) -> Vec<String>
             d.push(format!("mtu {} vs {}", p.mtu, o.mtu));
         }
         if p.controller != o.controller {
-            d.push(format!("controller {:?} vs {:?}", p.controller, o.controller));
+            d.push(format!(
+                "controller {:?} vs {:?}",
+                p.controller, o.controller
+            ));
         }
         if p.addresses != o.addresses {
             d.push(format!("addresses {:?} vs {:?}", p.addresses, o.addresses));
@@ -697,11 +700,15 @@ fn diff_apply(
     what: &str,
     stats: &mut DiffStats,
 ) -> Result<(), String> {
-    let before = ns.enter(|| engine::show(cfg)).map_err(|e| format!("{what}: observe: {e}"))?;
+    let before = ns
+        .enter(|| engine::show(cfg))
+        .map_err(|e| format!("{what}: observe: {e}"))?;
     let r = try_apply(ns, cfg, d, None).map_err(|e| format!("{what}: apply failed: {e}"))?;
     stats.applies += 1;
     stats.ops += r.plan.ops.len();
-    let after = ns.enter(|| engine::show(cfg)).map_err(|e| format!("{what}: observe: {e}"))?;
+    let after = ns
+        .enter(|| engine::show(cfg))
+        .map_err(|e| format!("{what}: observe: {e}"))?;
     if !r.corrections.is_empty() {
         stats.disagreements.push(format!(
             "{what}: verification needed {} corrective plan(s) (the model missed what the kernel did): {}",
@@ -713,7 +720,9 @@ fn diff_apply(
             .map_err(|e| format!("{what}: the model refuses the applied plan: {e}"))?;
         let dis = model_disagreements(&predicted, &after);
         if !dis.is_empty() {
-            stats.disagreements.push(format!("{what}: {}", dis.join("\n    ")));
+            stats
+                .disagreements
+                .push(format!("{what}: {}", dis.join("\n    ")));
         }
     }
     let bad = lab::conformance::check(d, ns);
@@ -728,7 +737,9 @@ fn diff_apply(
         .enter(|| engine::plan_only(cfg, d))
         .map_err(|e| format!("{what}: re-plan: {e}"))?;
     if !again.is_empty() {
-        return Err(format!("{what}: a second apply would change something:\n{again}"));
+        return Err(format!(
+            "{what}: a second apply would change something:\n{again}"
+        ));
     }
     Ok(())
 }
@@ -742,28 +753,28 @@ struct DiffStats {
     disagreements: Vec<String>,
 }
 
-fn diff_case(seed: u64, stats: &mut DiffStats) -> Result<(), String> {
+fn diff_case(srv: &NetNs, seed: u64, stats: &mut DiffStats) -> Result<(), String> {
     use rand::Rng;
     let mut r = lab::gen::rng(seed);
     let g = lab::gen::Generator::new(DIFF_NICS);
-    let (srv, _peer) = simple_server(DIFF_NICS.len());
     let (cfg, _dir) = config(&format!("diff-{seed}"));
     let cfg = Config {
         verify_attempts: 12,
         ..cfg
     };
-    wait_dad(&srv);
-    let foreign_before = foreign(&srv);
+    let srv = srv;
+    wait_dad(srv);
+    let foreign_before = foreign(srv);
     let a = g.document(&mut r);
-    diff_apply(&srv, &cfg, &a, "apply A", stats).map_err(|e| with_doc(e, "A", &a))?;
+    diff_apply(srv, &cfg, &a, "apply A", stats).map_err(|e| with_doc(e, "A", &a))?;
     let b = g.next(&mut r, &a);
     // A failure at a random step of A -> B rolls back exactly.
     let plan_b = srv
         .enter(|| engine::plan_only(&cfg, &b))
         .map_err(|e| with_doc(format!("plan B: {e}"), "B", &b))?;
     if !plan_b.ops.is_empty() {
-        wait_dad(&srv);
-        let start = snapshot(&srv);
+        wait_dad(srv);
+        let start = snapshot(srv);
         let step = r.random_range(1..=plan_b.ops.len());
         let fault = if r.random_bool(0.5) {
             hostd::apply::Fault::StopBefore(step)
@@ -791,8 +802,8 @@ fn diff_case(seed: u64, stats: &mut DiffStats) -> Result<(), String> {
             }
         }
         stats.rollbacks += 1;
-        wait_dad(&srv);
-        lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(5)).map_err(|d| {
+        wait_dad(srv);
+        lab::snapshot::wait_equal(srv, &start, Duration::from_secs(5)).map_err(|d| {
             with_doc(
                 format!("{fault:?} of B: not rolled back exactly:\n{d}\nplan:\n{plan_b}"),
                 "B",
@@ -800,12 +811,12 @@ fn diff_case(seed: u64, stats: &mut DiffStats) -> Result<(), String> {
             )
         })?;
     }
-    diff_apply(&srv, &cfg, &b, "apply B", stats).map_err(|e| with_doc(e, "B", &b))?;
+    diff_apply(srv, &cfg, &b, "apply B", stats).map_err(|e| with_doc(e, "B", &b))?;
     // Teardown leaves nothing of hostd's and the foreign state as it was.
     srv.enter(|| engine::teardown(&cfg, ApplyOptions::default()))
         .map_err(|e| format!("teardown: {e}"))?;
-    wait_dad(&srv);
-    if foreign(&srv) != foreign_before {
+    wait_dad(srv);
+    if foreign(srv) != foreign_before {
         return Err("foreign state changed".into());
     }
     stats.cases += 1;
@@ -854,15 +865,24 @@ fn differential_generated_documents_and_transitions() {
     let mut stats = DiffStats::default();
     let mut failures = Vec::new();
     let mut n = 0u64;
-    let seeds = kept.iter().copied().chain((0..).map(|i| base.wrapping_add(i)));
+    // One host for every case: each case ends with a teardown, and starts
+    // from whatever the last one left (NIC MTUs, for one), as hosts do.
+    let (srv, _peer) = simple_server(DIFF_NICS.len());
+    let seeds = kept
+        .iter()
+        .copied()
+        .chain((0..).map(|i| base.wrapping_add(i)));
     for seed in seeds {
         if n >= max_cases || (budget > 0 && started.elapsed().as_secs() >= budget) {
             break;
         }
         n += 1;
         let t = std::time::Instant::now();
-        match diff_case(seed, &mut stats) {
-            Ok(()) => println!("differential: seed {seed} ok in {:.1} s", t.elapsed().as_secs_f64()),
+        match diff_case(&srv, seed, &mut stats) {
+            Ok(()) => println!(
+                "differential: seed {seed} ok in {:.1} s",
+                t.elapsed().as_secs_f64()
+            ),
             Err(e) => {
                 println!("differential: seed {seed} FAILED:\n{e}");
                 failures.push(seed);
@@ -932,13 +952,20 @@ routes:
     let r = apply(&srv, &cfg, &doc("10.50.0.2"));
     assert!(r.corrections.is_empty(), "foreseen: {:?}", r.corrections);
     let obs = observe(&srv, &cfg);
-    assert_eq!(obs.link("br0").map(|l| l.mtu), Some(1500), "bridge keeps its declared MTU");
+    assert_eq!(
+        obs.link("br0").map(|l| l.mtu),
+        Some(1500),
+        "bridge keeps its declared MTU"
+    );
     assert_eq!(obs.link("bond0").map(|l| l.mtu), Some(9000));
     // The address that carries the default route changes.
     let r = apply(&srv, &cfg, &doc("10.50.0.3"));
     assert!(r.corrections.is_empty(), "foreseen: {:?}", r.corrections);
     let route = srv.ip(&["route", "show", "default"]);
-    assert!(route.contains("via 10.50.0.1 dev eth2"), "default route kept: {route}");
+    assert!(
+        route.contains("via 10.50.0.1 dev eth2"),
+        "default route kept: {route}"
+    );
     // A VLAN of 9000 over a new bond without `mtu` (it will have 1500).
     wait_dad(&srv);
     let before = snapshot(&srv);
@@ -1023,7 +1050,10 @@ routes:
         ("virbr9", srv.ip(&["-br", "addr", "show", "virbr9"])),
         ("vnet9 in virbr9", srv.ip(&["-o", "link", "show", "vnet9"])),
         ("keep0 address", srv.ip(&["-o", "addr", "show", "keep0"])),
-        ("eth2 dynamic address", srv.ip(&["-o", "addr", "show", "eth2"])),
+        (
+            "eth2 dynamic address",
+            srv.ip(&["-o", "addr", "show", "eth2"]),
+        ),
         ("dhcp route", srv.ip(&["route", "show", "10.123.0.0/16"])),
         ("boot route", srv.ip(&["route", "show", "10.124.0.0/16"])),
     ] {
@@ -1078,15 +1108,24 @@ routes:
     let d = parse(&yaml);
     let plan = srv.enter(|| engine::plan_only(&cfg, &d)).expect("plan");
     println!("plan under test:\n{plan}");
-    assert!(plan.ops.iter().any(|o| o.to_string().starts_with("rename eth2 to lan0")));
+    assert!(plan
+        .ops
+        .iter()
+        .any(|o| o.to_string().starts_with("rename eth2 to lan0")));
     wait_dad(&srv);
     let start = snapshot(&srv);
     for step in 2..=plan.ops.len() {
         let err = try_apply(&srv, &cfg, &d, Some(step)).expect_err("injected failure");
-        assert!(matches!(err, Error::RolledBack { .. }), "step {step}: {err}");
+        assert!(
+            matches!(err, Error::RolledBack { .. }),
+            "step {step}: {err}"
+        );
         wait_dad(&srv);
         lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(10)).unwrap_or_else(|d| {
-            panic!("step {step} ({}): not rolled back exactly:\n{d}", plan.ops[step - 1])
+            panic!(
+                "step {step} ({}): not rolled back exactly:\n{d}",
+                plan.ops[step - 1]
+            )
         });
     }
     apply(&srv, &cfg, &yaml);
@@ -1104,7 +1143,8 @@ fn kernel_refusal_mid_batch_and_verification_rollback() {
     kernel::require(NEEDS);
     let (srv, _peer) = simple_server(4);
     let (cfg, _dir) = config("midbatch");
-    srv.sysctl("net.ipv6.conf.eth2.disable_ipv6", "1").expect("sysctl");
+    srv.sysctl("net.ipv6.conf.eth2.disable_ipv6", "1")
+        .expect("sysctl");
     let yaml = "interfaces:
   - { name: eth0, type: ethernet, mtu: 1400 }
   - { name: eth0.5, type: vlan, vlan: { base-iface: eth0, id: 5 }, ipv4: { address: [{ ip: 10.5.0.2, prefix-length: 24 }] } }
@@ -1117,14 +1157,18 @@ fn kernel_refusal_mid_batch_and_verification_rollback() {
     let start = snapshot(&srv);
     match try_apply(&srv, &cfg, &d, None) {
         Err(Error::RolledBack { cause, .. }) => {
-            assert!(cause.contains("2001:db8:2::2"), "the refused step is named: {cause}")
+            assert!(
+                cause.contains("2001:db8:2::2"),
+                "the refused step is named: {cause}"
+            )
         }
         other => panic!("expected a rollback after the kernel's refusal, got {other:?}"),
     }
     wait_dad(&srv);
     lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(10))
         .unwrap_or_else(|d| panic!("not rolled back exactly after a mid-batch refusal:\n{d}"));
-    srv.sysctl("net.ipv6.conf.eth2.disable_ipv6", "0").expect("sysctl");
+    srv.sysctl("net.ipv6.conf.eth2.disable_ipv6", "0")
+        .expect("sysctl");
 
     // A fight: another process keeps deleting hostd's address.
     let fight = "interfaces:
@@ -1133,27 +1177,25 @@ fn kernel_refusal_mid_batch_and_verification_rollback() {
     let d = parse(fight);
     wait_dad(&srv);
     let start = snapshot(&srv);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let fighter = {
-        let stop = stop.clone();
-        let name = srv.name().to_owned();
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = std::process::Command::new("ip")
-                    .args(["-n", &name, "addr", "del", "10.70.0.2/24", "dev", "eth3"])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ready = std::sync::atomic::AtomicBool::new(false);
     let cfg_fight = Config {
         verify_attempts: 8,
         ..cfg.clone()
     };
-    let res = try_apply(&srv, &cfg_fight, &d, None);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = fighter.join();
+    let res = std::thread::scope(|sc| {
+        let fighter = sc.spawn(|| srv.enter(|| fight_address(&stop, &ready, "10.70.0.2")));
+        wait_until(
+            "the fighter listens",
+            scaled(Duration::from_secs(10)),
+            || ready.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        let res = try_apply(&srv, &cfg_fight, &d, None);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let removed = fighter.join().expect("fighter");
+        println!("the fighter removed hostd's address {removed} time(s)");
+        res
+    });
     match res {
         Err(Error::RolledBack { cause, .. }) => {
             assert!(cause.contains("verification failed"), "{cause}");
@@ -1164,6 +1206,69 @@ fn kernel_refusal_mid_batch_and_verification_rollback() {
     wait_dad(&srv);
     lab::snapshot::wait_equal(&srv, &start, Duration::from_secs(10))
         .unwrap_or_else(|d| panic!("not rolled back exactly after a fight:\n{d}"));
+}
+
+/// Another manager, in-process and fast: deletes the IPv4 address `addr`
+/// the moment it appears (listening to RTNLGRP_IPV4_IFADDR), until `stop`.
+/// Returns how many times it did.
+fn fight_address(
+    stop: &std::sync::atomic::AtomicBool,
+    ready: &std::sync::atomic::AtomicBool,
+    addr: &str,
+) -> usize {
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::{address::AddressAttribute, RouteNetlinkMessage};
+    let want: std::net::IpAddr = addr.parse().expect("address");
+    let mut sock = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).expect("socket");
+    // RTMGRP_IPV4_IFADDR.
+    sock.bind(&netlink_sys::SocketAddr::new(0, 0x10))
+        .expect("bind");
+    sock.set_non_blocking(true).expect("non-blocking");
+    let mut nl = hostd::netlink::Rtnl::open().expect("rtnl");
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut removed = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let n = match sock.recv(&mut &mut buf[..], 0) {
+            Ok(n) => n,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+        };
+        let mut off = 0;
+        while off + 16 <= n {
+            let len =
+                u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]) as usize;
+            if len < 16 || off + len > n {
+                break;
+            }
+            if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+            {
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) = m.payload
+                {
+                    let ours = a
+                        .attributes
+                        .iter()
+                        .any(|x| matches!(x, AddressAttribute::Local(ip) if *ip == want));
+                    if ours {
+                        let mut del = a.clone();
+                        del.attributes.retain(|x| {
+                            matches!(x, AddressAttribute::Local(_) | AddressAttribute::Address(_))
+                        });
+                        let acks = nl
+                            .batch(&[(RouteNetlinkMessage::DelAddress(del), 0)])
+                            .expect("delete");
+                        if acks.iter().all(|a| a.is_ok()) {
+                            removed += 1;
+                        }
+                    }
+                }
+            }
+            off += (len + 3) & !3;
+        }
+    }
+    removed
 }
 
 /// Another process creates and deletes links all the time while hostd
@@ -1184,7 +1289,18 @@ fn concurrent_link_creation_never_receives_hostds_requests() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let n = format!("vm{}", i % 8);
                 let _ = std::process::Command::new("ip")
-                    .args(["-n", &name, "link", "add", &n, "type", "veth", "peer", "name", &format!("{n}p")])
+                    .args([
+                        "-n",
+                        &name,
+                        "link",
+                        "add",
+                        &n,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        &format!("{n}p"),
+                    ])
                     .stderr(std::process::Stdio::null())
                     .status();
                 let _ = std::process::Command::new("ip")
@@ -1198,7 +1314,11 @@ fn concurrent_link_creation_never_receives_hostds_requests() {
     for name in ["cloudstack.yaml", "oraclevm.yaml", "cloudstack.yaml"] {
         apply(&srv, &cfg, &example(name));
         let obs = observe(&srv, &cfg);
-        for l in obs.links.iter().filter(|l| l.name.as_str().starts_with("vm")) {
+        for l in obs
+            .links
+            .iter()
+            .filter(|l| l.name.as_str().starts_with("vm"))
+        {
             assert!(
                 l.controller.is_none() && l.addresses.is_empty() && l.mtu == 1500 && !l.up,
                 "{name}: foreign {} got hostd's configuration: {l:?}",
@@ -1239,9 +1359,16 @@ routes:
     let r = apply(&srv, &cfg, without);
     println!("plan:\n{}", r.plan);
     let addrs = srv.ip(&["-o", "addr", "show", "eth0"]);
-    assert!(addrs.contains("10.20.0.77/24") && addrs.contains("dynamic"), "{addrs}");
-    assert!(srv.ip(&["route", "show", "10.21.0.0/16"]).contains("proto dhcp"));
-    assert!(srv.ip(&["route", "show", "10.22.0.0/16"]).contains("proto ra"));
+    assert!(
+        addrs.contains("10.20.0.77/24") && addrs.contains("dynamic"),
+        "{addrs}"
+    );
+    assert!(srv
+        .ip(&["route", "show", "10.21.0.0/16"])
+        .contains("proto dhcp"));
+    assert!(srv
+        .ip(&["route", "show", "10.22.0.0/16"])
+        .contains("proto ra"));
     // Listed in the document: made static.
     apply(
         &srv,
@@ -1253,8 +1380,14 @@ routes:
 ",
     );
     let addrs = srv.ip(&["-o", "addr", "show", "eth0"]);
-    let line = addrs.lines().find(|l| l.contains("10.20.0.77")).expect("address");
-    assert!(!line.contains("dynamic") && line.contains("forever"), "static now: {line}");
+    let line = addrs
+        .lines()
+        .find(|l| l.contains("10.20.0.77"))
+        .expect("address");
+    assert!(
+        !line.contains("dynamic") && line.contains("forever"),
+        "static now: {line}"
+    );
 }
 
 /// A stale ownership record (hostd's bond deleted by hand, another made
@@ -1286,7 +1419,8 @@ fn stale_ownership_record_never_deletes_a_foreign_link() {
 ",
     );
     assert!(
-        srv.ip(&["-d", "-o", "link", "show", "bond7"]).contains("balance-rr"),
+        srv.ip(&["-d", "-o", "link", "show", "bond7"])
+            .contains("balance-rr"),
         "the other bond7 is left alone"
     );
     srv.enter(|| engine::teardown(&cfg, ApplyOptions::default()))

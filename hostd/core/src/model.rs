@@ -293,6 +293,11 @@ impl Observed {
             if let Some(opts) = &l.bridge {
                 let filtering = opts.vlan_filtering == Some(true);
                 i.bridge = Some(BridgeConfig {
+                    vlan: if filtering {
+                        port_vlan_from_entries(&l.vlans)
+                    } else {
+                        None
+                    },
                     options: opts.clone(),
                     port: my_ports
                         .iter()

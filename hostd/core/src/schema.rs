@@ -210,6 +210,13 @@ pub struct BridgeConfig {
     /// Ports.
     #[serde(default)]
     pub port: Vec<BridgePort>,
+    /// The bridge's own VLAN membership (`bridge vlan ... self`), on a
+    /// VLAN-filtering bridge: the VLANs the host itself takes part in (an
+    /// address on the bridge is in its PVID, untagged; a VLAN interface over
+    /// the bridge needs its VLAN here, tagged). When present, exact; when
+    /// absent, the kernel's default (VLAN 1, PVID, untagged) is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<PortVlan>,
 }
 
 /// Bridge options; unset ones keep the kernel's value.

@@ -22,10 +22,10 @@
 //!   released; setting a bond's MTU sets its ports'; lowering a link's MTU
 //!   lowers its VLANs' above it; a bridge whose MTU was never set by hand
 //!   follows the smallest MTU of its ports (1500 without ports) whenever a
-//!   port comes, goes or changes MTU; a new bridge port gets VLAN 1 as PVID,
-//!   untagged.
+//!   port comes, goes or changes MTU; a new bridge, and a new bridge port,
+//!   get VLAN 1 as PVID, untagged.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ipnet::IpNet;
 
@@ -80,6 +80,10 @@ pub struct Kernel {
     user_mtu: BTreeSet<String>,
     /// MTU of bond ports before they were enslaved (restored on release).
     orig_mtu: BTreeMap<String, u32>,
+    /// Ports of each controller, by name (kept with the links).
+    ports: HashMap<String, BTreeSet<String>>,
+    /// VLANs on each link, by name (kept with the links).
+    uppers: HashMap<String, BTreeSet<String>>,
 }
 
 impl Kernel {
@@ -91,28 +95,76 @@ impl Kernel {
             .map(|l| (l.name.to_string(), l.clone()))
             .collect();
         let next_index = links.values().map(|l| l.index).max().unwrap_or(0) + 1;
-        // A bridge whose MTU is not what following its ports would give was
-        // set by hand.
-        let mut user_mtu = BTreeSet::new();
-        for l in links.values().filter(|l| l.kind == LinkKind::Bridge) {
-            let min = links
-                .values()
-                .filter(|p| p.controller.as_ref() == Some(&l.name))
-                .map(|p| p.mtu)
-                .min()
-                .unwrap_or(DEFAULT_MTU);
-            if l.mtu != min {
-                user_mtu.insert(l.name.to_string());
-            }
-        }
-        Self {
+        let mut k = Self {
             links,
             routes: obs.routes.clone(),
             dns: obs.dns.clone(),
             next_index,
-            user_mtu,
+            user_mtu: BTreeSet::new(),
             orig_mtu: BTreeMap::new(),
+            ports: HashMap::new(),
+            uppers: HashMap::new(),
+        };
+        k.reindex();
+        // A bridge whose MTU is not what following its ports would give was
+        // set by hand.
+        let bridges: Vec<(String, u32)> = k
+            .links
+            .values()
+            .filter(|l| l.kind == LinkKind::Bridge)
+            .map(|l| (l.name.to_string(), l.mtu))
+            .collect();
+        for (b, mtu) in bridges {
+            let min = k
+                .ports_of(&b)
+                .iter()
+                .map(|p| p.mtu)
+                .min()
+                .unwrap_or(DEFAULT_MTU);
+            if mtu != min {
+                k.user_mtu.insert(b);
+            }
         }
+        k
+    }
+
+    /// Rebuilds the relation indexes from the links.
+    fn reindex(&mut self) {
+        self.ports.clear();
+        self.uppers.clear();
+        for l in self.links.values() {
+            if let Some(c) = &l.controller {
+                self.ports
+                    .entry(c.to_string())
+                    .or_default()
+                    .insert(l.name.to_string());
+            }
+            if let Some(v) = &l.vlan {
+                self.uppers
+                    .entry(v.base_iface.to_string())
+                    .or_default()
+                    .insert(l.name.to_string());
+            }
+        }
+    }
+
+    /// Sets `name`'s controller, keeping the index.
+    fn set_controller(&mut self, name: &str, c: Option<IfName>) {
+        let Some(l) = self.links.get_mut(name) else {
+            return;
+        };
+        if let Some(old) = l.controller.take() {
+            if let Some(set) = self.ports.get_mut(old.as_str()) {
+                set.remove(name);
+            }
+        }
+        if let Some(new) = &c {
+            self.ports
+                .entry(new.to_string())
+                .or_default()
+                .insert(name.to_owned());
+        }
+        l.controller = c;
     }
 
     /// The state as an observation (links in ifindex order).
@@ -150,21 +202,21 @@ impl Kernel {
 
     /// Ports of `name` (links whose controller it is).
     pub fn ports_of(&self, name: &str) -> Vec<&Link> {
-        self.links
-            .values()
-            .filter(|l| l.controller.as_ref().is_some_and(|c| c.as_str() == name))
+        self.ports
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| self.links.get(p))
             .collect()
     }
 
     /// VLANs whose base is `name`.
     pub fn vlans_on(&self, name: &str) -> Vec<&Link> {
-        self.links
-            .values()
-            .filter(|l| {
-                l.vlan
-                    .as_ref()
-                    .is_some_and(|v| v.base_iface.as_str() == name)
-            })
+        self.uppers
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| self.links.get(p))
             .collect()
     }
 
@@ -305,10 +357,11 @@ impl Kernel {
 
     fn release(&mut self, name: &str) -> Result<(), String> {
         let l = self.get_mut(name)?;
-        let Some(c) = l.controller.take() else {
+        let Some(c) = l.controller.clone() else {
             return Err("not enslaved".into());
         };
         l.vlans.clear();
+        self.set_controller(name, None);
         let was_bond = self
             .links
             .get(c.as_str())
@@ -330,6 +383,16 @@ impl Kernel {
         let Some(l) = self.links.remove(name) else {
             return;
         };
+        if let Some(c) = &l.controller {
+            if let Some(set) = self.ports.get_mut(c.as_str()) {
+                set.remove(name);
+            }
+        }
+        if let Some(v) = &l.vlan {
+            if let Some(set) = self.uppers.get_mut(v.base_iface.as_str()) {
+                set.remove(name);
+            }
+        }
         self.user_mtu.remove(name);
         self.orig_mtu.remove(name);
         self.flush_routes(name, false, true);
@@ -347,8 +410,8 @@ impl Kernel {
             .map(|p| p.name.to_string())
             .collect();
         for p in ports {
+            self.set_controller(&p, None);
             if let Some(pl) = self.links.get_mut(&p) {
-                pl.controller = None;
                 pl.vlans.clear();
             }
             if l.kind == LinkKind::Bond {
@@ -360,6 +423,8 @@ impl Kernel {
                 self.go_down(&p);
             }
         }
+        self.ports.remove(name);
+        self.uppers.remove(name);
         if let Some(c) = &l.controller {
             self.bridge_follow(c.as_str());
         }
@@ -413,6 +478,7 @@ impl Kernel {
                 if let Some(m) = self.orig_mtu.remove(from.as_str()) {
                     self.orig_mtu.insert(to.to_string(), m);
                 }
+                self.reindex();
             }
             Op::DeleteRoute { route } => {
                 let before = self.routes.len();
@@ -462,7 +528,7 @@ impl Kernel {
                         }
                         let orig = l.mtu;
                         l.mtu = ctrl.mtu;
-                        l.controller = Some(c.clone());
+                        self.set_controller(iface.as_str(), Some(c.clone()));
                         self.orig_mtu.insert(iface.to_string(), orig);
                         self.go_up(iface.as_str());
                     }
@@ -470,7 +536,6 @@ impl Kernel {
                         if l.kind == LinkKind::Bridge {
                             return Err("a bridge in a bridge (ELOOP)".into());
                         }
-                        l.controller = Some(c.clone());
                         l.vlans = compress_vlans(&VlanSet::from([(
                             1,
                             VidFlags {
@@ -478,6 +543,7 @@ impl Kernel {
                                 untagged: true,
                             },
                         )]));
+                        self.set_controller(iface.as_str(), Some(c.clone()));
                         self.bridge_follow(c.as_str());
                     }
                     _ => return Err(format!("{c} is not a bond or bridge")),
@@ -638,14 +704,29 @@ impl Kernel {
                         let mut o = default_bridge();
                         merge_bridge(&mut o, options);
                         l.bridge = Some(o);
+                        // The bridge's own port ("self") gets the default
+                        // PVID, untagged.
+                        l.vlans = compress_vlans(&VlanSet::from([(
+                            1,
+                            VidFlags {
+                                pvid: true,
+                                untagged: true,
+                            },
+                        )]));
                     }
+                }
+                if let Some(v) = &l.vlan {
+                    self.uppers
+                        .entry(v.base_iface.to_string())
+                        .or_default()
+                        .insert(iface.to_string());
                 }
                 self.links.insert(iface.to_string(), l);
             }
             Op::SetAddrGenMode { iface, mode } => {
                 self.get_mut(iface.as_str())?.addr_gen_mode = Some(*mode);
             }
-            Op::BridgeVlanDel { iface, vlans } => {
+            Op::BridgeVlanDel { iface, vlans, .. } => {
                 let l = self.get_mut(iface.as_str())?;
                 let mut set = expand_vlans(&l.vlans);
                 for v in expand_vlans(vlans).keys() {
@@ -655,7 +736,11 @@ impl Kernel {
                 }
                 l.vlans = compress_vlans(&set);
             }
-            Op::BridgeVlanAdd { iface, vlans } => {
+            Op::BridgeVlanAdd {
+                iface,
+                vlans,
+                bridge_self,
+            } => {
                 let ctrl = self
                     .links
                     .get(iface.as_str())
@@ -663,7 +748,11 @@ impl Kernel {
                 let in_bridge = ctrl
                     .and_then(|c| self.links.get(c.as_str()))
                     .is_some_and(|b| b.kind == LinkKind::Bridge);
-                if !in_bridge {
+                let is_bridge = self
+                    .links
+                    .get(iface.as_str())
+                    .is_some_and(|l| l.kind == LinkKind::Bridge);
+                if !(in_bridge || (*bridge_self && is_bridge)) {
                     return Err("not a bridge port (EOPNOTSUPP)".into());
                 }
                 let l = self.get_mut(iface.as_str())?;

@@ -215,6 +215,16 @@ pub fn validate(state: &NetworkState) -> Result<(), ValidationErrors> {
                     }
                 }
             }
+            if let Some(v) = &br.vlan {
+                if br.options.vlan_filtering == Some(false) {
+                    e.push(
+                        format!("{bp}.vlan"),
+                        "set",
+                        "the bridge's own VLANs need vlan-filtering, which is set to false",
+                    );
+                }
+                check_port_vlan(&mut e, &format!("{bp}.vlan"), v);
+            }
             if br.options.vlan_filtering == Some(false) {
                 if let Some(j) = br.port.iter().position(|p| p.vlan.is_some()) {
                     e.push(
@@ -265,69 +275,7 @@ pub fn validate(state: &NetworkState) -> Result<(), ValidationErrors> {
                 }
                 if let Some(v) = &port.vlan {
                     let vp = format!("{pp}.vlan");
-                    match v.mode {
-                        PortVlanMode::Access => {
-                            if v.tag.is_none() {
-                                e.push(format!("{vp}.tag"), "none", "access mode needs a tag");
-                            }
-                            if !v.trunk_tags.is_empty() {
-                                e.push(
-                                    format!("{vp}.trunk-tags"),
-                                    v.trunk_tags.len(),
-                                    "access mode takes no trunk tags",
-                                );
-                            }
-                        }
-                        PortVlanMode::Trunk => {
-                            if v.trunk_tags.is_empty() {
-                                e.push(
-                                    format!("{vp}.trunk-tags"),
-                                    "[]",
-                                    "trunk mode needs trunk tags",
-                                );
-                            }
-                            if v.enable_native && v.tag.is_none() {
-                                e.push(
-                                    format!("{vp}.tag"),
-                                    "none",
-                                    "enable-native needs the native tag",
-                                );
-                            }
-                        }
-                    }
-                    let mut seen: BTreeSet<u16> = BTreeSet::new();
-                    for (k, t) in v.trunk_tags.iter().enumerate() {
-                        let tp = format!("{vp}.trunk-tags[{k}]");
-                        let (lo, hi) = match (t.id, t.id_range) {
-                            (Some(id), None) => (id.get(), id.get()),
-                            (None, Some(r)) => {
-                                if r.min > r.max {
-                                    e.push(
-                                        format!("{tp}.id-range"),
-                                        format!("{}-{}", r.min, r.max),
-                                        "min is above max",
-                                    );
-                                    continue;
-                                }
-                                (r.min.get(), r.max.get())
-                            }
-                            _ => {
-                                e.push(&tp, "entry", "give exactly one of id or id-range");
-                                continue;
-                            }
-                        };
-                        if let Some(dup) = (lo..=hi).find(|x| seen.contains(x)) {
-                            e.push(&tp, dup, "VLAN listed twice in trunk tags");
-                        }
-                        seen.extend(lo..=hi);
-                        if v.enable_native && v.tag.is_some_and(|t| (lo..=hi).contains(&t.get())) {
-                            e.push(
-                                &tp,
-                                v.tag.map(|t| t.get()).unwrap_or(0),
-                                "native VLAN also listed as tagged",
-                            );
-                        }
-                    }
+                    check_port_vlan(&mut e, &vp, v);
                 }
             }
         }
@@ -900,6 +848,73 @@ fn check_routes(e: &mut Errs, state: &NetworkState, by_name: &HashMap<&str, usiz
                     "next hop listed twice",
                 );
             }
+        }
+    }
+}
+
+/// Checks one VLAN membership (a bridge port's, or a bridge's own) at `vp`.
+fn check_port_vlan(e: &mut Errs, vp: &str, v: &crate::schema::PortVlan) {
+    match v.mode {
+        PortVlanMode::Access => {
+            if v.tag.is_none() {
+                e.push(format!("{vp}.tag"), "none", "access mode needs a tag");
+            }
+            if !v.trunk_tags.is_empty() {
+                e.push(
+                    format!("{vp}.trunk-tags"),
+                    v.trunk_tags.len(),
+                    "access mode takes no trunk tags",
+                );
+            }
+        }
+        PortVlanMode::Trunk => {
+            if v.trunk_tags.is_empty() {
+                e.push(
+                    format!("{vp}.trunk-tags"),
+                    "[]",
+                    "trunk mode needs trunk tags",
+                );
+            }
+            if v.enable_native && v.tag.is_none() {
+                e.push(
+                    format!("{vp}.tag"),
+                    "none",
+                    "enable-native needs the native tag",
+                );
+            }
+        }
+    }
+    let mut seen: BTreeSet<u16> = BTreeSet::new();
+    for (k, t) in v.trunk_tags.iter().enumerate() {
+        let tp = format!("{vp}.trunk-tags[{k}]");
+        let (lo, hi) = match (t.id, t.id_range) {
+            (Some(id), None) => (id.get(), id.get()),
+            (None, Some(r)) => {
+                if r.min > r.max {
+                    e.push(
+                        format!("{tp}.id-range"),
+                        format!("{}-{}", r.min, r.max),
+                        "min is above max",
+                    );
+                    continue;
+                }
+                (r.min.get(), r.max.get())
+            }
+            _ => {
+                e.push(&tp, "entry", "give exactly one of id or id-range");
+                continue;
+            }
+        };
+        if let Some(dup) = (lo..=hi).find(|x| seen.contains(x)) {
+            e.push(&tp, dup, "VLAN listed twice in trunk tags");
+        }
+        seen.extend(lo..=hi);
+        if v.enable_native && v.tag.is_some_and(|t| (lo..=hi).contains(&t.get())) {
+            e.push(
+                &tp,
+                v.tag.map(|t| t.get()).unwrap_or(0),
+                "native VLAN also listed as tagged",
+            );
         }
     }
 }

@@ -28,7 +28,7 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
     link::{
-        AfSpecBridge, AfSpecInet6, AfSpecUnspec, BridgeStpState, BridgeVlanInfo,
+        AfSpecBridge, AfSpecInet6, AfSpecUnspec, BridgeFlag, BridgeStpState, BridgeVlanInfo,
         BridgeVlanInfoFlags, In6AddrGenMode, InfoBond, InfoBridge, InfoData, InfoKind, InfoVlan,
         LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
     },
@@ -539,11 +539,25 @@ fn to_request(op: &Op, names: &mut Names) -> Result<(RouteNetlinkMessage, u16), 
             m.attributes.push(LinkAttribute::LinkInfo(info));
             (RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
         }
-        Op::BridgeVlanAdd { iface, vlans } | Op::BridgeVlanDel { iface, vlans } => {
+        Op::BridgeVlanAdd {
+            iface,
+            vlans,
+            bridge_self,
+        }
+        | Op::BridgeVlanDel {
+            iface,
+            vlans,
+            bridge_self,
+        } => {
             let mut m = link_msg(names.get(iface.as_str())?);
             m.header.interface_family = AddressFamily::Bridge;
-            m.attributes
-                .push(LinkAttribute::AfSpecBridge(vlan_infos(vlans)));
+            let mut spec = vlan_infos(vlans);
+            if *bridge_self {
+                // IFLA_BRIDGE_FLAGS = BRIDGE_FLAGS_SELF: the bridge device
+                // itself, not a port.
+                spec.insert(0, AfSpecBridge::Flags(BridgeFlag::LowerDev));
+            }
+            m.attributes.push(LinkAttribute::AfSpecBridge(spec));
             if matches!(op, Op::BridgeVlanAdd { .. }) {
                 (RouteNetlinkMessage::SetLink(m), 0)
             } else {

@@ -257,7 +257,11 @@ fn empty_documents_and_a_second_hostd_change_nothing() {
         ("null.yaml", "null\n", "empty"),
         ("braces.json", "{}", "declares no interface"),
         ("truncated.yaml", "interfaces:\n", "declares no interface"),
-        ("dns-only.yaml", "dns-resolver:\n  config: { server: [10.0.0.53] }\n", "declares no interface"),
+        (
+            "dns-only.yaml",
+            "dns-resolver:\n  config: { server: [10.0.0.53] }\n",
+            "declares no interface",
+        ),
     ] {
         let f = ns.file(name, body);
         let o = ns.hostd(&["apply", f.to_str().expect("path")], &[]);
@@ -285,14 +289,14 @@ fn empty_documents_and_a_second_hostd_change_nothing() {
     let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| e)
         .expect("take the lock");
-    let changed = ns.file(
-        "changed.yaml",
-        &DESIRED.replace("10.1.0.2", "10.1.0.3"),
-    );
+    let changed = ns.file("changed.yaml", &DESIRED.replace("10.1.0.2", "10.1.0.3"));
     let o = ns.hostd(&["apply", changed.to_str().expect("path")], &[]);
     assert_eq!(code(&o), exit::BUSY, "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("another hostd") && err.contains("4242"), "{err}");
+    assert!(
+        err.contains("another hostd") && err.contains("4242"),
+        "{err}"
+    );
     assert_eq!(ns.state(), before, "a second hostd changed nothing");
     drop(held);
     let o = ns.hostd(&["apply", changed.to_str().expect("path")], &[]);

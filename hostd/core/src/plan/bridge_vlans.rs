@@ -1,4 +1,4 @@
-//! VLAN membership of bridge ports.
+//! VLAN membership of bridge ports, and of a bridge itself (`self`).
 
 use crate::model::{compress_vlans, expand_vlans, LinkKind, VidFlags, VlanSet};
 
@@ -19,12 +19,14 @@ pub(super) fn plan(w: &mut Work) -> Result<(), PlanError> {
         let Some(l) = w.k.link(name.as_str()) else {
             continue;
         };
+        // A bridge's own membership ("self"), or a bridge port's.
+        let bridge_self = l.kind == LinkKind::Bridge;
         let in_bridge = l
             .controller
             .as_ref()
             .and_then(|c| w.k.link(c.as_str()))
             .is_some_and(|c| c.kind == LinkKind::Bridge);
-        if !in_bridge {
+        if !in_bridge && !bridge_self {
             continue;
         }
         let current = expand_vlans(&l.vlans);
@@ -42,12 +44,14 @@ pub(super) fn plan(w: &mut Work) -> Result<(), PlanError> {
             w.push(Op::BridgeVlanDel {
                 iface: name.clone(),
                 vlans: compress_vlans(&gone),
+                bridge_self,
             })?;
         }
         if !add.is_empty() {
             w.push(Op::BridgeVlanAdd {
                 iface: name,
                 vlans: compress_vlans(&add),
+                bridge_self,
             })?;
         }
     }

@@ -299,6 +299,9 @@ impl Intent {
                 .map(|b| (b.mode, b.options.clone()));
             li.vlan = w.vlan.clone();
             li.bridge = w.bridge.as_ref().map(bridge_target);
+            if let Some(v) = w.bridge.as_ref().and_then(|b| b.vlan.as_ref()) {
+                li.port_vlans = Some(port_vlan_set(v));
+            }
             let wanted = addresses_of(w);
             for (v4, cfg) in [(true, &w.ipv4), (false, &w.ipv6)] {
                 let fam = |a: &IpNet| matches!(a, IpNet::V4(_)) == v4;
@@ -457,7 +460,7 @@ pub fn target_mtu(by_name: &BTreeMap<&str, &Interface>, w: &Interface) -> Option
 /// VLAN settings.
 pub fn bridge_target(b: &BridgeConfig) -> BridgeOptions {
     let mut o = b.options.clone();
-    if o.vlan_filtering.is_none() && b.port.iter().any(|p| p.vlan.is_some()) {
+    if o.vlan_filtering.is_none() && (b.vlan.is_some() || b.port.iter().any(|p| p.vlan.is_some())) {
         o.vlan_filtering = Some(true);
     }
     o

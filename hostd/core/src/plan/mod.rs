@@ -185,19 +185,25 @@ pub enum Op {
         /// Mode.
         mode: AddrGenMode,
     },
-    /// `bridge vlan del dev IFACE vid ...`
+    /// `bridge vlan del dev IFACE vid ... [self]`
     BridgeVlanDel {
-        /// Port.
+        /// Port (or the bridge itself, with `bridge_self`).
         iface: IfName,
         /// VIDs (ranges).
         vlans: Vec<VlanEntry>,
+        /// The bridge's own membership (`self`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        bridge_self: bool,
     },
-    /// `bridge vlan add dev IFACE vid ... [pvid] [untagged]`
+    /// `bridge vlan add dev IFACE vid ... [pvid] [untagged] [self]`
     BridgeVlanAdd {
-        /// Port.
+        /// Port (or the bridge itself, with `bridge_self`).
         iface: IfName,
         /// VIDs (ranges) with flags.
         vlans: Vec<VlanEntry>,
+        /// The bridge's own membership (`self`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        bridge_self: bool,
     },
     /// `ip addr replace ADDRESS dev IFACE` (static: no lifetime; makes a
     /// dynamic address with the same value static)
@@ -381,11 +387,27 @@ impl fmt::Display for Op {
                 }
                 Ok(())
             }
-            Op::BridgeVlanDel { iface, vlans } => {
-                write!(f, "delete bridge vlans {} from {iface}", vlans_text(vlans))
+            Op::BridgeVlanDel {
+                iface,
+                vlans,
+                bridge_self,
+            } => {
+                write!(f, "delete bridge vlans {} from {iface}", vlans_text(vlans))?;
+                if *bridge_self {
+                    write!(f, " self")?;
+                }
+                Ok(())
             }
-            Op::BridgeVlanAdd { iface, vlans } => {
-                write!(f, "add bridge vlans {} to {iface}", vlans_text(vlans))
+            Op::BridgeVlanAdd {
+                iface,
+                vlans,
+                bridge_self,
+            } => {
+                write!(f, "add bridge vlans {} to {iface}", vlans_text(vlans))?;
+                if *bridge_self {
+                    write!(f, " self")?;
+                }
+                Ok(())
             }
             Op::AddAddress { iface, address } => write!(f, "add address {address} to {iface}"),
             Op::AddRoute { route } => write!(f, "add route {route}"),

@@ -217,7 +217,7 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
             .as_ref()
             .and_then(|c| b_by_name.get(c.as_str()))
             .is_some_and(|c| c.kind == LinkKind::Bridge);
-        if in_bridge {
+        if in_bridge || b.kind == LinkKind::Bridge {
             li.port_vlans = Some(expand_vlans(&b.vlans));
         }
         // All of them, present now or not: the rollback's own steps (a link
