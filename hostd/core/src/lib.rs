@@ -8,9 +8,11 @@
 //! - [`plan`]: the pure planner ([`plan::plan`], teardown and rollback plans).
 //! - [`ownership`]: what hostd created or configured, so that it touches nothing else.
 //! - [`route`]: route identity ([`route::RouteKey`]).
+//! - [`intent`]: connection intent compiled for both ends of the cable ([`intent::compile`], [`intent::linux_switch`]).
 //! - [`firewall`]: the InstanceArray firewall section (its own module).
 
 pub mod firewall;
+pub mod intent;
 pub mod model;
 pub mod ownership;
 pub mod plan;
