@@ -8,6 +8,8 @@
 //! - `linux-<hostname>.yaml`: each switch's NetworkState as hostd on a Linux
 //!   switch applies it, and for an MLAG pair `linux-<a>+<b>.yaml`, both
 //!   members in one namespace as the lab runs a pair,
+//!   (`linux-<hostname>.error.txt` when that switch's ports are no Linux
+//!   interface names),
 //! - or `error.txt` when the inputs must be refused.
 //!
 //! Beyond the comparison, every produced state must validate, and hostd's
@@ -184,7 +186,14 @@ fn run_case(dir: &Path) -> Vec<String> {
                     out.push(e);
                 }
             }
-            Err(e) => out.push(format!("{name}: {e}")),
+            // A switch that cannot run the Linux compile (a port name that
+            // is no interface name) is a golden error too.
+            Err(e) => compare(
+                dir,
+                &format!("linux-{}.error.txt", scope.join("+")),
+                &format!("{e}\n"),
+                &mut out,
+            ),
         }
     }
     out
