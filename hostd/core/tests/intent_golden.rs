@@ -210,7 +210,7 @@ fn intent_golden_fixtures() {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 1,
+        dirs.len() >= 30,
         "expected the fixture cases, found {}",
         dirs.len()
     );
