@@ -1060,3 +1060,39 @@ fn two_servers_on_one_switch_and_their_conflicts() {
     let err = linux_switch(&facts, &["sw9"], &[c1.switches]).unwrap_err();
     assert_eq!(err.0[0].path, "hostnames[0]");
 }
+
+#[test]
+fn vlan_aware_bridge_with_host_addresses_is_not_applicable_yet() {
+    let mut s = Scenario {
+        combo: 4,
+        layout: 1,
+        nets: vec![NetGen {
+            vlan: 100,
+            mtu: 0,
+            addr: true,
+            v6: false,
+            gw: true,
+            kind: 0,
+            route: false,
+        }],
+        native: None,
+        nics: 2,
+        ports: vec![1, 2, 3, 4],
+        sides: vec![false; 4],
+        names: 0,
+        prefix: 0,
+        fast: true,
+        uplinks: false,
+    };
+    let b = build(&s);
+    let c = compile(&b.intent, &b.inventory).unwrap();
+    let err = c.host.applicable().unwrap_err();
+    assert_eq!(err.0[0].path, "intent.host.layout");
+    assert!(err.0[0].reason.contains("tagged [100]"), "{err}");
+    // VM networks only: nothing needed, applicable.
+    s.nets[0].addr = false;
+    let b = build(&s);
+    let c = compile(&b.intent, &b.inventory).unwrap();
+    assert!(c.host.bridge_self_vlans.is_empty());
+    assert!(c.host.applicable().is_ok());
+}
