@@ -24,7 +24,7 @@ use std::{fs, path::Path};
 
 use hostd_core::{
     intent::{compile, host_yaml, linux_switch, Intent, Inventory},
-    model::{Link, LinkKind, Observed},
+    model::Observed,
     ownership::Ownership,
     plan::plan,
     schema::{InterfaceType, NetworkState},
@@ -57,33 +57,26 @@ fn compare(dir: &Path, name: &str, got: &str, out: &mut Vec<String>) {
 
 /// A bare machine holding `state`'s ethernet interfaces as veths.
 fn bare(state: &NetworkState) -> Observed {
-    let links = state
+    // Built from YAML rather than struct literals: the observed model's
+    // fields may grow, with defaults.
+    let links: Vec<String> = state
         .interfaces
         .iter()
         .filter(|i| i.kind == InterfaceType::Ethernet)
         .enumerate()
-        .map(|(k, i)| Link {
-            name: i.name.clone(),
-            index: k as u32 + 2,
-            kind: LinkKind::Veth,
-            mac: Some(
-                i.mac_address
-                    .unwrap_or(MacAddr([0x02, 0x0f, 0, 0, 0, k as u8])),
-            ),
-            mtu: 1500,
-            up: true,
-            controller: None,
-            addresses: Vec::new(),
-            bond: None,
-            vlan: None,
-            bridge: None,
-            vlans: Vec::new(),
+        .map(|(k, i)| {
+            let mac = i
+                .mac_address
+                .unwrap_or(MacAddr([0x02, 0x0f, 0, 0, 0, k as u8]));
+            format!(
+                "  - {{ name: {}, index: {}, kind: veth, mac: '{mac}', mtu: 1500, up: true }}\n",
+                i.name,
+                k + 2
+            )
         })
         .collect();
-    Observed {
-        links,
-        ..Observed::default()
-    }
+    hostd_core::schema::from_yaml(&format!("links:\n{}", links.concat()))
+        .expect("observed model of a bare machine")
 }
 
 /// The state validates, plans from a bare machine, the kernel model accepts

@@ -39,7 +39,7 @@ use hostd_core::{
         LacpMode, LagKind, LldpNeighbor, MlagFacts, Network, NetworkRoute, NetworkType, Nic,
         Redundancy, RedundancyMode, SwitchFacts, SwitchPortFacts, Topology, VlanMode,
     },
-    model::{Link, LinkKind, Observed},
+    model::Observed,
     ownership::Ownership,
     plan::plan,
     schema::{BondMode, Interface, InterfaceType, LacpRate, NetworkState, PortVlan, PortVlanMode},
@@ -484,29 +484,26 @@ fn host_view(c: &Compiled, uplink: &str) -> HostView {
 }
 
 fn bare(state: &NetworkState) -> Observed {
-    Observed {
-        links: state
-            .interfaces
-            .iter()
-            .filter(|i| i.kind == InterfaceType::Ethernet)
-            .enumerate()
-            .map(|(k, i)| Link {
-                name: i.name.clone(),
-                index: k as u32 + 2,
-                kind: LinkKind::Veth,
-                mac: Some(i.mac_address.unwrap_or(MacAddr([2, 0xf, 0, 0, 0, k as u8]))),
-                mtu: 1500,
-                up: true,
-                controller: None,
-                addresses: Vec::new(),
-                bond: None,
-                vlan: None,
-                bridge: None,
-                vlans: Vec::new(),
-            })
-            .collect(),
-        ..Observed::default()
-    }
+    // Built from YAML rather than struct literals: the observed model's
+    // fields may grow, with defaults.
+    let links: Vec<String> = state
+        .interfaces
+        .iter()
+        .filter(|i| i.kind == InterfaceType::Ethernet)
+        .enumerate()
+        .map(|(k, i)| {
+            let mac = i
+                .mac_address
+                .unwrap_or(MacAddr([0x02, 0x0f, 0, 0, 0, k as u8]));
+            format!(
+                "  - {{ name: {}, index: {}, kind: veth, mac: '{mac}', mtu: 1500, up: true }}\n",
+                i.name,
+                k + 2
+            )
+        })
+        .collect();
+    hostd_core::schema::from_yaml(&format!("links:\n{}", links.concat()))
+        .expect("observed model of a bare machine")
 }
 
 fn converges(state: &NetworkState) {
