@@ -1093,3 +1093,38 @@ fn vlan_aware_bridge_with_host_addresses_is_not_applicable_yet() {
     assert!(c.host.bridge_self_vlans.is_empty());
     assert!(c.host.applicable().is_ok());
 }
+
+#[test]
+fn compiled_round_trips_through_json() {
+    let s = Scenario {
+        combo: 5,
+        layout: 1,
+        nets: vec![NetGen {
+            vlan: 100,
+            mtu: 1,
+            addr: true,
+            v6: true,
+            gw: true,
+            kind: 0,
+            route: true,
+        }],
+        native: None,
+        nics: 3,
+        ports: vec![7, 2, 9, 4],
+        sides: vec![true; 4],
+        names: 1,
+        prefix: 2,
+        fast: false,
+        uplinks: true,
+    };
+    let b = build(&s);
+    let c = compile(&b.intent, &b.inventory).unwrap();
+    let json = serde_json::to_string(&c).unwrap();
+    let back: Compiled = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, c);
+    // And the inputs too.
+    let i: Intent = Intent::parse(&serde_json::to_string(&b.intent).unwrap()).unwrap();
+    assert_eq!(i, b.intent);
+    let v: Inventory = Inventory::parse(&serde_norway::to_string(&b.inventory).unwrap()).unwrap();
+    assert_eq!(v, b.inventory);
+}

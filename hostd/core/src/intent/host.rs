@@ -42,11 +42,13 @@ pub struct BridgeSelfVlans {
 }
 
 /// The host side of a compiled intent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HostSide {
     /// The desired state for hostd; it passes [`crate::validate::validate`].
     pub state: NetworkState,
     /// Kernel settings the state needs that the schema cannot express yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bridge_self_vlans: Vec<BridgeSelfVlans>,
     /// The interface holding each network's addresses (or carrying it when
     /// it has none), by network name.

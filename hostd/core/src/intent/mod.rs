@@ -51,8 +51,10 @@ pub use switch::{
 
 use error::Errs;
 
-/// Both ends of one server's connection.
-#[derive(Debug, Clone, PartialEq)]
+/// Both ends of one server's connection (serializable, for a controller
+/// to store or send).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Compiled {
     /// The host's side.
     pub host: HostSide,
@@ -83,7 +85,14 @@ pub fn compile(intent: &Intent, inventory: &Inventory) -> Result<Compiled, Inten
     e.check()?;
     let Some(nets) = nets else {
         // `check` returns None only with an error pushed.
-        return Err(IntentErrors(Vec::new()));
+        e.push(
+            "intent.networks",
+            "?",
+            "not usable (internal: no error was recorded)",
+        );
+        return e
+            .finish(None)
+            .map(|_: Option<()>| unreachable!("an error was pushed"));
     };
     let cab = cabling::cable(intent, inventory)?;
 
