@@ -90,9 +90,7 @@ pub fn compile(intent: &Intent, inventory: &Inventory) -> Result<Compiled, Inten
             "?",
             "not usable (internal: no error was recorded)",
         );
-        return e
-            .finish(None)
-            .map(|_: Option<()>| unreachable!("an error was pushed"));
+        return Err(IntentErrors(e.0));
     };
     let cab = cabling::cable(intent, inventory)?;
 
