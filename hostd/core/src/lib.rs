@@ -10,10 +10,12 @@
 //! - [`sim`]: the kernel model (what the kernel refuses and does by itself), checked against the real kernel by the differential test.
 //! - [`ownership`]: what hostd created or configured, so that it touches nothing else.
 //! - [`route`]: route identity ([`route::RouteKey`]).
+//! - [`intent`]: connection intent compiled for both ends of the cable ([`intent::compile`], [`intent::linux_switch`]).
 //! - [`firewall`]: the InstanceArray firewall section (its own module).
 
 pub mod bond;
 pub mod firewall;
+pub mod intent;
 pub mod model;
 pub mod ownership;
 pub mod plan;
