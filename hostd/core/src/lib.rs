@@ -9,9 +9,11 @@
 //! - [`ownership`]: what hostd created or configured, so that it touches nothing else.
 //! - [`route`]: route identity ([`route::RouteKey`]).
 //! - [`firewall`]: the InstanceArray firewall section (its own module).
+//! - [`ovs`]: Open vSwitch: schema, observed rows, planner, bond/LACP status.
 
 pub mod firewall;
 pub mod model;
+pub mod ovs;
 pub mod ownership;
 pub mod plan;
 pub mod route;
