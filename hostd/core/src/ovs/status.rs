@@ -45,6 +45,8 @@ pub struct OvsMemberStatus {
     pub enabled: bool,
     pub may_enable: Option<bool>,
     pub active: bool,
+    /// `Interface.lacp_current` from OVSDB (filled by the backend).
+    pub lacp_current: Option<bool>,
     /// `lacp/show`.
     pub lacp: Option<LacpMember>,
     /// `lacp/show-stats`.
