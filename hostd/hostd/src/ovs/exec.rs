@@ -10,13 +10,13 @@
 //! exactly one row, or the step fails (someone changed OVSDB meanwhile).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
 use hostd_core::ovs::{
-    plan_ovs, plan_ovs_rollback, plan_ovs_teardown, Col, OvsObserved, OvsOp, OvsPlan,
-    OvsPlanError, OvsRow, OvsState, OvsStep, Table, OWNER_KEY, OWNER_VALUE,
+    plan_ovs, plan_ovs_rollback, plan_ovs_teardown, Col, OvsObserved, OvsOp, OvsPlan, OvsPlanError,
+    OvsRow, OvsState, OvsStep, Table, OWNER_KEY, OWNER_VALUE,
 };
 use hostd_ovsdb::{
     client::uuid_set, wire, Atom, Condition, Error as DbError, Mutation, Op, Uuid, DB,
@@ -207,7 +207,9 @@ fn step_ops(ovs: &Ovs, step: &OvsStep, comment: String) -> Result<Txn, StepError
                     mutations: vec![Mutation::insert("bridges", wire::set([Atom::Named(id)]))],
                 });
             }
-            OvsOp::SetBridge { name, set, .. } => t.guarded("Bridge", name, update("Bridge", name, set)),
+            OvsOp::SetBridge { name, set, .. } => {
+                t.guarded("Bridge", name, update("Bridge", name, set))
+            }
             OvsOp::DelBridge { name } => {
                 let u = uuid_of("Bridge", name)?;
                 t.ops.push(Op::Mutate {
@@ -244,7 +246,10 @@ fn step_ops(ovs: &Ovs, step: &OvsStep, comment: String) -> Result<Txn, StepError
             }
             OvsOp::SetPort { name, set, .. } => t.guarded("Port", name, update("Port", name, set)),
             OvsOp::DelPort { bridge, name, .. } => {
-                port_dels.entry(bridge).or_default().push(uuid_of("Port", name)?);
+                port_dels
+                    .entry(bridge)
+                    .or_default()
+                    .push(uuid_of("Port", name)?);
             }
             OvsOp::AddInterface { port, row } => {
                 let id = fresh("i");
@@ -260,7 +265,10 @@ fn step_ops(ovs: &Ovs, step: &OvsStep, comment: String) -> Result<Txn, StepError
                     Op::Mutate {
                         table: "Port".into(),
                         conditions: owned(port),
-                        mutations: vec![Mutation::insert("interfaces", wire::set([Atom::Named(id)]))],
+                        mutations: vec![Mutation::insert(
+                            "interfaces",
+                            wire::set([Atom::Named(id)]),
+                        )],
                     },
                 );
             }
@@ -317,6 +325,7 @@ async fn run_step(
     label: String,
     timeout: Duration,
     wait: bool,
+    deferred: &BTreeSet<String>,
 ) -> Result<(), StepError> {
     let txn = step_ops(ovs, step, label)?;
     for op in &step.ops {
@@ -346,18 +355,64 @@ async fn run_step(
         }
     }
     if wait {
-        let fails = ovs
-            .client
-            .interface_failures(txn.added_ifaces.iter().map(String::as_str));
-        if !fails.is_empty() {
-            let text: Vec<String> = fails.iter().map(ToString::to_string).collect();
-            return Err(StepError::Interfaces(format!(
-                "ovs-vswitchd could not add: {}",
-                text.join("; ")
-            )));
-        }
+        check_interfaces(
+            ovs,
+            txn.added_ifaces
+                .iter()
+                .filter(|i| !deferred.contains(*i))
+                .map(String::as_str),
+        )?;
     }
     Ok(())
+}
+
+fn check_interfaces<'a>(
+    ovs: &Ovs,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), StepError> {
+    let fails = ovs.client.interface_failures(names);
+    if fails.is_empty() {
+        return Ok(());
+    }
+    let text: Vec<String> = fails.iter().map(ToString::to_string).collect();
+    Err(StepError::Interfaces(format!(
+        "ovs-vswitchd could not add: {}",
+        text.join("; ")
+    )))
+}
+
+/// Patch interfaces whose peer a later step adds: ovs-vswitchd reports
+/// "No usable peer" until then, so their check waits for the last step.
+/// Returns, per step, the names to defer.
+fn deferred_patches(plan: &OvsPlan) -> Vec<BTreeSet<String>> {
+    let mut added: BTreeMap<&str, (usize, Option<&str>)> = BTreeMap::new();
+    for (i, s) in plan.steps.iter().enumerate() {
+        for op in &s.ops {
+            let rows: Vec<&OvsRow> = match op {
+                OvsOp::AddPort { interfaces, .. } => interfaces.iter().collect(),
+                OvsOp::AddInterface { row, .. } => vec![row],
+                _ => continue,
+            };
+            for r in rows {
+                let peer = match (r.columns.get("type"), r.columns.get("options")) {
+                    (Some(Col::Str(t)), Some(Col::Map(o))) if t == "patch" => {
+                        o.get("peer").map(String::as_str)
+                    }
+                    _ => None,
+                };
+                added.insert(r.name.as_str(), (i, peer));
+            }
+        }
+    }
+    let mut out = vec![BTreeSet::new(); plan.steps.len()];
+    for (name, (i, peer)) in &added {
+        if let Some((j, _)) = peer.and_then(|p| added.get(p)) {
+            if j > i {
+                out[*i].insert((*name).to_owned());
+            }
+        }
+    }
+    out
 }
 
 fn replan(desired: Option<&OvsState>, o: &OvsObserved) -> Result<OvsPlan, OvsPlanError> {
@@ -389,8 +444,14 @@ async fn rollback(
             // The database is what must be restored; ovs-vswitchd may be the
             // reason for the failure, so its acknowledgement is awaited but
             // not required.
-            let label = format!("hostd rollback step {}/{}: {}", i + 1, rb.steps.len(), s.title);
-            if let Err(e) = run_step(ovs, s, label, opts.step_timeout, false).await {
+            let label = format!(
+                "hostd rollback step {}/{}: {}",
+                i + 1,
+                rb.steps.len(),
+                s.title
+            );
+            let none = BTreeSet::new();
+            if let Err(e) = run_step(ovs, s, label, opts.step_timeout, false, &none).await {
                 warn!(error = %e, "ovs rollback step failed");
             }
         }
@@ -430,12 +491,13 @@ pub async fn apply(
     }
     let t1 = Instant::now();
     let n = plan.steps.len();
+    let deferred = deferred_patches(&plan);
     for (i, step) in plan.steps.iter().enumerate() {
         let r = if opts.fail_after_steps == Some(i) {
             Err(StepError::Injected(i))
         } else {
             let label = format!("hostd step {}/{n}: {}", i + 1, step.title);
-            run_step(ovs, step, label, opts.step_timeout, true).await
+            run_step(ovs, step, label, opts.step_timeout, true, &deferred[i]).await
         };
         if let Err(source) = r {
             warn!(step = i + 1, error = %source, "ovs step failed; rolling back");
@@ -450,12 +512,17 @@ pub async fn apply(
             });
         }
     }
-    if opts.fail_after_steps == Some(n) {
+    let late = check_interfaces(ovs, deferred.iter().flatten().map(String::as_str));
+    let late = match (opts.fail_after_steps == Some(n), late) {
+        (true, _) => Err(StepError::Injected(n)),
+        (false, r) => r,
+    };
+    if let Err(source) = late {
         let rolled_back = rollback(ovs, &before, &plan, n, opts).await;
         return Err(ApplyError::Step {
             step: n,
-            title: "after the last step".into(),
-            source: StepError::Injected(n),
+            title: "after the last step (patch peers)".into(),
+            source,
             rolled_back,
         });
     }
@@ -470,7 +537,11 @@ pub async fn apply(
         warn!(attempt, "ovs verify: not converged yet:\n{remaining}");
         let _ = ovs
             .client
-            .wait_until("an OVSDB update", Duration::from_millis(200 << attempt), |_| false)
+            .wait_until(
+                "an OVSDB update",
+                Duration::from_millis(200 << attempt),
+                |_| false,
+            )
             .await;
     }
     if !remaining.is_empty() {

@@ -12,7 +12,13 @@ const STATUS: &[(Table, &[&str])] = &[
     (Table::Port, &["bond_active_slave"]),
     (
         Table::Interface,
-        &["ofport", "error", "lacp_current", "link_state", "admin_state"],
+        &[
+            "ofport",
+            "error",
+            "lacp_current",
+            "link_state",
+            "admin_state",
+        ],
     ),
 ];
 
