@@ -12,11 +12,13 @@
 //! - [`route`]: route identity ([`route::RouteKey`]).
 //! - [`intent`]: connection intent compiled for both ends of the cable ([`intent::compile`], [`intent::linux_switch`]).
 //! - [`firewall`]: the InstanceArray firewall section (its own module).
+//! - [`ovs`]: Open vSwitch: schema, observed rows, planner, bond/LACP status.
 
 pub mod bond;
 pub mod firewall;
 pub mod intent;
 pub mod model;
+pub mod ovs;
 pub mod ownership;
 pub mod plan;
 pub mod route;

@@ -10,6 +10,8 @@
 //! - [`store`]: the ownership record, written atomically.
 //! - [`cli`]: the command line and its exit codes; `main` only calls [`cli::run`].
 //! - [`firewall`]: the InstanceArray firewall (nftables).
+//! - [`ovs`]: Open vSwitch through OVSDB (crate `hostd-ovsdb`): observe,
+//!   apply one transaction per step, verify, roll back; bond/LACP status.
 //! - [`telemetry`]: `hostd telemetry run|show`: the eBPF counters and the
 //!   sFlow agent (crate `hostd-telemetry`) driven by the `telemetry` section.
 //!
@@ -22,6 +24,7 @@ pub mod engine;
 pub mod firewall;
 pub mod netlink;
 pub mod observe;
+pub mod ovs;
 pub mod resolved;
 pub mod state_plan;
 pub mod store;
