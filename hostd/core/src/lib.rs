@@ -9,6 +9,7 @@
 //! - [`ownership`]: what hostd created or configured, so that it touches nothing else.
 //! - [`route`]: route identity ([`route::RouteKey`]).
 //! - [`firewall`]: the InstanceArray firewall section (its own module).
+//! - [`status`]: LACP and LLDP status (read-only), its parsers and the diagnosis.
 
 pub mod firewall;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod route;
 pub mod schema;
 pub mod sim;
+pub mod status;
 pub mod telemetry;
 pub mod types;
 pub mod validate;
