@@ -9,6 +9,7 @@
 //! - [`store`]: the ownership record, written atomically.
 //! - [`cli`]: the command line and its exit codes; `main` only calls [`cli::run`].
 //! - [`firewall`]: the InstanceArray firewall (nftables).
+//! - [`status`]: `hostd status`: LACP and LLDP status with a diagnosis.
 //! - [`telemetry`]: `hostd telemetry run|show`: the eBPF counters and the
 //!   sFlow agent (crate `hostd-telemetry`) driven by the `telemetry` section.
 //!
@@ -22,5 +23,6 @@ pub mod netlink;
 pub mod observe;
 pub mod resolved;
 pub mod state_plan;
+pub mod status;
 pub mod store;
 pub mod telemetry;

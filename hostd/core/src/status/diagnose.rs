@@ -141,6 +141,28 @@ pub struct Intent {
     pub nics: BTreeMap<String, ExpectedPort>,
 }
 
+/// An intent document that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct IntentError {
+    /// Field path (`nics.eth0.port`), `.` for the document.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Intent {
+    /// Parses an intent, YAML or JSON (`nics: {eth0: {switch: sw1, port:
+    /// Ethernet1}}`); errors name the field path.
+    pub fn parse(text: &str) -> Result<Self, IntentError> {
+        let de = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| IntentError {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })
+    }
+}
+
 /// Where a NIC should be cabled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::MacAddr;
 
-pub use diagnose::{diagnose, ExpectedPort, Finding, FindingCode, Intent, Severity};
+pub use diagnose::{diagnose, ExpectedPort, Finding, FindingCode, Intent, IntentError, Severity};
 
 /// Everything `hostd status` reports about one host.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

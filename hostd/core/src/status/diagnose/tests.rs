@@ -431,7 +431,10 @@ fn finding_and_intent_serde() {
     let i: Intent =
         serde_norway::from_str("nics:\n  eth0: {switch: sw1, port: Ethernet1}\n").unwrap();
     assert_eq!(i, intent(&[("eth0", "sw1", "Ethernet1")]));
-    assert!(serde_norway::from_str::<Intent>("nics:\n  eth0: {switch: sw1}\n").is_err());
+    let e = Intent::parse("nics:\n  eth0: {switch: sw1, prot: Ethernet1}\n").unwrap_err();
+    assert_eq!(e.path, "nics.eth0.prot", "{e}");
+    assert!(e.to_string().contains("unknown field `prot`"), "{e}");
+    assert!(Intent::parse(r#"{"nics": {"eth0": {"switch": "sw1", "port": "Ethernet1"}}}"#).is_ok());
     let f = diagnose(&with_bond(&text("proc-8023ad-static-switch.txt")), None);
     let v = serde_json::to_value(&f[0]).unwrap();
     assert_eq!(v["severity"], "error");
