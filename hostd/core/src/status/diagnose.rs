@@ -239,20 +239,24 @@ fn names<'a>(members: impl IntoIterator<Item = &'a MemberStatus>) -> String {
 /// Why a member has no LACP partner, when it has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NoPartner {
-    Expired,
-    Defaulted,
+    /// Expired with a partner still recorded: its LACPDUs stopped.
+    Stopped,
+    /// Using the default partner values: no LACPDU received (Linux sets
+    /// EXPIRED together with DEFAULTED while it waits).
+    NoLacpdu { expired: bool },
+    /// The partner system is all-zero.
     ZeroPartner,
 }
 
 impl NoPartner {
     fn of(m: &MemberStatus) -> Option<Self> {
-        let actor = m.actor.as_ref().and_then(|a| a.state);
-        if let Some(s) = actor {
-            if s.has(LacpState::EXPIRED) {
-                return Some(Self::Expired);
+        if let Some(s) = m.actor.as_ref().and_then(|a| a.state) {
+            let (expired, defaulted) = (s.has(LacpState::EXPIRED), s.has(LacpState::DEFAULTED));
+            if expired && !defaulted && m.partner_system().is_some() {
+                return Some(Self::Stopped);
             }
-            if s.has(LacpState::DEFAULTED) {
-                return Some(Self::Defaulted);
+            if expired || defaulted {
+                return Some(Self::NoLacpdu { expired });
             }
         }
         match m.partner.as_ref().and_then(|p| p.system_mac) {
@@ -263,8 +267,11 @@ impl NoPartner {
 
     fn text(self) -> &'static str {
         match self {
-            Self::Expired => "its LACPDUs stopped arriving (expired)",
-            Self::Defaulted => "it never received an LACPDU (defaulted)",
+            Self::Stopped => "its partner's LACPDUs stopped arriving (expired)",
+            Self::NoLacpdu { expired: false } => "no LACPDU received (defaulted)",
+            Self::NoLacpdu { expired: true } => {
+                "no LACPDU received within the timeout (defaulted, expired)"
+            }
             Self::ZeroPartner => "its partner system is 00:00:00:00:00:00",
         }
     }

@@ -94,7 +94,8 @@ fn static_lag_on_the_switch_is_one_bond_finding() {
         f[0].message
     );
     assert!(
-        f[0].message.contains("eth0: it never received"),
+        f[0].message
+            .contains("eth0: no LACPDU received (defaulted)"),
         "{}",
         f[0].message
     );
@@ -151,6 +152,25 @@ fn member_in_another_lag_of_the_same_switch_is_a_split() {
 #[test]
 fn expired_partner() {
     let s = with_bond(&text("proc-8023ad-expired.txt"));
+    let f = diagnose(&s, None);
+    assert_eq!(codes(&f), [(FindingCode::LacpNoPartner, "bond0/eth1")]);
+    assert!(
+        f[0].message
+            .contains("no LACPDU received within the timeout (defaulted, expired)"),
+        "{}",
+        f[0].message
+    );
+}
+
+#[test]
+fn expired_with_a_partner_recorded_means_lacpdus_stopped() {
+    let t = text("proc-8023ad-negotiated.txt");
+    let (head, tail) = t.split_at(t.find("Slave Interface: eth1").unwrap());
+    // Actor: expired, not defaulted; the partner still recorded.
+    let s = with_bond(&format!(
+        "{head}{}",
+        tail.replacen("port state: 63", "port state: 135", 1)
+    ));
     let f = diagnose(&s, None);
     assert_eq!(codes(&f), [(FindingCode::LacpNoPartner, "bond0/eth1")]);
     assert!(
