@@ -93,7 +93,9 @@ impl Timing {
 }
 
 /// A status source that keeps its netlink socket between reads. Opened in
-/// the calling thread's network namespace.
+/// the calling thread's network namespace; use it from threads in that
+/// namespace (the socket stays in it, but `/proc/thread-self/net` follows
+/// the reading thread).
 pub struct Reader {
     nl: Rtnl,
     opts: Options,
