@@ -1,6 +1,7 @@
 //! Reading what LLDP neighbours a namespace hears: a receive-only lldpd runs
 //! in it (Debian's lldpd, its own control socket) and `lldpcli -f json show
-//! neighbors` is parsed. Switches announce themselves with lldpd when their
+//! neighbors` is parsed. [`LldpListener::start_agent`] starts one that also
+//! transmits (a server's agent, configured by hostd). Switches announce themselves with lldpd when their
 //! spec says `lldp: true` (see [`crate::rack`]).
 
 use std::time::Duration;
@@ -18,7 +19,8 @@ pub struct Neighbor {
     pub port_id: String,
 }
 
-/// A receive-only lldpd in a namespace; stopped when the namespace goes.
+/// An lldpd in a namespace (receive-only unless started as an agent);
+/// stopped when the namespace goes.
 pub struct LldpListener<'a> {
     ns: &'a NetNs,
     socket: String,
@@ -28,15 +30,25 @@ impl<'a> LldpListener<'a> {
     /// Starts lldpd in receive-only mode on `interfaces` of `ns`.
     pub fn start(ns: &'a NetNs, interfaces: &[&str]) -> anyhow::Result<Self> {
         let socket = format!("/run/{}-lldp-rx.socket", ns.name());
-        ns.spawn(&[
-            "lldpd",
-            "-d",
-            "-r",
-            "-u",
-            &socket,
-            "-I",
-            &interfaces.join(","),
-        ])?;
+        Self::spawn(ns, socket, &["-r", "-I", &interfaces.join(",")])
+    }
+
+    /// Starts lldpd receiving and transmitting on `interfaces` of `ns` (a
+    /// server's agent, which hostd configures through [`Self::socket`]).
+    pub fn start_agent(ns: &'a NetNs, interfaces: &[&str]) -> anyhow::Result<Self> {
+        let socket = format!("/run/{}-lldp-agent.socket", ns.name());
+        Self::spawn(ns, socket, &["-I", &interfaces.join(",")])
+    }
+
+    /// lldpd's control socket (`lldpcli -u`).
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    fn spawn(ns: &'a NetNs, socket: String, args: &[&str]) -> anyhow::Result<Self> {
+        let mut argv = vec!["lldpd", "-d", "-u", &socket];
+        argv.extend_from_slice(args);
+        ns.spawn(&argv)?;
         crate::wait::try_wait_until(crate::wait::scaled(Duration::from_secs(10)), || {
             std::path::Path::new(&socket).exists()
         })

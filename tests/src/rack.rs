@@ -3,7 +3,8 @@
 //!
 //! Inside each switch namespace: `br0`, a bridge with STP off (VLAN filtering
 //! on when any port or LAG has VLAN membership); each LAG an 802.3ad bond
-//! (`miimon 100`, the switch's LACP system MAC) enslaved to `br0`; each other
+//! (`miimon 100`, the switch's LACP system MAC, its own key), or a
+//! `balance-xor` bond for a static LAG, enslaved to `br0`; each other
 //! cabled port enslaved directly. Switch ports run MTU 9216, like a
 //! data-centre switch. Server NICs start down, as on a fresh server.
 
@@ -13,7 +14,7 @@ use anyhow::{bail, Context as _};
 
 use crate::{
     netns::NetNs,
-    spec::{derived_mac, PortRef, RackSpec, VlanMembership},
+    spec::{derived_mac, LagMode, PortRef, RackSpec, VlanMembership},
 };
 
 /// MTU of every switch port and LAG (jumbo, as on data-centre switches).
@@ -82,6 +83,13 @@ impl Rack {
         (n.cable.clone(), self.spec.switch_port_ifname(&n.cable))
     }
 
+    /// The control socket of the lldpd a switch runs (`lldp: true`), for
+    /// `lldpcli -u` inside [`Rack::switch`]'s namespace.
+    #[track_caller]
+    pub fn switch_lldp_socket(&self, name: &str) -> String {
+        format!("/run/{}-{name}-lldpd.socket", self.switch(name).name())
+    }
+
     /// Pulls the cable of `server`'s `nic`: the switch port goes down, so the
     /// server sees carrier loss.
     pub fn pull_cable(&self, server: &str, nic: &str) {
@@ -119,10 +127,15 @@ impl Rack {
                     .collect();
                 let _ = writeln!(
                     s,
-                    "  lag {} = [{}] {}",
+                    "  lag {} = [{}] {}{}",
                     lag.name,
                     members.join(", "),
-                    vlans_text(&lag.vlans)
+                    vlans_text(&lag.vlans),
+                    if lag.mode == LagMode::Static {
+                        " (static, no LACP)"
+                    } else {
+                        ""
+                    }
                 );
             }
             for port in &sw.ports {
@@ -241,11 +254,21 @@ impl Rack {
                 ip.push(format!("link set {port} mtu {SWITCH_MTU}"));
             }
             let mut in_lag = Vec::new();
-            for lag in &lags {
-                ip.push(format!(
-                    "link add {} type bond mode 802.3ad lacp_rate {} miimon 100 ad_actor_system {system_mac}",
-                    lag.name, lag.lacp_rate
-                ));
+            for (k, lag) in lags.iter().enumerate() {
+                // Each LACP LAG answers with its own key, as a switch's
+                // port-channels do (key 15 for all would let a server
+                // aggregate ports of two LAGs of one switch).
+                ip.push(match lag.mode {
+                    LagMode::Lacp => format!(
+                        "link add {} type bond mode 802.3ad lacp_rate {} miimon 100 ad_actor_system {system_mac} ad_user_port_key {}",
+                        lag.name,
+                        lag.lacp_rate,
+                        k + 1
+                    ),
+                    LagMode::Static => {
+                        format!("link add {} type bond mode balance-xor miimon 100", lag.name)
+                    }
+                });
                 ip.push(format!("link set {} mtu {SWITCH_MTU}", lag.name));
                 for m in &lag.members {
                     let ifname = self.spec.switch_port_ifname(m);
@@ -310,7 +333,7 @@ impl Rack {
                 .iter()
                 .map(|p| self.spec.switch_port_ifname(p))
                 .collect();
-            let socket = format!("/run/{}-{}-lldpd.socket", ns.name(), sw.name);
+            let socket = self.switch_lldp_socket(&sw.name);
             // -d: foreground; -u: a private control socket per instance; -I:
             // only this switch's ports; -S: system description; -M 4: network
             // connectivity device. The hostname is set through lldpcli below.

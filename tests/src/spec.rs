@@ -104,6 +104,21 @@ pub struct LagSpec {
     /// LACP rate "fast" (1 s) or "slow" (30 s). Default fast.
     #[serde(default = "default_lacp_rate")]
     pub lacp_rate: String,
+    /// LACP (default) or a static LAG (no LACP; `lacp_rate` unused).
+    #[serde(default)]
+    pub mode: LagMode,
+}
+
+/// How a switch-side LAG aggregates its members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LagMode {
+    /// 802.3ad with LACP (a Linux `802.3ad` bond).
+    #[default]
+    Lacp,
+    /// A static LAG, as "channel-group mode on": no LACPDU is sent or
+    /// answered (a Linux `balance-xor` bond).
+    Static,
 }
 
 fn default_lacp_rate() -> String {
@@ -431,6 +446,17 @@ mod tests {
             e.contains("servers[0].nics[0].cable.port") && e.contains("sw1-Ethernet1000"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn lag_mode_defaults_to_lacp() {
+        let r = rack();
+        assert_eq!(r.switches[0].lags[0].mode, LagMode::Lacp);
+        let lag: LagSpec = serde_json::from_value(serde_json::json!({
+            "name": "Po2", "members": [], "mode": "static"
+        }))
+        .unwrap();
+        assert_eq!(lag.mode, LagMode::Static);
     }
 
     #[test]

@@ -100,6 +100,7 @@ fn server_bond_negotiates_lacp_with_switch_pair_lag() {
                     ],
                     vlans: VlanMembership::default(),
                     lacp_rate: "fast".into(),
+                    mode: Default::default(),
                 }],
                 lldp: true,
                 ..switch("sw1")

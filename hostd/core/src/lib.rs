@@ -13,6 +13,7 @@
 //! - [`intent`]: connection intent compiled for both ends of the cable ([`intent::compile`], [`intent::linux_switch`]).
 //! - [`firewall`]: the InstanceArray firewall section (its own module).
 //! - [`ovs`]: Open vSwitch: schema, observed rows, planner, bond/LACP status.
+//! - [`status`]: LACP and LLDP status (read-only), its parsers and the diagnosis.
 
 pub mod bond;
 pub mod firewall;
@@ -24,6 +25,7 @@ pub mod plan;
 pub mod route;
 pub mod schema;
 pub mod sim;
+pub mod status;
 pub mod telemetry;
 pub mod types;
 pub mod validate;

@@ -106,6 +106,8 @@ pub enum Command {
     /// eBPF counters and the sFlow agent (`telemetry` section).
     #[command(subcommand)]
     Telemetry(crate::telemetry::TelemetryCmd),
+    /// LACP and LLDP status with a diagnosis (docs/status.md).
+    Status(crate::status::cli::StatusArgs),
 }
 
 fn print_plan(out: Output, p: &crate::state_plan::StatePlan) -> Result<(), String> {
@@ -226,6 +228,7 @@ pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
             finish(cli.output, &report)
         }
         Command::Telemetry(cmd) => telemetry(&cfg, cli.output, cmd),
+        Command::Status(args) => Ok(crate::status::cli::run(args, cli.output)),
         Command::Firewall(cmd) => {
             let nft = crate::firewall::Nft::default();
             match crate::firewall::cli::run(cmd, &nft, &mut std::io::stdout()) {

@@ -12,6 +12,7 @@
 //! - [`firewall`]: the InstanceArray firewall (nftables).
 //! - [`ovs`]: Open vSwitch through OVSDB (crate `hostd-ovsdb`): observe,
 //!   apply one transaction per step, verify, roll back; bond/LACP status.
+//! - [`status`]: `hostd status`: LACP and LLDP status with a diagnosis.
 //! - [`telemetry`]: `hostd telemetry run|show`: the eBPF counters and the
 //!   sFlow agent (crate `hostd-telemetry`) driven by the `telemetry` section.
 //!
@@ -27,5 +28,6 @@ pub mod observe;
 pub mod ovs;
 pub mod resolved;
 pub mod state_plan;
+pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -129,6 +129,7 @@ fn lag(name: &str, port: &str, vlans: VlanMembership) -> LagSpec {
         members: vec![PortRef::new("sw1", port), PortRef::new("sw2", port)],
         vlans,
         lacp_rate: "fast".into(),
+        mode: Default::default(),
     }
 }
 

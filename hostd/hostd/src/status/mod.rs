@@ -1,0 +1,207 @@
+//! LACP and LLDP status, read from the host: the sources behind
+//! `hostd status` (and, later, the daemon's D-Bus properties).
+//!
+//! - [`netlink`]: bonds, members and NICs from one RTM_GETLINK dump;
+//! - `/proc/net/bonding/BOND` (per network namespace: read through
+//!   `/proc/thread-self/net`) for what netlink lacks on 6.1 kernels, parsed
+//!   and merged by `hostd_core::status::{procfs, merge}`;
+//! - [`lldpd`]: neighbours through `lldpcli -f json0`, and configuring
+//!   lldpd to announce this host;
+//! - [`cli`]: `hostd status [--intent FILE] [--lldpd-socket PATH] [--no-lldp]`.
+//!
+//! A [`Reader`] keeps its netlink socket: [`Reader::read_bonds`] (one link
+//! dump plus one procfs read per bond) is cheap enough to poll; LLDP costs
+//! an `lldpcli` process and is read separately ([`Reader::read`] does both).
+//! The model and the diagnosis are pure: `hostd_core::status`.
+
+pub mod cli;
+pub mod lldpd;
+pub mod netlink;
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use hostd_core::status::{merge, procfs, HostStatus, LldpSource};
+use netlink_packet_route::{link::LinkMessage, RouteNetlinkMessage};
+
+use crate::netlink::{NlError, Rtnl};
+
+/// A status read that could not happen at all.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The link dump failed.
+    #[error("reading links over netlink: {0}")]
+    Netlink(#[from] NlError),
+}
+
+/// What to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Read LLDP neighbours from lldpd.
+    pub lldp: bool,
+    /// How to reach lldpd.
+    pub lldpcli: lldpd::Lldpcli,
+    /// Where the bonding status files are; `None`: this thread's network
+    /// namespace (`/proc/thread-self/net/bonding`, else `/proc/net/bonding`).
+    pub procfs_dir: Option<PathBuf>,
+    /// Report only these NICs (`None`: every NIC).
+    pub nics: Option<BTreeSet<String>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            lldp: true,
+            lldpcli: lldpd::Lldpcli::default(),
+            procfs_dir: None,
+            nics: None,
+        }
+    }
+}
+
+/// The bonding directory of the calling thread's network namespace.
+/// `/proc/net` follows the process's main thread: a thread that entered
+/// another namespace with setns(2) must read `/proc/thread-self/net`.
+pub fn default_procfs_dir() -> PathBuf {
+    let own = Path::new("/proc/thread-self/net");
+    if own.exists() {
+        own.join("bonding")
+    } else {
+        PathBuf::from("/proc/net/bonding")
+    }
+}
+
+/// How long the parts of one read took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// The link dump.
+    pub netlink: Duration,
+    /// Reading and parsing the procfs files.
+    pub procfs: Duration,
+    /// `lldpcli` (zero when not asked).
+    pub lldp: Duration,
+}
+
+impl Timing {
+    /// The whole read.
+    pub fn total(&self) -> Duration {
+        self.netlink + self.procfs + self.lldp
+    }
+}
+
+/// A status source that keeps its netlink socket between reads. Opened in
+/// the calling thread's network namespace; use it from threads in that
+/// namespace (the socket stays in it, but `/proc/thread-self/net` follows
+/// the reading thread).
+pub struct Reader {
+    nl: Rtnl,
+    opts: Options,
+    procfs_dir: PathBuf,
+    /// How long the last read took.
+    pub last: Timing,
+}
+
+impl Reader {
+    /// Opens the netlink socket.
+    pub fn open(opts: Options) -> Result<Self, StatusError> {
+        let procfs_dir = opts.procfs_dir.clone().unwrap_or_else(default_procfs_dir);
+        Ok(Self {
+            nl: Rtnl::open()?,
+            opts,
+            procfs_dir,
+            last: Timing::default(),
+        })
+    }
+
+    /// Bonds, members and NICs: one link dump, one procfs read per bond.
+    /// No LLDP (`lldp` stays [`LldpSource::NotRead`]).
+    pub fn read_bonds(&mut self) -> Result<HostStatus, StatusError> {
+        let t0 = Instant::now();
+        let msgs = self
+            .nl
+            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
+        let links: Vec<LinkMessage> = msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        let decoded = netlink::decode(&links);
+        let t1 = Instant::now();
+        let mut status = HostStatus {
+            bonds: decoded.bonds,
+            nics: decoded.nics,
+            ..HostStatus::default()
+        };
+        for b in &mut status.bonds {
+            let path = self.procfs_dir.join(&b.name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => match procfs::parse(&b.name, &text) {
+                    Ok(p) => {
+                        status.notes.extend(
+                            p.problems
+                                .into_iter()
+                                .map(|x| format!("{}: {x}", path.display())),
+                        );
+                        status.notes.extend(merge::fill_from_procfs(b, &p.bond));
+                    }
+                    Err(e) => status.notes.push(e.to_string()),
+                },
+                Err(e) => status.notes.push(format!(
+                    "{}: {e} (members' partner details unknown)",
+                    path.display()
+                )),
+            }
+        }
+        if let Some(keep) = &self.opts.nics {
+            status.nics.retain(|n| keep.contains(&n.name));
+        }
+        self.last = Timing {
+            netlink: t1 - t0,
+            procfs: t1.elapsed(),
+            lldp: Duration::ZERO,
+        };
+        Ok(status)
+    }
+
+    /// Adds lldpd's neighbours to `status`'s NICs. A failure is recorded in
+    /// `status.lldp`, not returned: the rest of the status stands.
+    pub fn add_lldp(&mut self, status: &mut HostStatus) {
+        let t = Instant::now();
+        match self.opts.lldpcli.neighbors() {
+            Ok(parsed) => {
+                for nic in &mut status.nics {
+                    nic.lldp = parsed.on(&nic.name).into_iter().cloned().collect();
+                }
+                status
+                    .notes
+                    .extend(parsed.problems.into_iter().map(|p| format!("lldpcli: {p}")));
+                status.lldp = LldpSource::Read;
+            }
+            Err(e) => {
+                status.lldp = LldpSource::Unavailable {
+                    reason: e.to_string(),
+                }
+            }
+        }
+        self.last.lldp = t.elapsed();
+    }
+
+    /// The whole status: bonds, NICs and (when asked) LLDP neighbours.
+    pub fn read(&mut self) -> Result<HostStatus, StatusError> {
+        let mut s = self.read_bonds()?;
+        if self.opts.lldp {
+            self.add_lldp(&mut s);
+        }
+        Ok(s)
+    }
+}
+
+/// One status read with `opts` (opens and closes a netlink socket).
+pub fn read(opts: &Options) -> Result<HostStatus, StatusError> {
+    Reader::open(opts.clone())?.read()
+}
