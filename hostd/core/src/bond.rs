@@ -525,6 +525,39 @@ impl BondOptions {
         out
     }
 
+    /// Options the kernel refuses outright (`EPERM`, "MII monitoring is
+    /// disabled") while the MII monitor is off, even to set them to 0.
+    pub const NEED_MIIMON: [&'static str; 3] = ["updelay", "downdelay", "peer_notif_delay"];
+
+    /// These options without the MII delays when the MII monitor will be
+    /// off (`miimon` 0, from these options or `current`) and the delay is 0:
+    /// setting them is a no-op the kernel refuses.
+    pub fn without_idle_mii_delays(&self, current: Option<u32>) -> BondOptions {
+        let miimon = self.miimon.or(current).unwrap_or(0);
+        let mut out = self.clone();
+        if miimon == 0 {
+            for n in Self::NEED_MIIMON {
+                if out.get(n) == Some(OptValue::Num(0)) {
+                    out.clear(n);
+                }
+            }
+        }
+        out
+    }
+
+    /// Why the kernel refuses these options on a bond whose MII monitor is
+    /// at `current` (before them), if it does.
+    pub fn mii_refusal(&self, current: Option<u32>) -> Option<String> {
+        let miimon = self.miimon.or(current).unwrap_or(0);
+        if miimon != 0 {
+            return None;
+        }
+        Self::NEED_MIIMON
+            .iter()
+            .find(|n| self.is_set(n))
+            .map(|n| format!("{n} cannot be set while MII monitoring is disabled (EPERM)"))
+    }
+
     /// The options whose definition satisfies `keep`.
     pub fn only(&self, keep: impl Fn(&BondOptionDef) -> bool) -> BondOptions {
         let mut out = self.clone();

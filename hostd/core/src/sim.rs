@@ -84,6 +84,9 @@ pub struct Kernel {
     ports: HashMap<String, BTreeSet<String>>,
     /// VLANs on each link, by name (kept with the links).
     uppers: HashMap<String, BTreeSet<String>>,
+    /// Bond delays (up, down, peer notification) as the kernel keeps them:
+    /// in MII monitor ticks, reported as ticks x miimon.
+    delay_ticks: HashMap<String, [u32; 3]>,
 }
 
 impl Kernel {
@@ -104,8 +107,25 @@ impl Kernel {
             orig_mtu: BTreeMap::new(),
             ports: HashMap::new(),
             uppers: HashMap::new(),
+            delay_ticks: HashMap::new(),
         };
         k.reindex();
+        for l in k.links.values() {
+            if let Some(b) = &l.bond {
+                let m = b.options.miimon.unwrap_or(0);
+                if m > 0 {
+                    let t = |v: Option<u32>| v.unwrap_or(0) / m;
+                    k.delay_ticks.insert(
+                        l.name.to_string(),
+                        [
+                            t(b.options.updelay),
+                            t(b.options.downdelay),
+                            t(b.options.peer_notif_delay),
+                        ],
+                    );
+                }
+            }
+        }
         // A bridge whose MTU is not what following its ports would give was
         // set by hand.
         let bridges: Vec<(String, u32)> = k
@@ -395,6 +415,7 @@ impl Kernel {
         }
         self.user_mtu.remove(name);
         self.orig_mtu.remove(name);
+        self.delay_ticks.remove(name);
         self.flush_routes(name, false, true);
         let uppers: Vec<String> = self
             .vlans_on(name)
@@ -477,6 +498,9 @@ impl Kernel {
                 }
                 if let Some(m) = self.orig_mtu.remove(from.as_str()) {
                     self.orig_mtu.insert(to.to_string(), m);
+                }
+                if let Some(t) = self.delay_ticks.remove(from.as_str()) {
+                    self.delay_ticks.insert(to.to_string(), t);
                 }
                 self.reindex();
             }
@@ -581,9 +605,9 @@ impl Kernel {
                 let has_ports = !self.ports_of(iface.as_str()).is_empty();
                 let l = self.get_mut(iface.as_str())?;
                 let up = l.up;
-                let Some(b) = &mut l.bond else {
+                if l.bond.is_none() {
                     return Err("not a bond".into());
-                };
+                }
                 // A mode change needs the bond down and without ports.
                 if (mode.is_some() || options.needs_no_ports()) && has_ports {
                     return Err("bond has ports (ENOTEMPTY)".into());
@@ -591,14 +615,28 @@ impl Kernel {
                 if (mode.is_some() || options.needs_down()) && up {
                     return Err("bond is up (EBUSY)".into());
                 }
+                let mut ticks = self
+                    .delay_ticks
+                    .get(iface.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                let Some(b) = self
+                    .links
+                    .get_mut(iface.as_str())
+                    .and_then(|l| l.bond.as_mut())
+                else {
+                    return Err("not a bond".into());
+                };
+                let mut o = b.options.clone();
+                set_bond_options(&mut o, &mut ticks, *mode, options)?;
                 if let Some(m) = mode {
                     b.mode = *m;
-                    b.options.after_mode_set(*m);
                 }
-                b.options.merge(options);
+                b.options = o;
                 if *clear_primary {
                     b.options.primary = None;
                 }
+                self.delay_ticks.insert(iface.to_string(), ticks);
             }
             Op::SetBridge { iface, options } => {
                 let l = self.get_mut(iface.as_str())?;
@@ -679,7 +717,9 @@ impl Kernel {
                 match link {
                     NewLink::Bond { mode, options } => {
                         let mut o = BondOptions::kernel_defaults(*mode);
-                        o.merge(options);
+                        let mut ticks = [0; 3];
+                        set_bond_options(&mut o, &mut ticks, None, options)?;
+                        self.delay_ticks.insert(iface.to_string(), ticks);
                         l.bond = Some(BondState {
                             mode: *mode,
                             options: o,
@@ -842,6 +882,64 @@ impl Kernel {
             .map(|l| l.name.clone())
             .ok_or_else(|| format!("gateway {gw} unreachable (ENETUNREACH)"))
     }
+}
+
+/// Bond options set as the kernel's `bond_changelink` does, in its order:
+/// the mode first (a mode without ARP monitoring turns it off and the MII
+/// monitor on at 100 ms), then `miimon` (a non-zero MII monitor turns ARP
+/// monitoring off), then the delays (refused while the MII monitor is off;
+/// kept as ticks of it, so a later `miimon` change scales them), then
+/// `arp_interval` (a non-zero ARP monitor turns the MII monitor off), then
+/// the rest.
+pub fn set_bond_options(
+    o: &mut BondOptions,
+    ticks: &mut [u32; 3],
+    mode: Option<crate::schema::BondMode>,
+    changes: &BondOptions,
+) -> Result<(), String> {
+    if let Some(m) = mode {
+        o.after_mode_set(m);
+    }
+    if let Some(m) = changes.miimon {
+        o.miimon = Some(m);
+        if m != 0 && o.arp_interval.is_some_and(|a| a != 0) {
+            o.arp_interval = Some(0);
+        }
+    }
+    let miimon = o.miimon.unwrap_or(0);
+    for (i, v) in [changes.updelay, changes.downdelay, changes.peer_notif_delay]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(v) = v {
+            if miimon == 0 {
+                return Err(format!(
+                    "{} cannot be set while MII monitoring is disabled (EPERM)",
+                    BondOptions::NEED_MIIMON[i]
+                ));
+            }
+            ticks[i] = v / miimon;
+        }
+    }
+    if let Some(a) = changes.arp_interval {
+        o.arp_interval = Some(a);
+        if a != 0 {
+            o.miimon = Some(0);
+        }
+    }
+    let mut rest = changes.clone();
+    rest.miimon = None;
+    rest.updelay = None;
+    rest.downdelay = None;
+    rest.peer_notif_delay = None;
+    rest.arp_interval = None;
+    o.merge(&rest);
+    // Reported delays: ticks x the MII monitor's interval.
+    let miimon = o.miimon.unwrap_or(0);
+    o.updelay = Some(ticks[0] * miimon);
+    o.downdelay = Some(ticks[1] * miimon);
+    o.peer_notif_delay = Some(ticks[2] * miimon);
+    Ok(())
 }
 
 /// The options the kernel reports for a new bond of `mode`.

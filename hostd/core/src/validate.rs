@@ -561,7 +561,11 @@ fn check_bond_options(e: &mut Errs, bp: &str, iface: &Interface) {
         );
     }
     let miimon = o.miimon.unwrap_or(0);
-    for (name, v) in [("updelay", o.updelay), ("downdelay", o.downdelay)] {
+    for (name, v) in [
+        ("updelay", o.updelay),
+        ("downdelay", o.downdelay),
+        ("peer_notif_delay", o.peer_notif_delay),
+    ] {
         if let Some(v) = v {
             if v > 0 && miimon == 0 {
                 e.push(format!("{op}.{name}"), v, "needs miimon");

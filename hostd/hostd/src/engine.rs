@@ -712,15 +712,17 @@ fn verify(
                     if let Some(f) = out.failure {
                         return Err(format!("a corrective plan failed: {f}"));
                     }
+                    // Observed again only after the delay: a change undone
+                    // at once by another process must not pass for settled.
                     last = None;
-                    continue;
+                } else {
+                    tracing::debug!(
+                        attempt,
+                        remaining = p.ops.len(),
+                        "verify: not converged yet"
+                    );
+                    last = Some(p);
                 }
-                tracing::debug!(
-                    attempt,
-                    remaining = p.ops.len(),
-                    "verify: not converged yet"
-                );
-                last = Some(p);
             }
             Err(e) => last_text = format!("verification could not plan: {e}"),
         }
@@ -755,7 +757,7 @@ pub fn rollback(
         },
     );
     if let Some(f) = out.failure {
-        return Err(format!("rollback {f}"));
+        return Err(format!("rollback {f}; the rollback plan was:\n{p}"));
     }
     let mut more = Vec::new();
     verify(

@@ -403,7 +403,7 @@ pub(crate) fn build(intent: &Intent, cab: &Cabling, nets: &Nets) -> HostSide {
                 .via
                 .or_else(|| n.gateways.iter().copied().find(|g| g.is_ipv4() == v4));
             routes.push(Route {
-            protocol: None,
+                protocol: None,
                 destination: r.destination,
                 next_hop_address: via,
                 next_hop_interface: l3.get(&n.name).cloned(),

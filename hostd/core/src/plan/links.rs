@@ -192,53 +192,7 @@ pub(super) fn changes(w: &mut Work) -> Result<(), PlanError> {
             continue;
         }
         if let (Some((mode, opts)), Some(b)) = (&li.bond, &l.bond) {
-            let mode_changes = *mode != b.mode;
-            // Options the kernel takes now (in the current mode) but not in
-            // the new one go before the mode changes; options valid in
-            // neither cannot be set (a rollback restoring what another mode
-            // left behind).
-            let pre = if mode_changes {
-                opts.diff(&b.options)
-                    .only(|d| d.modes.contains(b.mode) && !d.modes.contains(*mode))
-            } else {
-                BondOptions::default()
-            };
-            let mut after_mode = b.options.clone();
-            after_mode.merge(&pre);
-            if mode_changes {
-                after_mode.after_mode_set(*mode);
-            }
-            let diff = opts.diff(&after_mode).only(|d| d.modes.contains(*mode));
-            let clear_primary = li.clear_primary && b.options.primary.is_some();
-            if mode_changes || !diff.is_empty() || !pre.is_empty() || clear_primary {
-                let down = mode_changes
-                    || diff.needs_down()
-                    || diff.needs_no_ports()
-                    || pre.needs_down()
-                    || pre.needs_no_ports();
-                if down && w.k.link(li.name.as_str()).is_some_and(|l| l.up) {
-                    w.push(Op::SetState {
-                        iface: li.name.clone(),
-                        up: false,
-                    })?;
-                }
-                if !pre.is_empty() || (clear_primary && mode_changes) {
-                    w.push(Op::SetBond {
-                        iface: li.name.clone(),
-                        mode: None,
-                        options: pre,
-                        clear_primary,
-                    })?;
-                }
-                if mode_changes || !diff.is_empty() || clear_primary {
-                    w.push(Op::SetBond {
-                        iface: li.name.clone(),
-                        mode: mode_changes.then_some(*mode),
-                        options: diff,
-                        clear_primary: clear_primary && !mode_changes,
-                    })?;
-                }
-            }
+            bond_changes(w, li, *mode, opts, b)?;
         }
         if let (Some(want), Some(have)) = (&li.bridge, &l.bridge) {
             let diff = diff_bridge(want, have);
@@ -249,6 +203,83 @@ pub(super) fn changes(w: &mut Work) -> Result<(), PlanError> {
                 })?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A bond's mode and options, as few messages as the kernel allows: options
+/// only the current mode takes go before a mode change; the rest after it;
+/// then, while the kernel's own reactions (a new `miimon` rescales the
+/// delays, a mode turns the MII monitor on) leave a difference, once more.
+fn bond_changes(
+    w: &mut Work,
+    li: &LinkIntent,
+    mode: crate::schema::BondMode,
+    opts: &BondOptions,
+    b: &crate::model::BondState,
+) -> Result<(), PlanError> {
+    let mode_changes = mode != b.mode;
+    let pre = if mode_changes {
+        opts.diff(&b.options)
+            .only(|d| d.modes.contains(b.mode) && !d.modes.contains(mode))
+    } else {
+        BondOptions::default()
+    };
+    let clear_primary = li.clear_primary && b.options.primary.is_some();
+    let mut first = true;
+    for _ in 0..3 {
+        let Some(cur) = w.k.link(li.name.as_str()).and_then(|l| l.bond.clone()) else {
+            return Ok(());
+        };
+        let changing_mode = first && mode_changes;
+        let mut after_mode = cur.options.clone();
+        if first {
+            after_mode.merge(&pre);
+        }
+        if changing_mode {
+            after_mode.after_mode_set(mode);
+        }
+        let diff = opts
+            .diff(&after_mode)
+            .only(|d| d.modes.contains(mode))
+            .without_idle_mii_delays(after_mode.miimon);
+        let pre_now = if first {
+            pre.clone()
+        } else {
+            BondOptions::default()
+        };
+        let clear_now = first && clear_primary;
+        if !changing_mode && diff.is_empty() && pre_now.is_empty() && !clear_now {
+            break;
+        }
+        let down = changing_mode
+            || diff.needs_down()
+            || diff.needs_no_ports()
+            || pre_now.needs_down()
+            || pre_now.needs_no_ports();
+        if down && w.k.link(li.name.as_str()).is_some_and(|l| l.up) {
+            w.push(Op::SetState {
+                iface: li.name.clone(),
+                up: false,
+            })?;
+        }
+        if !pre_now.is_empty() || (clear_now && changing_mode) {
+            w.push(Op::SetBond {
+                iface: li.name.clone(),
+                mode: None,
+                options: pre_now,
+                clear_primary: clear_now,
+            })?;
+        }
+        if changing_mode || !diff.is_empty() || (clear_now && !changing_mode) {
+            w.push(Op::SetBond {
+                iface: li.name.clone(),
+                mode: changing_mode.then_some(mode),
+                options: diff,
+                clear_primary: clear_now && !changing_mode,
+            })?;
+        }
+        first = false;
     }
     Ok(())
 }
@@ -272,7 +303,9 @@ pub(super) fn creations(w: &mut Work) -> Result<(), PlanError> {
                 };
                 NewLink::Bond {
                     mode: *mode,
-                    options: options.only(|d| d.modes.contains(*mode)),
+                    options: options
+                        .only(|d| d.modes.contains(*mode))
+                        .without_idle_mii_delays(BondOptions::kernel_defaults(*mode).miimon),
                 }
             }
             InterfaceType::Vlan => {
