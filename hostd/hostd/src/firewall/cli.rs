@@ -28,7 +28,8 @@ pub enum FirewallCmd {
         /// Validate and print the nft transaction instead of sending it.
         #[arg(long)]
         dry_run: bool,
-        /// Recreate the whole table even when it looks current.
+        /// Send the rules even when the table already holds them (counters
+        /// restart). A table modified by hand is rewritten without it.
         #[arg(long)]
         force: bool,
     },

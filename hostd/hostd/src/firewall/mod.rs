@@ -249,10 +249,13 @@ enum Mode {
     Reload,
 }
 
+/// A table edited by hand is rewritten whole (an update would keep the
+/// edited sets, whose names no longer tell their content); `force` sends the
+/// rules again even when the table already holds them.
 fn mode(rs: &Ruleset, cur: &Current, force: bool) -> Mode {
-    if force || !cur.drift.is_empty() {
+    if !cur.drift.is_empty() {
         Mode::Reload
-    } else if cur.fingerprint.as_deref() == Some(rs.fingerprint.as_str()) {
+    } else if !force && cur.fingerprint.as_deref() == Some(rs.fingerprint.as_str()) {
         Mode::Unchanged
     } else {
         Mode::Update
