@@ -70,21 +70,6 @@ enum Cmd {
     },
 }
 
-#[cfg(test)]
-mod tests {
-    use super::selection;
-
-    #[test]
-    fn selection_merges_only_and_lab_only() {
-        assert!(selection(&[], None).is_empty());
-        assert!(selection(&[], Some("")).is_empty());
-        assert_eq!(
-            selection(&["kernel_lab".into()], Some("kernel_firewall, kernel_lab,")),
-            ["kernel_firewall", "kernel_lab"]
-        );
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -315,4 +300,19 @@ fn target_dir() -> anyhow::Result<PathBuf> {
         .as_str()
         .map(PathBuf::from)
         .context("target_directory missing")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selection;
+
+    #[test]
+    fn selection_merges_only_and_lab_only() {
+        assert!(selection(&[], None).is_empty());
+        assert!(selection(&[], Some("")).is_empty());
+        assert_eq!(
+            selection(&["kernel_lab".into()], Some("kernel_firewall, kernel_lab,")),
+            ["kernel_firewall", "kernel_lab"]
+        );
+    }
 }
