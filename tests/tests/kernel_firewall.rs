@@ -1423,4 +1423,39 @@ fn hand_edits_are_reported_by_show_and_undone_by_apply() {
         assert!(again.contains("\nas hostd wrote it"), "{what}: {again}");
         assert_eq!(p.apply(&s).expect("reapply"), Applied::Unchanged, "{what}");
     }
+
+    // An edited set is not reused by an update to another spec that keeps
+    // the same list (its name stands for the list, not for what it holds).
+    let set = set_named(&p.server, "r0_src4_");
+    p.server.run(&[
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "hostd",
+        &set,
+        &format!("{{ {CLI4} }}"),
+    ]);
+    assert_eq!(p.tcp(SRV4, 80, OPEN), Outcome::Connected, "edit live");
+    let other = spec(&format!(
+        "{MGMT_ELSEWHERE}rules:
+  - {{ action: accept, protocol: tcp, ports: [80], sources: [198.51.100.0/24] }}
+  - {{ action: accept, protocol: tcp, ports: [22, 2222], sources: [{CLI4}] }}
+"
+    ));
+    let a = p.apply(&other).expect("apply another spec");
+    let Applied::Changed { hand_edits, .. } = &a else {
+        panic!("{a:?}")
+    };
+    assert!(
+        hand_edits.iter().any(|e| e.contains(&set)),
+        "the edited set must be named: {hand_edits:?}"
+    );
+    assert_eq!(
+        set_named(&p.server, "r0_src4_"),
+        set,
+        "same list, same name"
+    );
+    assert_eq!(p.tcp(SRV4, 80, DROP), Outcome::TimedOut, "edit undone");
+    assert_eq!(p.tcp(SRV4, 22, OPEN), Outcome::Connected);
 }

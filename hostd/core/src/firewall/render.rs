@@ -110,6 +110,37 @@ impl Current {
         }
     }
 
+    /// Sets `rs` would reuse (same name) whose elements, as read, are not
+    /// the ones the name stands for: an update must not keep them.
+    pub fn stale_reused_sets(&self, rs: &Ruleset) -> Vec<Drift> {
+        let want = rs.model();
+        let mut out = Vec::new();
+        for (name, w) in &want.sets {
+            let Some(h) = self.listed.sets.get(name) else {
+                continue;
+            };
+            let differs = h.odd_element.is_some()
+                || matches!((&h.elements, &w.elements), (Some(a), Some(b)) if a != b);
+            if differs {
+                let mut d = super::diff(
+                    &Model {
+                        present: true,
+                        sets: [(name.clone(), w.clone())].into(),
+                        ..Model::default()
+                    },
+                    &Model {
+                        present: true,
+                        sets: [(name.clone(), h.clone())].into(),
+                        ..Model::default()
+                    },
+                );
+                d.retain(|d| matches!(d, Drift::SetElements { .. }));
+                out.extend(d);
+            }
+        }
+        out
+    }
+
     /// The hand edits to report before replacing the table with `rs`: with
     /// the same fingerprint, exactly what differs from `rs` ([`diff`]);
     /// otherwise what the check without the spec found.
@@ -125,7 +156,13 @@ impl Current {
                 return exact;
             }
         }
-        self.drift.clone()
+        let mut edits = self.drift.clone();
+        for d in self.stale_reused_sets(rs) {
+            if !edits.iter().any(|e| matches!((e, &d), (Drift::SetElements { set: a, .. }, Drift::SetElements { set: b, .. }) if a == b)) {
+                edits.push(d);
+            }
+        }
+        edits
     }
 }
 

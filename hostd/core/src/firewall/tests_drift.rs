@@ -407,3 +407,25 @@ fn set_names_carry_their_content_hash() {
         assert_eq!(set_name_hash(foreign), None, "{foreign}");
     }
 }
+
+#[test]
+fn an_update_never_reuses_a_set_edited_by_hand() {
+    // Another spec that keeps rule 0's sources: its set would be reused by
+    // name, so its elements are checked against what the name stands for.
+    let other = render(
+        &FirewallSpec::from_yaml(&SPEC.replace("ports: [53]", "ports: [54]")).expect("valid"),
+    )
+    .expect("enabled");
+    assert_ne!(other.fingerprint, rendered().fingerprint);
+    let cur = Current::from_model(listed("add-element"));
+    assert_eq!(
+        texts(&cur.stale_reused_sets(&other)),
+        ["set r0_src4_d1200526: elements changed by hand; added 10.0.0.0/8"]
+    );
+    // Reported once (the check without the spec found it too).
+    let edits = texts(&cur.hand_edits(&other));
+    assert_eq!(edits.len(), 1, "{edits:?}");
+    assert!(Current::from_model(listed("applied"))
+        .stale_reused_sets(&other)
+        .is_empty());
+}

@@ -198,21 +198,43 @@ impl Nft {
 }
 
 /// hostd's table as a [`Model`] from a terse listing, with the elements of
-/// the sets its rules use read over netlink (unused sets do not affect
-/// packets and are not checked).
-fn model_of(json: &str) -> Result<Model, Error> {
+/// its sets read over netlink. With `trusted`, the elements of its sets are
+/// taken from it, and sets no rule uses (which a later apply may reuse, so a
+/// full read checks them too) are not read.
+fn model_of(json: &str, trusted: Option<&Model>) -> Result<Model, Error> {
     let mut model = Model::from_listing(json)?;
-    let used: Vec<String> = model
-        .referenced_sets()
-        .into_iter()
-        .filter(|n| model.sets.contains_key(n))
+    let used = model.referenced_sets();
+    let names: Vec<String> = model
+        .sets
+        .keys()
+        .filter(|n| match trusted {
+            Some(t) => used.contains(*n) && !t.sets.contains_key(*n),
+            None => true,
+        })
+        .cloned()
         .collect();
-    let names: Vec<&str> = used.iter().map(String::as_str).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let elements = netlink::dump_elements(&names).map_err(Error::Elements)?;
     for (name, els) in &elements {
         model.set_interval_elements(name, els);
     }
+    if let Some(t) = trusted {
+        for (name, set) in &t.sets {
+            if let Some(s) = model.sets.get_mut(name) {
+                s.elements.clone_from(&set.elements);
+            }
+        }
+    }
     Ok(model)
+}
+
+/// The read after an apply's transaction: the sets of `rs` are not dumped
+/// again, as this apply either loaded them or found them holding exactly
+/// their elements just before ([`Current::stale_reused_sets`]). The
+/// fingerprint, the chains, the rules and every other set are read.
+fn read_after(nft: &Nft, rs: &Ruleset) -> Result<Current, Error> {
+    let json = nft.list_terse()?;
+    Ok(Current::from_model(model_of(&json, Some(&rs.model()))?))
 }
 
 /// What hostd's table holds now (empty [`Current`] when it is absent),
@@ -220,7 +242,7 @@ fn model_of(json: &str) -> Result<Model, Error> {
 /// a netlink dump of the elements of the sets in use.
 pub fn read_current(nft: &Nft) -> Result<Current, Error> {
     let json = nft.list_terse()?;
-    let current = Current::from_model(model_of(&json)?);
+    let current = Current::from_model(model_of(&json, None)?);
     if !current.drift.is_empty() {
         warn!(
             edits = %current.drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
@@ -253,7 +275,7 @@ enum Mode {
 /// edited sets, whose names no longer tell their content); `force` sends the
 /// rules again even when the table already holds them.
 fn mode(rs: &Ruleset, cur: &Current, force: bool) -> Mode {
-    if !cur.drift.is_empty() {
+    if !cur.drift.is_empty() || !cur.stale_reused_sets(rs).is_empty() {
         Mode::Reload
     } else if !force && cur.fingerprint.as_deref() == Some(rs.fingerprint.as_str()) {
         Mode::Unchanged
@@ -341,10 +363,10 @@ pub fn apply_rendered(
         *h = hand_edits;
     }
     // One read after the switch serves both the check (fingerprint, chain
-    // hashes, set contents) and the second transaction, which deletes the
-    // sets the switch left unused (it cannot change the rules, so the check
-    // holds after it).
-    let mut after = read_current(nft)?;
+    // hashes, other sets' contents) and the second transaction, which
+    // deletes the sets the switch left unused (it cannot change the rules,
+    // so the check holds after it).
+    let mut after = read_after(nft, rs)?;
     if verify(&after, rs).is_err() {
         // Something a rewrite keeping the chains cannot undo (a base chain
         // recreated by hand with another priority...): replace the table.
@@ -473,6 +495,6 @@ pub fn show(nft: &Nft) -> Result<Option<TableState>, Error> {
     if st.chains.is_empty() && st.rules.is_empty() {
         return Ok(None);
     }
-    st.inspect(&model_of(&json)?);
+    st.inspect(&model_of(&json, None)?);
     Ok(Some(st))
 }

@@ -425,6 +425,7 @@ pub fn dump_elements(sets: &[&str]) -> Result<BTreeMap<String, Vec<IntervalEleme
     sock.bind_auto()?;
     sock.connect(&SocketAddr::new(0, 0))?;
     nix::sys::socket::setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::seconds(10))?;
+    let mut rx: Vec<u8> = Vec::with_capacity(65536);
     for (i, set) in sets.iter().enumerate() {
         let seq = i as u32 + 1;
         let req = dump_request(set, seq);
@@ -433,7 +434,12 @@ pub fn dump_elements(sets: &[&str]) -> Result<BTreeMap<String, Vec<IntervalEleme
         }
         let mut elements = Vec::new();
         'dump: loop {
-            let (rx, _) = sock.recv_from_full()?;
+            // A 64 KiB buffer: the kernel sizes each dump message after the
+            // largest buffer recvmsg was given (up to 32 KiB). A buffer sized
+            // by peeking keeps them at one page, and each message restarts
+            // the walk of the set's tree: 4x slower for 10,000 CIDRs.
+            rx.clear();
+            sock.recv(&mut rx, 0)?;
             let mut off = 0;
             while off + 16 <= rx.len() {
                 let len =
