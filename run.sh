@@ -7,13 +7,18 @@
 #   ./run.sh test   run every test; privileged lab tests boot Debian's kernel
 #                   in a VM when this kernel lacks bonding, 802.1Q, bridge VLAN
 #                   filtering or the OVS datapath
+#                   (`./run.sh test --only kernel_firewall`: only the binaries
+#                   named; the others are listed as not run; refused if CI=true)
+#
+# Output can be redirected (`./run.sh demo > demo.log 2>&1`): the VM's output
+# comes through the runner's own stdout and stderr.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 case "${1:-}" in
   demo | test) ;;
   *)
-    echo "usage: $0 demo|test" >&2
+    echo "usage: $0 demo | test [--only NAME]..." >&2
     exit 2
     ;;
 esac

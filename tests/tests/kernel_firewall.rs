@@ -1220,6 +1220,43 @@ firewall:
         "table untouched by the no-op apply"
     );
 
+    // A hand edit inside hostd's table: `plan` wants to replace it (not
+    // "unchanged"), `apply` rewrites it and says what it undid.
+    p.server.run(&[
+        "nft", "insert", "rule", "inet", "hostd", "input", "tcp", "dport", "8080", "accept",
+    ]);
+    assert_eq!(
+        p.tcp(SRV4, 8080, OPEN),
+        Outcome::Connected,
+        "hand edit live"
+    );
+    let plan = p
+        .server
+        .enter(|| engine::plan_only(&cfg, &desired))
+        .expect("plan");
+    assert_eq!(
+        plan.firewall.as_ref().map(|f| f.action),
+        Some(FirewallAction::Replace),
+        "{plan}"
+    );
+    let repaired = apply(None).expect("apply over a hand edit");
+    match &repaired.firewall {
+        Some(Applied::Changed { hand_edits, .. }) => assert!(
+            hand_edits
+                .iter()
+                .any(|e| e.contains("`tcp dport 8080 accept` was not rendered by hostd")),
+            "{hand_edits:?}"
+        ),
+        other => panic!("the firewall step must rewrite the table: {other:?}"),
+    }
+    assert_eq!(
+        p.tcp(SRV4, 8080, DROP),
+        Outcome::TimedOut,
+        "hand edit undone"
+    );
+    let again = apply(None).expect("re-apply");
+    assert!(again.plan.is_empty() && !again.executed, "{}", again.plan);
+
     // Teardown: hostd's table removed, the operator's kept byte for byte.
     let t = p
         .server
@@ -1232,4 +1269,193 @@ firewall:
     assert_eq!(tables(), ["table inet operator"]);
     assert_eq!(table_json(&p.server, "inet", "operator"), operator_before);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Handle of the rule of hostd's `chain` whose comment starts with `tag`.
+fn rule_handle(ns: &NetNs, chain: &str, tag: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&ns.run(&["nft", "-j", "list", "chain", "inet", "hostd", chain]))
+            .expect("json");
+    v["nftables"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .find(|r| r["comment"].as_str().is_some_and(|c| c.starts_with(tag)))
+        .and_then(|r| r["handle"].as_u64())
+        .unwrap_or_else(|| panic!("no rule {tag} in chain {chain}"))
+        .to_string()
+}
+
+/// Name of hostd's set whose name starts with `prefix`.
+fn set_named(ns: &NetNs, prefix: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&ns.run(&["nft", "-j", "-t", "list", "table", "inet", "hostd"]))
+            .expect("json");
+    v["nftables"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|o| o.get("set"))
+        .filter_map(|s| s["name"].as_str())
+        .find(|n| n.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no set {prefix}*"))
+        .to_owned()
+}
+
+/// Hand edits inside hostd's table (a rule added, a rule deleted, an element
+/// added to a set, a chain's policy changed), each made with `nft` and each
+/// effective on real traffic: `hostd firewall show` reports it (which
+/// chain, rule or set) and `apply` of the unchanged spec rewrites the table
+/// (never "unchanged"), after which the traffic is filtered as the spec
+/// says again and a further apply is a no-op.
+#[test]
+fn hand_edits_are_reported_by_show_and_undone_by_apply() {
+    use hostd::firewall::cli::{self, FirewallCmd};
+
+    let p = Pair::new();
+    let s = spec(&format!(
+        "{MGMT_ELSEWHERE}rules:
+  - {{ action: accept, protocol: tcp, ports: [80], sources: [198.51.100.0/24] }}
+  - {{ action: accept, protocol: tcp, ports: [22], sources: [{CLI4}] }}
+"
+    ));
+    assert!(matches!(
+        p.apply(&s).expect("apply"),
+        Applied::Changed { .. }
+    ));
+    let show = || {
+        let mut out = Vec::new();
+        p.server
+            .enter(|| cli::run(&FirewallCmd::Show { json: false }, &p.nft(), &mut out))
+            .expect("show");
+        String::from_utf8(out).expect("utf8")
+    };
+    let clean = show();
+    assert!(
+        clean.contains("\nas hostd wrote it (checked against its fingerprint)\n"),
+        "{clean}"
+    );
+    // What the spec lets through: 22 from the client; 80 only from
+    // 198.51.100.0/24; 8080 from nobody.
+    let spec_says = |when: &str| {
+        assert_eq!(p.tcp(SRV4, 22, OPEN), Outcome::Connected, "{when}: 22");
+        assert_eq!(p.tcp(SRV4, 80, DROP), Outcome::TimedOut, "{when}: 80");
+        assert_eq!(p.tcp(SRV4, 8080, DROP), Outcome::TimedOut, "{when}: 8080");
+    };
+    spec_says("applied");
+
+    // Each edit is made when its turn comes (handles change on a rewrite).
+    type Edit<'a> = (
+        &'a str,
+        Box<dyn Fn() -> Vec<String> + 'a>,
+        (u16, Outcome),
+        &'a str,
+        &'a str,
+    );
+    let v = |a: &[&str]| a.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    let edits: Vec<Edit> = vec![
+        (
+            "add a rule",
+            Box::new(|| v(&["nft", "insert", "rule", "inet", "hostd", "input", "tcp", "dport", "8080", "accept"])),
+            (8080, Outcome::Connected),
+            "`tcp dport 8080 accept` was not rendered by hostd (added by hand)",
+            "`tcp dport 8080 accept` was not rendered by hostd (added by hand)",
+        ),
+        (
+            "delete a rule",
+            Box::new(|| {
+                let h = rule_handle(&p.server, "input", "rule:1");
+                v(&["nft", "delete", "rule", "inet", "hostd", "input", "handle", &h])
+            }),
+            (22, Outcome::TimedOut),
+            "chain input: its rules or policy differ from what hostd rendered",
+            "chain input: rule rule:1/v4 `tcp dport 22 ip saddr @r1_src4_",
+        ),
+        (
+            "add a set element",
+            Box::new(|| {
+                let set = set_named(&p.server, "r0_src4_");
+                v(&["nft", "add", "element", "inet", "hostd", &set, &format!("{{ {CLI4} }}")])
+            }),
+            (80, Outcome::Connected),
+            "elements changed by hand (they no longer match the hash in its name); it holds 192.0.2.2/32, 198.51.100.0/24",
+            "elements changed by hand; added 192.0.2.2/32",
+        ),
+        (
+            "change a chain policy",
+            Box::new(|| v(&["nft", "chain", "inet", "hostd", "input", "{ policy accept; }"])),
+            (8080, Outcome::Connected),
+            "chain input: policy accept, hostd rendered policy drop",
+            "chain input: policy accept, hostd rendered policy drop",
+        ),
+    ];
+    for (what, cmd, (port, effect), shown, repaired) in edits {
+        let argv = cmd();
+        p.server
+            .run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+        let timeout = if effect == Outcome::Connected {
+            OPEN
+        } else {
+            DROP
+        };
+        assert_eq!(
+            p.tcp(SRV4, port, timeout),
+            effect,
+            "{what}: the edit is live"
+        );
+        let text = show();
+        assert!(
+            text.contains("MODIFIED BY HAND (") && text.contains(shown),
+            "{what}: show must report `{shown}`:\n{text}"
+        );
+        let a = p.apply(&s).expect("apply");
+        let Applied::Changed { hand_edits, .. } = &a else {
+            panic!("{what}: an edited table must be rewritten, got {a:?}")
+        };
+        assert!(
+            hand_edits.iter().any(|e| e.contains(repaired)),
+            "{what}: apply must name `{repaired}`: {hand_edits:?}"
+        );
+        println!("{what}: show:\n{text}apply: {}", cli::applied_text(&a));
+        spec_says(what);
+        let again = show();
+        assert!(again.contains("\nas hostd wrote it"), "{what}: {again}");
+        assert_eq!(p.apply(&s).expect("reapply"), Applied::Unchanged, "{what}");
+    }
+
+    // An edited set is not reused by an update to another spec that keeps
+    // the same list (its name stands for the list, not for what it holds).
+    let set = set_named(&p.server, "r0_src4_");
+    p.server.run(&[
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "hostd",
+        &set,
+        &format!("{{ {CLI4} }}"),
+    ]);
+    assert_eq!(p.tcp(SRV4, 80, OPEN), Outcome::Connected, "edit live");
+    let other = spec(&format!(
+        "{MGMT_ELSEWHERE}rules:
+  - {{ action: accept, protocol: tcp, ports: [80], sources: [198.51.100.0/24] }}
+  - {{ action: accept, protocol: tcp, ports: [22, 2222], sources: [{CLI4}] }}
+"
+    ));
+    let a = p.apply(&other).expect("apply another spec");
+    let Applied::Changed { hand_edits, .. } = &a else {
+        panic!("{a:?}")
+    };
+    assert!(
+        hand_edits.iter().any(|e| e.contains(&set)),
+        "the edited set must be named: {hand_edits:?}"
+    );
+    assert_eq!(
+        set_named(&p.server, "r0_src4_"),
+        set,
+        "same list, same name"
+    );
+    assert_eq!(p.tcp(SRV4, 80, DROP), Outcome::TimedOut, "edit undone");
+    assert_eq!(p.tcp(SRV4, 22, OPEN), Outcome::Connected);
 }

@@ -1,6 +1,8 @@
 //! Build orchestration for the workspace.
 //!
-//! - `cargo xtask test [--only NAME]`: every test of the workspace.
+//! - `cargo xtask test [--only NAME]`: every test of the workspace (with
+//!   `--only` or `LAB_ONLY`, only the test binaries named: the others are
+//!   listed as not run, loudly, and CI refuses it).
 //!   Privileged test binaries (`tests/tests/kernel_*.rs`) run through [`vm`]'s
 //!   runner: natively when this kernel has what the binary needs (bonds,
 //!   802.1Q VLANs, VLAN-filtering bridges and OVS datapaths for most; veth
@@ -35,7 +37,9 @@ enum Cmd {
     /// Run every test: unit tests natively, privileged lab tests natively or
     /// in the VM (see `runner`).
     Test {
-        /// Only run test binaries whose name contains one of these.
+        /// Only run test binaries whose name contains one of these (also
+        /// `LAB_ONLY=a,b`); every other binary, unit tests included, is not
+        /// run and is listed as such. Refused when CI=true.
         #[arg(long = "only")]
         only: Vec<String>,
         /// Pass-through filter for the test harness.
@@ -146,18 +150,69 @@ fn runner_env(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The test binaries `--only` and `LAB_ONLY` select (names or parts of
+/// names, as the runner matches them).
+fn selection(only: &[String], env: Option<&str>) -> Vec<String> {
+    let mut v: Vec<String> = only
+        .iter()
+        .map(String::as_str)
+        .chain(env.into_iter().flat_map(|e| e.split(',')))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Prints a banner to stderr, so that it stands out in a CI log.
+fn banner(lines: &[String]) {
+    let width = lines.iter().map(|l| l.len()).max().unwrap_or(0).min(100);
+    let rule = "!".repeat(width + 4);
+    eprintln!("{rule}");
+    for l in lines {
+        eprintln!("!! {l}");
+    }
+    eprintln!("{rule}");
+}
+
 fn test(only: &[String], filter: &[String]) -> anyhow::Result<()> {
+    let env_only = std::env::var("LAB_ONLY").ok();
+    let selected = selection(only, env_only.as_deref());
+    if vm::is_ci() && !selected.is_empty() {
+        bail!(
+            "CI=true: a CI run runs every test, but --only / LAB_ONLY select {} \
+             (every other test binary would exit 0 without running)",
+            selected.join(",")
+        );
+    }
     let mut cmd = cargo();
     // Before the build replaces this binary.
     runner_env(&mut cmd)?;
+    let not_run = target_dir()?
+        .join("lab-runner")
+        .join(format!("not-run.{}", std::process::id()));
+    let _ = std::fs::remove_file(&not_run);
+    if !selected.is_empty() {
+        banner(&[
+            format!("PARTIAL TEST RUN: LAB_ONLY={}", selected.join(",")),
+            "Only test binaries whose name contains one of these run. Every other".into(),
+            "test binary, unit tests included, exits 0 WITHOUT RUNNING ANY TEST.".into(),
+            "The binaries not run are listed at the end. CI refuses this (CI=true).".into(),
+        ]);
+    }
     {
         let _p = Phase::start("build (workspace, all targets)");
         run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     }
-    let _p = Phase::start("test");
+    let p = Phase::start("test");
     cmd.args(["test", "--workspace", "--no-fail-fast"]);
-    if !only.is_empty() {
-        cmd.env("LAB_ONLY", only.join(","));
+    if selected.is_empty() {
+        cmd.env_remove("LAB_ONLY");
+    } else {
+        cmd.env("LAB_ONLY", selected.join(","));
+        cmd.env("LAB_NOT_RUN_FILE", &not_run);
     }
     // The eBPF test runs on this kernel (TCX) and in the VM's 6.1 (clsact).
     if std::env::var_os("LAB_ALSO_NATIVE").is_none() {
@@ -166,7 +221,30 @@ fn test(only: &[String], filter: &[String]) -> anyhow::Result<()> {
     if !filter.is_empty() {
         cmd.arg("--").args(filter);
     }
-    run(&mut cmd)
+    let result = run(&mut cmd);
+    drop(p);
+    if !selected.is_empty() {
+        let mut skipped: Vec<String> = std::fs::read_to_string(&not_run)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        skipped.sort();
+        skipped.dedup();
+        let _ = std::fs::remove_file(&not_run);
+        let mut lines = vec![format!(
+            "PARTIAL TEST RUN (LAB_ONLY={}): {} test binaries were NOT run:",
+            selected.join(","),
+            skipped.len()
+        )];
+        lines.extend(skipped.chunks(6).map(|c| format!("  {}", c.join(", "))));
+        lines.push(
+            "Doc-tests are not affected. Run `cargo xtask test` without --only for everything."
+                .into(),
+        );
+        banner(&lines);
+    }
+    result
 }
 
 fn demo() -> anyhow::Result<()> {
@@ -222,4 +300,19 @@ fn target_dir() -> anyhow::Result<PathBuf> {
         .as_str()
         .map(PathBuf::from)
         .context("target_directory missing")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selection;
+
+    #[test]
+    fn selection_merges_only_and_lab_only() {
+        assert!(selection(&[], None).is_empty());
+        assert!(selection(&[], Some("")).is_empty());
+        assert_eq!(
+            selection(&["kernel_lab".into()], Some("kernel_firewall, kernel_lab,")),
+            ["kernel_firewall", "kernel_lab"]
+        );
+    }
 }

@@ -4,7 +4,10 @@
 
 use serde_json::Value;
 
-use super::render::{Current, RuleTag, FAMILY, FINGERPRINT_KEY, TABLE};
+use super::{
+    model::{Drift, ListingError, Model},
+    render::{Current, RuleTag, FAMILY, TABLE},
+};
 
 /// Counter of one nftables rule of hostd's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,18 +35,26 @@ pub struct TableState {
     pub sets: Vec<(String, usize)>,
     /// Base chains: name and policy.
     pub chains: Vec<(String, String)>,
-    /// Fingerprint of the applied ruleset (from the input chain).
+    /// Fingerprint of the applied ruleset (recorded in the input chain).
     pub fingerprint: Option<String>,
+    /// Hand edits: how the table differs from what hostd recorded in it
+    /// ([`Model::check`]); empty when it is as hostd wrote it.
+    pub drift: Vec<Drift>,
+    /// Sets no rule uses (no effect on packets; deleted by the next apply
+    /// that changes the table).
+    pub unused_sets: Vec<String>,
 }
 
-/// A listing that is not what `nft -j` writes.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot read nft JSON output: {0}")]
-pub struct ListingError(String);
-
 /// Parses `nft -j list table inet hostd` (or `list ruleset`: other tables
-/// are ignored).
+/// are ignored), and checks it for hand edits ([`TableState::inspect`]; set
+/// elements are checked when the listing has them).
 pub fn parse_listing(json: &str) -> Result<TableState, ListingError> {
+    let mut st = parse_counters(json)?;
+    st.inspect(&Model::from_listing(json)?);
+    Ok(st)
+}
+
+fn parse_counters(json: &str) -> Result<TableState, ListingError> {
     let v: Value = serde_json::from_str(json).map_err(|e| ListingError(e.to_string()))?;
     let items = v
         .get("nftables")
@@ -67,11 +78,6 @@ pub fn parse_listing(json: &str) -> Result<TableState, ListingError> {
                 Some((t, c)) => (Some(t), c),
                 None => (None, raw.map(str::to_owned)),
             };
-            if let (Some(RuleTag::Default(d)), Some(c)) = (&tag, &comment) {
-                if chain == "input" && d == "policy" {
-                    st.fingerprint = c.strip_prefix(FINGERPRINT_KEY).map(str::to_owned);
-                }
-            }
             let (mut packets, mut bytes) = (0, 0);
             for e in r
                 .get("expr")
@@ -136,6 +142,14 @@ pub struct ShowRow {
 }
 
 impl TableState {
+    /// Fills the fingerprint, the hand edits and the unused sets from `model`,
+    /// the same table as a [`Model`] (with the set elements, when read).
+    pub fn inspect(&mut self, model: &Model) {
+        self.fingerprint = model.recorded().map(|c| c.fingerprint);
+        self.drift = model.check();
+        self.unused_sets = model.unused_sets();
+    }
+
     /// Rows for `hostd firewall show`, one per spec rule / default / management
     /// exception and chain, in chain order.
     pub fn rows(&self) -> Vec<ShowRow> {
@@ -165,67 +179,15 @@ impl TableState {
     }
 }
 
-/// Reads what [`Ruleset::update_script`](super::Ruleset::update_script) needs
-/// from `nft -j -t list ruleset` (terse: no set elements, ~5 ms even with
-/// 10,000 CIDRs; other tables are ignored): hostd's chains, its sets (listed
-/// or referenced by its rules), and the fingerprint in the input chain.
+/// Reads hostd's table from `nft -j -t list ruleset` (terse: no set
+/// elements, ~5 ms even with 10,000 CIDRs; other tables are ignored) or any
+/// other `nft -j` listing, and checks it ([`Current::from_model`]). Set
+/// elements are checked only when a listing has them; hostd reads them over
+/// netlink instead (`hostd::firewall::read_current`).
 pub fn parse_current(listings: &[&str]) -> Result<Current, ListingError> {
-    let mut cur = Current::default();
+    let mut model = Model::default();
     for json in listings {
-        let v: Value = serde_json::from_str(json).map_err(|e| ListingError(e.to_string()))?;
-        let items = v
-            .get("nftables")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ListingError("no top-level \"nftables\" array".into()))?;
-        for item in items {
-            if let Some(t) = item.get("table") {
-                cur.present |= t.get("family").and_then(Value::as_str) == Some(FAMILY)
-                    && t.get("name").and_then(Value::as_str) == Some(TABLE);
-            }
-            if let Some(set) = item.get("set").filter(|s| is_ours(s)) {
-                if let Some(name) = set.get("name").and_then(Value::as_str) {
-                    cur.sets.insert(name.to_owned());
-                }
-            } else if let Some(c) = item.get("chain").filter(|c| is_ours(c)) {
-                if let Some(name) = c.get("name").and_then(Value::as_str) {
-                    cur.chains.insert(name.to_owned());
-                }
-            } else if let Some(r) = item.get("rule").filter(|r| is_ours(r)) {
-                if let Some(expr) = r.get("expr") {
-                    collect_set_refs(expr, &mut cur.sets);
-                }
-                let chain = r.get("chain").and_then(Value::as_str);
-                let comment = r
-                    .get("comment")
-                    .and_then(Value::as_str)
-                    .and_then(RuleTag::parse);
-                if let (Some("input"), Some((RuleTag::Default(d), Some(c)))) = (chain, comment) {
-                    if d == "policy" {
-                        cur.fingerprint = c.strip_prefix(FINGERPRINT_KEY).map(str::to_owned);
-                    }
-                }
-            }
-        }
+        model.add_listing(json)?;
     }
-    cur.present |= !cur.chains.is_empty() || !cur.sets.is_empty();
-    Ok(cur)
-}
-
-fn is_ours(o: &Value) -> bool {
-    o.get("family").and_then(Value::as_str) == Some(FAMILY)
-        && o.get("table").and_then(Value::as_str) == Some(TABLE)
-}
-
-/// Named-set references are JSON strings `"@name"` anywhere in a rule.
-fn collect_set_refs(v: &Value, out: &mut std::collections::BTreeSet<String>) {
-    match v {
-        Value::String(s) => {
-            if let Some(name) = s.strip_prefix('@') {
-                out.insert(name.to_owned());
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| collect_set_refs(x, out)),
-        Value::Object(o) => o.values().for_each(|x| collect_set_refs(x, out)),
-        _ => {}
-    }
+    Ok(Current::from_model(model))
 }

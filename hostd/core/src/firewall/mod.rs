@@ -1,17 +1,25 @@
 //! The InstanceArray firewall, pure part: the schema ([`FirewallSpec`]),
 //! validation with field paths ([`FirewallSpec::validate`]), rendering of
-//! the complete nftables table hostd owns ([`render()`], [`Ruleset`]) and
-//! decoding of its counters from `nft -j` output ([`parse_listing`]).
+//! the complete nftables table hostd owns ([`render()`], [`Ruleset`]),
+//! decoding of its counters from `nft -j` output ([`parse_listing`]), and
+//! the comparison of a listing with what hostd rendered: the fingerprint
+//! and the hand-edit checks ([`Model`], [`Model::check`], [`diff`]).
 //!
 //! The side-effecting part (running `nft`) lives in the `hostd` crate,
 //! `hostd/hostd/src/firewall/`. User documentation: `docs/firewall.md`.
 
 mod counters;
+mod model;
 mod render;
 mod spec;
 mod validate;
 
-pub use counters::{parse_current, parse_listing, ListingError, RuleCounter, ShowRow, TableState};
+pub use counters::{parse_current, parse_listing, RuleCounter, ShowRow, TableState};
+pub use model::{
+    content_hash, diff, parse_statement, ranges_from_intervals, set_name_hash, terms_text,
+    AddrRange, BaseChain, Carrier, ChainModel, Drift, ListingError, Model, RuleModel, SetModel,
+    Term, FORMAT,
+};
 pub use render::{
     remove_script, render, Chain, Current, IntervalElement, NamedSet, NftRule, RuleTag, Ruleset,
     FAMILY, FINGERPRINT_KEY, TABLE,
@@ -133,3 +141,5 @@ impl FirewallSpec {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_drift;

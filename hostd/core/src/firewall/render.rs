@@ -23,12 +23,15 @@
 use std::{
     collections::BTreeSet,
     fmt::{self, Write as _},
-    hash::{Hash, Hasher},
 };
 
 use ipnet::IpNet;
 
 use super::{
+    model::{
+        content_hash, merge_ranges, net_range, parse_statement, BaseChain, ChainModel, Drift,
+        Model, RuleModel, SetModel,
+    },
     spec::{Action, Cidr, Direction, FirewallSpec, OutboundPolicy, Protocol, Rule},
     validate::rule_families,
 };
@@ -39,7 +42,8 @@ pub const FAMILY: &str = "inet";
 pub const TABLE: &str = "hostd";
 
 /// Prefix of the fingerprint in the comment of the input chain's last rule
-/// (`default:policy fp=0123456789abcdef`).
+/// (`default:policy fp=0123456789abcdef input=01234567 output=89abcdef`;
+/// see [`Carrier`](super::Carrier)).
 pub const FINGERPRINT_KEY: &str = "fp=";
 
 /// The complete content of hostd's table.
@@ -49,23 +53,117 @@ pub struct Ruleset {
     pub sets: Vec<NamedSet>,
     /// `input`, then `output` when present.
     pub chains: Vec<Chain>,
-    /// Hash of the sets and chains (16 hex digits), also stored in the
-    /// comment of the input chain's last rule.
+    /// Hash of the sets and chains (16 hex digits, format in
+    /// [`model`](super::Model::canonical_text)), also stored in the comment
+    /// of the input chain's last rule.
     pub fingerprint: String,
 }
 
-/// What hostd's table holds now, as far as [`Ruleset::update_script`] needs
-/// (read with [`parse_current`](super::parse_current)).
+/// What hostd's table holds now (read with
+/// [`parse_current`](super::parse_current) or [`Current::from_model`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Current {
     /// The table exists.
     pub present: bool,
-    /// Fingerprint found in the input chain (`None`: table absent or not ours).
+    /// Fingerprint of the ruleset the table holds: the one recorded in the
+    /// input chain, and only if the table still matches it (no
+    /// [`drift`](Current::drift)). `None`: absent, not hostd's, or modified
+    /// by hand.
     pub fingerprint: Option<String>,
+    /// The fingerprint recorded in the input chain, whether or not the table
+    /// still matches it.
+    pub recorded: Option<String>,
+    /// Hand edits found by checking the table against what hostd recorded in
+    /// it ([`Model::check`]); empty when it is as hostd wrote it.
+    pub drift: Vec<Drift>,
     /// Chains of the table.
     pub chains: BTreeSet<String>,
     /// Sets of the table (listed, or referenced by its rules).
     pub sets: BTreeSet<String>,
+    /// Other objects in the table (kind, name): none unless added by hand.
+    pub objects: BTreeSet<(String, String)>,
+    /// The table as listed.
+    pub listed: Model,
+}
+
+impl Current {
+    /// Checks `listed` (elements included where they were read) and sums it
+    /// up.
+    pub fn from_model(listed: Model) -> Self {
+        let drift = listed.check();
+        let recorded = listed.recorded().map(|c| c.fingerprint);
+        let mut sets: BTreeSet<String> = listed.sets.keys().cloned().collect();
+        sets.extend(listed.referenced_sets());
+        Self {
+            present: listed.present,
+            fingerprint: if drift.is_empty() {
+                recorded.clone()
+            } else {
+                None
+            },
+            recorded,
+            drift,
+            chains: listed.chains.keys().cloned().collect(),
+            sets,
+            objects: listed.objects.clone(),
+            listed,
+        }
+    }
+
+    /// Sets `rs` would reuse (same name) whose elements, as read, are not
+    /// the ones the name stands for: an update must not keep them.
+    pub fn stale_reused_sets(&self, rs: &Ruleset) -> Vec<Drift> {
+        let want = rs.model();
+        let mut out = Vec::new();
+        for (name, w) in &want.sets {
+            let Some(h) = self.listed.sets.get(name) else {
+                continue;
+            };
+            let differs = h.odd_element.is_some()
+                || matches!((&h.elements, &w.elements), (Some(a), Some(b)) if a != b);
+            if differs {
+                let mut d = super::diff(
+                    &Model {
+                        present: true,
+                        sets: [(name.clone(), w.clone())].into(),
+                        ..Model::default()
+                    },
+                    &Model {
+                        present: true,
+                        sets: [(name.clone(), h.clone())].into(),
+                        ..Model::default()
+                    },
+                );
+                d.retain(|d| matches!(d, Drift::SetElements { .. }));
+                out.extend(d);
+            }
+        }
+        out
+    }
+
+    /// The hand edits to report before replacing the table with `rs`: with
+    /// the same fingerprint, exactly what differs from `rs` ([`diff`]);
+    /// otherwise what the check without the spec found.
+    ///
+    /// [`diff`]: super::diff
+    pub fn hand_edits(&self, rs: &Ruleset) -> Vec<Drift> {
+        if !self.present {
+            return Vec::new();
+        }
+        if self.recorded.as_deref() == Some(rs.fingerprint.as_str()) {
+            let exact = super::diff(&rs.model(), &self.listed);
+            if !exact.is_empty() {
+                return exact;
+            }
+        }
+        let mut edits = self.drift.clone();
+        for d in self.stale_reused_sets(rs) {
+            if !edits.iter().any(|e| matches!((e, &d), (Drift::SetElements { set: a, .. }, Drift::SetElements { set: b, .. }) if a == b)) {
+                edits.push(d);
+            }
+        }
+        edits
+    }
 }
 
 /// A named interval set of IPv4 or IPv6 networks.
@@ -378,19 +476,20 @@ pub fn render(spec: &FirewallSpec) -> Option<Ruleset> {
         policy,
         rules: output,
     });
-    // The fingerprint of everything else rides in the comment of the input
-    // chain's last rule: `apply` reads it back to skip unchanged rulesets.
-    let mut h = std::hash::DefaultHasher::new();
-    (&sets, &chains).hash(&mut h);
-    let fingerprint = format!("{:016x}", h.finish());
-    if let Some(last) = chains[0].rules.last_mut() {
-        last.comment = Some(format!("{FINGERPRINT_KEY}{fingerprint}"));
-    }
-    Some(Ruleset {
+    // The fingerprint of everything else, and the hash of each chain, ride in
+    // the comment of the input chain's last rule: `apply` reads them back to
+    // skip unchanged rulesets and to find hand edits.
+    let mut rs = Ruleset {
         sets,
         chains,
-        fingerprint,
-    })
+        fingerprint: String::new(),
+    };
+    let carrier = rs.model().fingerprint();
+    rs.fingerprint.clone_from(&carrier.fingerprint);
+    if let Some(last) = rs.chains[0].rules.last_mut() {
+        last.comment = Some(carrier.to_string());
+    }
+    Some(rs)
 }
 
 fn render_rule(index: usize, rule: &Rule, sets: &mut Vec<NamedSet>, chain: &mut Vec<NftRule>) {
@@ -484,9 +583,12 @@ fn add_set(sets: &mut Vec<NamedSet>, base: &str, cidrs: &[Cidr], v6: bool) -> Op
         return None;
     }
     let elements = IpNet::aggregate(&nets);
-    let mut h = std::hash::DefaultHasher::new();
-    elements.hash(&mut h);
-    let name = format!("{base}{}_{:08x}", if v6 { 6 } else { 4 }, h.finish() as u32);
+    let ranges = merge_ranges(elements.iter().map(net_range).collect());
+    let name = format!(
+        "{base}{}_{}",
+        if v6 { 6 } else { 4 },
+        content_hash(v6, &ranges)
+    );
     if !sets.iter().any(|s| s.name == name) {
         sets.push(NamedSet {
             name: name.clone(),
@@ -522,6 +624,49 @@ fn port_set(ranges: &mut [(u16, u16)]) -> String {
 }
 
 impl Ruleset {
+    /// The ruleset as a [`Model`], comparable with a listing
+    /// ([`Model::from_listing`]).
+    pub fn model(&self) -> Model {
+        let mut m = Model {
+            present: true,
+            ..Model::default()
+        };
+        for s in &self.sets {
+            m.sets.insert(
+                s.name.clone(),
+                SetModel {
+                    kind: if s.v6 { "ipv6_addr" } else { "ipv4_addr" }.to_owned(),
+                    flags: vec!["interval".to_owned()],
+                    elements: Some(merge_ranges(s.elements.iter().map(net_range).collect())),
+                    odd_element: None,
+                },
+            );
+        }
+        for c in &self.chains {
+            m.chains.insert(
+                c.name.to_owned(),
+                ChainModel {
+                    base: Some(BaseChain {
+                        kind: "filter".to_owned(),
+                        hook: c.name.to_owned(),
+                        prio: 0,
+                        policy: c.policy.to_owned(),
+                    }),
+                    rules: c
+                        .rules
+                        .iter()
+                        .map(|r| RuleModel {
+                            handle: None,
+                            comment: Some(r.nft_comment()),
+                            terms: parse_statement(&r.statement),
+                        })
+                        .collect(),
+                },
+            );
+        }
+        m
+    }
+
     /// The table as an nft script block (`table inet hostd { ... }`).
     pub fn table_script(&self) -> String {
         let mut s = String::new();
@@ -633,8 +778,9 @@ impl Ruleset {
     }
 
     /// A full rewrite of hostd's table that keeps its base chains: one nft
-    /// transaction that flushes every rule, deletes every set listed in
-    /// `current`, and recreates all sets and rules. Used for `--force` and
+    /// transaction that flushes every rule, deletes every set, chain and
+    /// object of `current` hostd does not render, and recreates all sets and
+    /// rules. Used for `--force`, to repair a table modified by hand, and
     /// when an [`update_script`](Ruleset::update_script) was refused.
     ///
     /// Deleting a live base chain whose policy is drop (as `delete table`
@@ -663,6 +809,11 @@ impl Ruleset {
             .filter(|c| !self.chains.iter().any(|d| d.name == c.as_str()))
         {
             let _ = writeln!(s, "delete chain {FAMILY} {TABLE} {old}");
+        }
+        // Maps, named counters... only a hand edit puts there: no rule uses
+        // them once the chains are flushed.
+        for (kind, name) in &current.objects {
+            let _ = writeln!(s, "delete {kind} {FAMILY} {TABLE} {name}");
         }
         for old in &current.sets {
             let _ = writeln!(s, "delete set {FAMILY} {TABLE} {old}");

@@ -518,10 +518,15 @@ fn fingerprint_follows_content_and_is_stored_in_input_chain() {
     assert_ne!(a.fingerprint, c.fingerprint);
     assert_eq!(a.fingerprint.len(), 16);
     let last = a.chains[0].rules.last().expect("policy rule");
+    let carrier = a.model().fingerprint();
     assert_eq!(
         last.nft_comment(),
-        format!("default:policy fp={}", a.fingerprint)
+        format!(
+            "default:policy fp={} input={} output={}",
+            a.fingerprint, carrier.chains["input"], carrier.chains["output"]
+        )
     );
+    assert_eq!(carrier.fingerprint, a.fingerprint);
 }
 
 fn lines_matching<'a>(script: &'a str, prefix: &str) -> Vec<(usize, &'a str)> {
@@ -570,6 +575,7 @@ fn update_script_keeps_unchanged_sets_and_drops_stale_ones() {
         fingerprint: Some(old.fingerprint.clone()),
         chains: ["input".to_owned(), "output".to_owned()].into(),
         sets: old.sets.iter().map(|s| s.name.clone()).collect(),
+        ..Current::default()
     };
     let script = new.update_script(&current);
     // Only the changed set is loaded; the unchanged ones are kept.
@@ -636,12 +642,15 @@ fn reload_script_keeps_base_chains_and_reloads_every_set() {
             .map(|s| s.name.clone())
             .chain(["stray".to_owned()])
             .collect(),
+        objects: [("counter".to_owned(), "handcount".to_owned())].into(),
+        ..Current::default()
     };
     let script = rs.reload_script(&current);
     assert!(!script.contains("delete table"));
     assert!(!script.contains("delete chain inet hostd input"));
     assert!(!script.contains("delete chain inet hostd output"));
     assert!(script.contains("delete chain inet hostd handmade\n"));
+    assert!(script.contains("delete counter inet hostd handcount\n"));
     assert!(!script.contains("flush table"));
     let flush = lines_matching(&script, "flush chain inet hostd ")
         .last()

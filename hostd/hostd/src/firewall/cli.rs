@@ -6,12 +6,15 @@ use std::{io::Write, path::PathBuf};
 
 use hostd_core::firewall::{render, FirewallSpec, TableState};
 
-use super::{apply_with, disable, read_current, show, Applied, ApplyOptions, Error, Nft};
+use super::{
+    apply_with, disable, planned_script, read_current, show, Applied, ApplyOptions, Error, Nft,
+};
 
 /// `hostd firewall ...`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum FirewallCmd {
-    /// Show hostd's table: rules by spec index and comment, with counters.
+    /// Show hostd's table: rules by spec index and comment, with counters,
+    /// and whatever was changed in it by hand.
     Show {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -25,7 +28,8 @@ pub enum FirewallCmd {
         /// Validate and print the nft transaction instead of sending it.
         #[arg(long)]
         dry_run: bool,
-        /// Recreate the whole table even when it looks current.
+        /// Send the rules even when the table already holds them (counters
+        /// restart). A table modified by hand is rewritten without it.
         #[arg(long)]
         force: bool,
     },
@@ -76,11 +80,19 @@ pub fn run(cmd: &FirewallCmd, nft: &Nft, out: &mut impl Write) -> Result<(), Cli
             let spec = FirewallSpec::from_document(&text).map_err(Error::from)?;
             if *dry_run {
                 let script = match render(&spec) {
-                    None => hostd_core::firewall::remove_script(),
-                    Some(rs) if *force => rs.replace_script(),
-                    Some(rs) => rs.update_script(&read_current(nft)?),
+                    None => Some(hostd_core::firewall::remove_script()),
+                    Some(rs) => {
+                        let cur = read_current(nft)?;
+                        for e in cur.hand_edits(&rs) {
+                            writeln!(out, "# modified by hand: {e}")?;
+                        }
+                        planned_script(&rs, &cur, *force)
+                    }
                 };
-                write!(out, "{script}")?;
+                match script {
+                    Some(s) => write!(out, "{s}")?,
+                    None => writeln!(out, "# unchanged: the kernel already holds this ruleset")?,
+                }
                 return Ok(());
             }
             let applied = apply_with(
@@ -106,11 +118,31 @@ pub fn run(cmd: &FirewallCmd, nft: &Nft, out: &mut impl Write) -> Result<(), Cli
 /// One line describing what [`apply_with`] did.
 pub fn applied_text(a: &Applied) -> String {
     match a {
-        Applied::Unchanged => "firewall unchanged (kernel already holds this ruleset; counters kept)".to_owned(),
-        Applied::Changed { how, sets_loaded, elements_loaded, transaction } => format!(
-            "firewall applied ({how}, one transaction in {:.1} ms; {sets_loaded} sets / {elements_loaded} CIDRs loaded)",
-            transaction.as_secs_f64() * 1e3
-        ),
+        Applied::Unchanged => {
+            "firewall unchanged (kernel already holds this ruleset; counters kept)".to_owned()
+        }
+        Applied::Changed {
+            how,
+            sets_loaded,
+            elements_loaded,
+            transaction,
+            hand_edits,
+        } => {
+            let mut s = format!(
+                "firewall applied ({how}, one transaction in {:.1} ms; {sets_loaded} sets / {elements_loaded} CIDRs loaded)",
+                transaction.as_secs_f64() * 1e3
+            );
+            if !hand_edits.is_empty() {
+                s.push_str(&format!(
+                    "; table inet hostd had been modified by hand, now undone ({} difference(s)):",
+                    hand_edits.len()
+                ));
+                for e in hand_edits {
+                    s.push_str(&format!("\n  {e}"));
+                }
+            }
+            s
+        }
         Applied::Removed => "firewall disabled: table inet hostd removed".to_owned(),
     }
 }
@@ -131,6 +163,17 @@ pub fn show_text(st: Option<&TableState>) -> String {
         policies.join(", "),
         st.fingerprint.as_deref().unwrap_or("none")
     ));
+    if st.drift.is_empty() {
+        s.push_str("as hostd wrote it (checked against its fingerprint)\n");
+    } else {
+        s.push_str(&format!(
+            "MODIFIED BY HAND ({} difference(s); the next `hostd firewall apply` or `hostd apply` rewrites it):\n",
+            st.drift.len()
+        ));
+        for d in &st.drift {
+            s.push_str(&format!("  {d}\n"));
+        }
+    }
     s.push_str(&format!(
         "{:<7} {:<22} {:>12} {:>14}  {}\n",
         "CHAIN", "RULE", "PACKETS", "BYTES", "COMMENT"
@@ -149,16 +192,26 @@ pub fn show_text(st: Option<&TableState>) -> String {
         let names: Vec<&str> = st.sets.iter().map(|(n, _)| n.as_str()).collect();
         s.push_str(&format!("sets: {}\n", names.join(", ")));
     }
+    if !st.unused_sets.is_empty() {
+        s.push_str(&format!(
+            "unused sets (no effect on packets; deleted by the next change): {}\n",
+            st.unused_sets.join(", ")
+        ));
+    }
     s
 }
 
-/// `hostd firewall show --json`: `{"installed": bool, "fingerprint", "rows": [...]}`.
+/// `hostd firewall show --json`: `{"installed": bool, "fingerprint",
+/// "modified": bool, "hand_edits": [...], "rows": [...]}`.
 pub fn show_json(st: Option<&TableState>) -> serde_json::Value {
     match st {
         None => serde_json::json!({ "installed": false, "rows": [] }),
         Some(st) => serde_json::json!({
             "installed": true,
             "fingerprint": st.fingerprint,
+            "modified": !st.drift.is_empty(),
+            "hand_edits": st.drift.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "unused_sets": st.unused_sets,
             "chains": st.chains.iter().map(|(c, p)| serde_json::json!({"name": c, "policy": p})).collect::<Vec<_>>(),
             "rows": st.rows().iter().map(|r| serde_json::json!({
                 "chain": r.chain,
@@ -173,7 +226,7 @@ pub fn show_json(st: Option<&TableState>) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use hostd_core::firewall::{RuleCounter, RuleTag};
+    use hostd_core::firewall::{Drift, RuleCounter, RuleTag};
 
     use super::*;
 
@@ -232,6 +285,8 @@ mod tests {
             sets: vec![("r0_src4_0011".into(), 0)],
             chains: vec![("input".into(), "drop".into())],
             fingerprint: Some("00112233aabbccdd".into()),
+            drift: Vec::new(),
+            unused_sets: Vec::new(),
         }
     }
 
@@ -243,7 +298,11 @@ mod tests {
             lines[0],
             "firewall: table inet hostd (input policy drop), fingerprint 00112233aabbccdd"
         );
-        assert!(lines[1].starts_with("CHAIN"));
+        assert_eq!(
+            lines[1],
+            "as hostd wrote it (checked against its fingerprint)"
+        );
+        assert!(lines[2].starts_with("CHAIN"));
         let row = |what: &str| {
             lines
                 .iter()
@@ -271,6 +330,45 @@ mod tests {
     }
 
     #[test]
+    fn show_reports_hand_edits() {
+        let mut st = state();
+        st.drift = vec![
+            Drift::ExtraRule {
+                chain: "input".into(),
+                handle: Some(42),
+                rule: "`tcp dport 23 accept`".into(),
+            },
+            Drift::ChainBase {
+                chain: "input".into(),
+                now: "policy accept".into(),
+                expected: "policy drop".into(),
+            },
+        ];
+        st.unused_sets = vec!["r9_src4_00000000".into()];
+        let t = show_text(Some(&st));
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[1],
+            "MODIFIED BY HAND (2 difference(s); the next `hostd firewall apply` or `hostd apply` rewrites it):"
+        );
+        assert_eq!(
+            lines[2],
+            "  chain input: rule (handle 42) `tcp dport 23 accept` was not rendered by hostd (added by hand)"
+        );
+        assert_eq!(
+            lines[3],
+            "  chain input: policy accept, hostd rendered policy drop"
+        );
+        assert!(t.ends_with(
+            "unused sets (no effect on packets; deleted by the next change): r9_src4_00000000\n"
+        ));
+        let j = show_json(Some(&st));
+        assert_eq!(j["modified"], true);
+        assert_eq!(j["hand_edits"].as_array().map(Vec::len), Some(2));
+        assert_eq!(show_json(Some(&state()))["modified"], false);
+    }
+
+    #[test]
     fn show_json_rows() {
         let j = show_json(Some(&state()));
         assert_eq!(j["installed"], true);
@@ -289,10 +387,24 @@ mod tests {
             sets_loaded: 1,
             elements_loaded: 10_000,
             transaction: std::time::Duration::from_micros(12_345),
+            hand_edits: Vec::new(),
         };
         assert_eq!(
             applied_text(&a),
             "firewall applied (update, one transaction in 12.3 ms; 1 sets / 10000 CIDRs loaded)"
+        );
+        let repaired = Applied::Changed {
+            how: "replace",
+            sets_loaded: 0,
+            elements_loaded: 0,
+            transaction: std::time::Duration::from_micros(2_000),
+            hand_edits: vec!["set r0_src4_x: elements changed by hand; added 10.0.0.0/8".into()],
+        };
+        assert_eq!(
+            applied_text(&repaired),
+            "firewall applied (replace, one transaction in 2.0 ms; 0 sets / 0 CIDRs loaded); \
+             table inet hostd had been modified by hand, now undone (1 difference(s)):\n  \
+             set r0_src4_x: elements changed by hand; added 10.0.0.0/8"
         );
     }
 

@@ -8,6 +8,13 @@
 //! without rules. Other tables (Docker's, libvirt's, the operator's) are
 //! never named in any command hostd sends.
 //!
+//! Hand edits inside hostd's table are found on every read
+//! ([`read_current`], [`show`]): the table is checked against the
+//! fingerprint and chain hashes hostd recorded in it and each set against
+//! the content hash in its name ([`Model::check`]), and an apply whose
+//! ruleset is unchanged but finds the table edited rewrites it
+//! ([`Applied::Changed::hand_edits`]).
+//!
 //! Commands run in the caller's network namespace: a thread that entered a
 //! namespace (`setns(2)`) applies the firewall of that namespace.
 
@@ -22,8 +29,8 @@ use std::{
 };
 
 use hostd_core::firewall::{
-    parse_current, parse_listing, remove_script, render, Current, FirewallError, FirewallSpec,
-    ListingError, NamedSet, Ruleset, TableState,
+    parse_listing, remove_script, render, Current, FirewallError, FirewallSpec, ListingError,
+    Model, NamedSet, Ruleset, TableState,
 };
 use tracing::{info, instrument, warn};
 
@@ -69,14 +76,27 @@ pub enum Error {
     /// `nft -j` printed something hostd cannot read.
     #[error(transparent)]
     Listing(#[from] ListingError),
+    /// The elements of hostd's sets could not be read over netlink.
+    #[error("reading the elements of hostd's sets: {0}")]
+    Elements(#[source] netlink::LoadError),
     /// The transaction succeeded but the table does not hold what was sent.
-    #[error("after apply, hostd's table holds fingerprint {found:?}, expected {expected}")]
+    #[error("after apply, hostd's table holds fingerprint {found:?}, expected {expected}{}", differences(.drift))]
     Verify {
         /// Fingerprint of the ruleset sent.
         expected: String,
         /// Fingerprint found in the kernel.
         found: Option<String>,
+        /// How the table differs from what was sent.
+        drift: Vec<String>,
     },
+}
+
+fn differences(d: &[String]) -> String {
+    if d.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", d.join("; "))
+    }
 }
 
 /// What [`apply`] did.
@@ -96,6 +116,9 @@ pub enum Applied {
         /// Time spent changing the kernel: loading new sets over netlink
         /// plus the nft transaction (reading and verifying excluded).
         transaction: Duration,
+        /// Hand edits found in hostd's table and undone by this apply (one
+        /// line each); empty when the table was as hostd wrote it.
+        hand_edits: Vec<String>,
     },
     /// The firewall is disabled and hostd's table was removed (or absent).
     Removed,
@@ -174,10 +197,91 @@ impl Nft {
     }
 }
 
-/// What hostd's table holds now (empty [`Current`] when it is absent).
+/// hostd's table as a [`Model`] from a terse listing, with the elements of
+/// its sets read over netlink. With `trusted`, the elements of its sets are
+/// taken from it, and sets no rule uses (which a later apply may reuse, so a
+/// full read checks them too) are not read.
+fn model_of(json: &str, trusted: Option<&Model>) -> Result<Model, Error> {
+    let mut model = Model::from_listing(json)?;
+    let used = model.referenced_sets();
+    let names: Vec<String> = model
+        .sets
+        .keys()
+        .filter(|n| match trusted {
+            Some(t) => used.contains(*n) && !t.sets.contains_key(*n),
+            None => true,
+        })
+        .cloned()
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let elements = netlink::dump_elements(&names).map_err(Error::Elements)?;
+    for (name, els) in &elements {
+        model.set_interval_elements(name, els);
+    }
+    if let Some(t) = trusted {
+        for (name, set) in &t.sets {
+            if let Some(s) = model.sets.get_mut(name) {
+                s.elements.clone_from(&set.elements);
+            }
+        }
+    }
+    Ok(model)
+}
+
+/// The read after an apply's transaction: the sets of `rs` are not dumped
+/// again, as this apply either loaded them or found them holding exactly
+/// their elements just before ([`Current::stale_reused_sets`]). The
+/// fingerprint, the chains, the rules and every other set are read.
+fn read_after(nft: &Nft, rs: &Ruleset) -> Result<Current, Error> {
+    let json = nft.list_terse()?;
+    Ok(Current::from_model(model_of(&json, Some(&rs.model()))?))
+}
+
+/// What hostd's table holds now (empty [`Current`] when it is absent),
+/// checked for hand edits ([`Current::drift`]): one terse `nft` listing plus
+/// a netlink dump of the elements of the sets in use.
 pub fn read_current(nft: &Nft) -> Result<Current, Error> {
     let json = nft.list_terse()?;
-    Ok(parse_current(&[&json])?)
+    let current = Current::from_model(model_of(&json, None)?);
+    if !current.drift.is_empty() {
+        warn!(
+            edits = %current.drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            "hostd's nftables table was modified by hand"
+        );
+    }
+    Ok(current)
+}
+
+/// The transaction [`apply_rendered`] would send first to make the table
+/// described by `current` hold `rs` (what `hostd firewall apply --dry-run`
+/// prints): nothing when it already does, a rewrite when it was edited by
+/// hand, an update otherwise.
+pub fn planned_script(rs: &Ruleset, current: &Current, force: bool) -> Option<String> {
+    match mode(rs, current, force) {
+        Mode::Unchanged => None,
+        Mode::Update => Some(rs.update_script(current)),
+        Mode::Reload => Some(rs.reload_script(current)),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Unchanged,
+    Update,
+    Reload,
+}
+
+/// A table edited by hand is rewritten whole (an update would keep the
+/// edited sets, whose names no longer tell their content); `force` sends the
+/// rules again even when the table already holds them.
+fn mode(rs: &Ruleset, cur: &Current, force: bool) -> Mode {
+    if !cur.drift.is_empty() || !cur.stale_reused_sets(rs).is_empty() {
+        Mode::Reload
+    } else if !force && cur.fingerprint.as_deref() == Some(rs.fingerprint.as_str()) {
+        Mode::Unchanged
+    } else {
+        Mode::Update
+    }
 }
 
 /// Validates `spec` and makes the kernel hold it: see [`apply_with`].
@@ -215,6 +319,10 @@ pub fn apply_with(nft: &Nft, spec: &FirewallSpec, opts: ApplyOptions) -> Result<
 /// disabled, the table is removed) from a `current` state the caller has
 /// just read (`None`: unreadable, the table is replaced whole), so that
 /// nothing is rendered or read twice.
+///
+/// A table edited by hand (`current.drift`) is never "unchanged": it is
+/// rewritten (base chains kept), and the edits are logged and returned in
+/// [`Applied::Changed::hand_edits`].
 #[instrument(skip_all, fields(enabled = rs.is_some()))]
 pub fn apply_rendered(
     nft: &Nft,
@@ -226,30 +334,49 @@ pub fn apply_rendered(
         disable(nft)?;
         return Ok(Applied::Removed);
     };
-    if !opts.force_replace {
-        if let Some(cur) = &current {
-            if cur.fingerprint.as_deref() == Some(rs.fingerprint.as_str()) {
+    let hand_edits: Vec<String> = current
+        .as_ref()
+        .map(|c| c.hand_edits(rs).iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    if !hand_edits.is_empty() {
+        info!(edits = %hand_edits.join("; "), "rewriting hostd's table, modified by hand");
+    }
+    let mut applied = match &current {
+        Some(cur) => match mode(rs, cur, opts.force_replace) {
+            Mode::Unchanged => {
                 info!(fingerprint = %rs.fingerprint, "firewall unchanged");
                 return Ok(Applied::Unchanged);
             }
-        }
-    }
-    let applied = match (&current, opts.force_replace) {
-        (Some(cur), false) => match send(nft, rs, Some(cur), false) {
-            Ok(a) => a,
-            Err(e @ Error::Nft { .. }) => {
-                warn!(error = %e, "update transaction refused (nothing changed); replacing the table whole");
-                send(nft, rs, Some(cur), true)?
-            }
-            Err(e) => return Err(e),
+            Mode::Update => match send(nft, rs, Some(cur), false) {
+                Ok(a) => a,
+                Err(e @ Error::Nft { .. }) => {
+                    warn!(error = %e, "update transaction refused (nothing changed); rewriting the table");
+                    reload_or_replace(nft, rs, cur)?
+                }
+                Err(e) => return Err(e),
+            },
+            Mode::Reload => reload_or_replace(nft, rs, cur)?,
         },
-        (Some(cur), true) => send(nft, rs, Some(cur), false)?,
-        (None, _) => send(nft, rs, None, false)?,
+        None => send(nft, rs, None, false)?,
     };
-    // One read after the switch serves both the check of the fingerprint and
-    // the second transaction, which deletes the sets the switch left unused
-    // (it cannot change the rules, so the check holds after it).
-    let after = read_current(nft)?;
+    if let Applied::Changed { hand_edits: h, .. } = &mut applied {
+        *h = hand_edits;
+    }
+    // One read after the switch serves both the check (fingerprint, chain
+    // hashes, other sets' contents) and the second transaction, which
+    // deletes the sets the switch left unused (it cannot change the rules,
+    // so the check holds after it).
+    let mut after = read_after(nft, rs)?;
+    if verify(&after, rs).is_err() {
+        // Something a rewrite keeping the chains cannot undo (a base chain
+        // recreated by hand with another priority...): replace the table.
+        warn!(
+            edits = %after.drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            "hostd's table still differs after the transaction; replacing it whole"
+        );
+        send(nft, rs, None, false)?;
+        after = read_current(nft)?;
+    }
     verify(&after, rs)?;
     if let Some(script) = rs.cleanup_script(&after) {
         if let Err(e) = nft.transaction(&script, "delete unused sets") {
@@ -257,6 +384,19 @@ pub fn apply_rendered(
         }
     }
     Ok(applied)
+}
+
+/// A rewrite that keeps the base chains; if the kernel refuses it, a
+/// replacement of the whole table.
+fn reload_or_replace(nft: &Nft, rs: &Ruleset, cur: &Current) -> Result<Applied, Error> {
+    match send(nft, rs, Some(cur), true) {
+        Ok(a) => Ok(a),
+        Err(e @ Error::Nft { .. }) => {
+            warn!(error = %e, "rewrite refused (nothing changed); replacing the table whole");
+            send(nft, rs, None, false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Sends one transaction: an update from `current`; with `reload`, a full
@@ -318,14 +458,21 @@ fn send(
         sets_loaded: loaded.len(),
         elements_loaded,
         transaction,
+        hand_edits: Vec::new(),
     })
 }
 
+/// The table must record `rs`'s fingerprint and match it in every part.
 fn verify(cur: &Current, rs: &Ruleset) -> Result<(), Error> {
     if cur.fingerprint.as_deref() != Some(rs.fingerprint.as_str()) {
+        let mut drift = cur.hand_edits(rs);
+        if drift.is_empty() {
+            drift = hostd_core::firewall::diff(&rs.model(), &cur.listed);
+        }
         return Err(Error::Verify {
             expected: rs.fingerprint.clone(),
-            found: cur.fingerprint.clone(),
+            found: cur.recorded.clone(),
+            drift: drift.iter().map(ToString::to_string).collect(),
         });
     }
     Ok(())
@@ -340,13 +487,14 @@ pub fn disable(nft: &Nft) -> Result<(), Error> {
     Ok(())
 }
 
-/// hostd's table with per-rule counters; `None` when it is absent.
+/// hostd's table with per-rule counters and the hand edits found in it
+/// ([`TableState::drift`]); `None` when it is absent.
 pub fn show(nft: &Nft) -> Result<Option<TableState>, Error> {
     let json = nft.list_terse()?;
-    let st = parse_listing(&json)?;
-    Ok(if st.chains.is_empty() && st.rules.is_empty() {
-        None
-    } else {
-        Some(st)
-    })
+    let mut st = parse_listing(&json)?;
+    if st.chains.is_empty() && st.rules.is_empty() {
+        return Ok(None);
+    }
+    st.inspect(&model_of(&json, None)?);
+    Ok(Some(st))
 }
