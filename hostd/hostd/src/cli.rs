@@ -39,6 +39,16 @@ pub mod exit {
     /// Success; changes were made (apply, teardown) or are pending (plan,
     /// apply --dry-run).
     pub const CHANGED: i32 = 10;
+    /// The command needs the daemon, which is not running, or talking to
+    /// it failed.
+    pub const DAEMON: i32 = 12;
+    /// The daemon refused: the caller may not change hostd's state.
+    pub const DENIED: i32 = 13;
+    /// `confirm`/`rollback`: nothing is pending.
+    pub const NOTHING_PENDING: i32 = 14;
+    /// The daemon refused in its current state (an apply is pending, or
+    /// there is no confirmed state to return to).
+    pub const BUSY: i32 = 15;
 }
 
 /// Output format.
@@ -67,6 +77,9 @@ pub struct Cli {
     /// unless this is given.
     #[arg(long, env = "HOSTD_RESOLV_CONF", global = true)]
     pub resolv_conf: Option<PathBuf>,
+    /// D-Bus address of the daemon's bus [default: the system bus].
+    #[arg(long, env = "HOSTD_BUS_ADDRESS", global = true)]
+    pub bus_address: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -89,7 +102,28 @@ pub enum Command {
         /// Plan and print only.
         #[arg(long)]
         dry_run: bool,
+        /// Through the daemon: revert unless `hostd confirm` (or the
+        /// probes) confirm within this time (e.g. 120s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        confirm_within: Option<std::time::Duration>,
+        /// Confirm automatically when this answers (tcp:HOST:PORT,
+        /// ping:ADDRESS; repeatable); revert at once when it does not.
+        #[arg(long, requires = "confirm_within")]
+        probe: Vec<String>,
+        /// How long the probes may take [default: 30s].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        probe_timeout: Option<std::time::Duration>,
     },
+    /// Confirm the pending apply (daemon).
+    Confirm,
+    /// Revert the pending apply now (daemon).
+    Rollback,
+    /// Status: bonds, LLDP, the daemon's state (daemon).
+    Status,
+    /// Run the daemon: reconcile on kernel events, D-Bus API, commit-confirmed applies.
+    Daemon(crate::daemon::client::DaemonArgs),
+    /// Apply the last confirmed document (never a pending one) and exit.
+    Boot(crate::daemon::client::DaemonArgs),
     /// Remove everything hostd created; leave the NICs it managed down and
     /// without addresses.
     Teardown {
@@ -143,6 +177,16 @@ pub fn run(cli: Cli) -> i32 {
             .unwrap_or(defaults.resolv_conf.clone()),
         ..defaults
     };
+    match &cli.command {
+        Command::Daemon(a) => {
+            return crate::daemon::client::daemon(cfg, cli.bus_address.as_deref(), a)
+        }
+        Command::Boot(a) => return crate::daemon::client::boot(cfg, a),
+        _ => {}
+    }
+    if let Some(code) = crate::daemon::client::try_run(&cli) {
+        return code;
+    }
     let fail_at_step = std::env::var("HOSTD_FAIL_AT_STEP")
         .ok()
         .and_then(|s| s.parse::<usize>().ok());
@@ -168,7 +212,7 @@ pub fn run(cli: Cli) -> i32 {
             }
         }
         Command::Plan { file } => {
-            let desired = engine::load_desired(file)?;
+            let desired = crate::daemon::client::load_desired(file)?;
             let p = engine::plan_only(&cfg, &desired)?;
             if let Err(e) = print_plan(cli.output, &p) {
                 eprintln!("hostd: {e}");
@@ -180,8 +224,8 @@ pub fn run(cli: Cli) -> i32 {
                 exit::CHANGED
             })
         }
-        Command::Apply { file, dry_run } => {
-            let desired = engine::load_desired(file)?;
+        Command::Apply { file, dry_run, .. } => {
+            let desired = crate::daemon::client::load_desired(file)?;
             let mut progress = progress_printer();
             let report = engine::apply(
                 &cfg,
@@ -207,6 +251,12 @@ pub fn run(cli: Cli) -> i32 {
             finish(cli.output, &report)
         }
         Command::Telemetry(cmd) => telemetry(&cfg, cli.output, cmd),
+        // Handled above (daemon) or by the client (which returned).
+        Command::Confirm
+        | Command::Rollback
+        | Command::Status
+        | Command::Daemon(_)
+        | Command::Boot(_) => Ok(exit::DAEMON),
         Command::Firewall(cmd) => {
             let nft = crate::firewall::Nft::default();
             match crate::firewall::cli::run(cmd, &nft, &mut std::io::stdout()) {

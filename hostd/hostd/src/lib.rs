@@ -7,6 +7,8 @@
 //! - [`engine`]: plan, apply, verify, roll back; teardown.
 //! - [`state_plan`]: the whole plan (network operations, then the firewall step).
 //! - [`store`]: the ownership record, written atomically.
+//! - [`daemon`]: `hostd daemon`: reconcile on kernel events, commit-confirmed
+//!   applies, the D-Bus API, supervised telemetry; the CLI's client side.
 //! - [`cli`]: the command line and its exit codes; `main` only calls [`cli::run`].
 //! - [`firewall`]: the InstanceArray firewall (nftables).
 //! - [`telemetry`]: `hostd telemetry run|show`: the eBPF counters and the
@@ -16,6 +18,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod daemon;
 pub mod engine;
 pub mod firewall;
 pub mod netlink;

@@ -1,0 +1,327 @@
+//! The reconcile loop's two bounds, as pure state machines over
+//! `tokio::time::Instant` (tested with a paused clock):
+//!
+//! - [`Coalescer`]: kernel events mark the state dirty; one reconcile runs
+//!   when events have been quiet for `quiet`, or at the latest `max_delay`
+//!   after the first one. A burst of thousands of events is a handful of
+//!   plans.
+//! - [`Repairs`]: repairs are rate-limited with exponential back-off, and
+//!   `fight_threshold` repairs within `window` mean another manager keeps
+//!   undoing them: repairs stop (reported as a fight) until a new document
+//!   is applied or the drift goes away by itself.
+
+use std::{collections::VecDeque, time::Duration};
+
+use tokio::time::Instant;
+
+/// Debounces events into reconciles.
+#[derive(Debug, Clone)]
+pub struct Coalescer {
+    quiet: Duration,
+    max_delay: Duration,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    pending: u64,
+}
+
+impl Coalescer {
+    /// A coalescer waiting `quiet` after the last event, `max_delay` after
+    /// the first at most.
+    pub fn new(quiet: Duration, max_delay: Duration) -> Self {
+        Self {
+            quiet,
+            max_delay,
+            first: None,
+            last: None,
+            pending: 0,
+        }
+    }
+
+    /// An event arrived at `now`.
+    pub fn note(&mut self, now: Instant) {
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.pending += 1;
+    }
+
+    /// When the next reconcile is due (None: nothing pending).
+    pub fn deadline(&self) -> Option<Instant> {
+        match (self.first, self.last) {
+            (Some(f), Some(l)) => Some((l + self.quiet).min(f + self.max_delay)),
+            _ => None,
+        }
+    }
+
+    /// Whether a reconcile is due at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.deadline().is_some_and(|d| now >= d)
+    }
+
+    /// Starts a reconcile: returns how many events it covers.
+    pub fn take(&mut self) -> u64 {
+        self.first = None;
+        self.last = None;
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// Back-off and fight detection settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RepairLimits {
+    /// Wait after the second repair; doubles with each further one.
+    pub initial: Duration,
+    /// Longest wait between repairs.
+    pub max: Duration,
+    /// This many repairs within `window` is a fight.
+    pub fight_threshold: usize,
+    /// The window, and how long without repairs resets the back-off.
+    pub window: Duration,
+}
+
+impl Default for RepairLimits {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            fight_threshold: 5,
+            window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What to do about a drift now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Repair now.
+    Repair,
+    /// Back-off: repair at this instant at the earliest.
+    Wait(Instant),
+    /// A fight was detected: do not repair, only report.
+    Suspended,
+}
+
+/// Rate limit, back-off and fight detection for repairs.
+#[derive(Debug, Clone)]
+pub struct Repairs {
+    limits: RepairLimits,
+    recent: VecDeque<Instant>,
+    delay: Duration,
+    next: Option<Instant>,
+    fighting: bool,
+}
+
+impl Repairs {
+    /// Fresh state.
+    pub fn new(limits: RepairLimits) -> Self {
+        Self {
+            limits,
+            recent: VecDeque::new(),
+            delay: Duration::ZERO,
+            next: None,
+            fighting: false,
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.limits.window)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.is_empty() {
+            self.delay = Duration::ZERO;
+            self.next = None;
+        }
+    }
+
+    /// May a drift be repaired at `now`?
+    pub fn decide(&mut self, now: Instant) -> Decision {
+        self.prune(now);
+        if self.fighting {
+            return Decision::Suspended;
+        }
+        match self.next {
+            Some(t) if now < t => Decision::Wait(t),
+            _ => Decision::Repair,
+        }
+    }
+
+    /// A repair ran at `now`. Returns true when this repair makes it a fight
+    /// (reported once; repairs are suspended from here).
+    pub fn repaired(&mut self, now: Instant) -> bool {
+        self.prune(now);
+        self.recent.push_back(now);
+        self.delay = if self.delay.is_zero() {
+            self.limits.initial
+        } else {
+            (self.delay * 2).min(self.limits.max)
+        };
+        self.next = Some(now + self.delay);
+        if !self.fighting && self.recent.len() >= self.limits.fight_threshold {
+            self.fighting = true;
+            return true;
+        }
+        false
+    }
+
+    /// The observation matches the document (nothing to repair): a fight
+    /// ends (the back-off history stays until the window passes).
+    pub fn converged(&mut self) {
+        self.fighting = false;
+    }
+
+    /// A new document (or the same one re-applied): start afresh.
+    pub fn reset(&mut self) {
+        *self = Self::new(self.limits);
+    }
+
+    /// Whether repairs are suspended by a fight.
+    pub fn fighting(&self) -> bool {
+        self.fighting
+    }
+
+    /// Repairs within the window.
+    pub fn recent(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// The current back-off delay.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{advance, sleep_until};
+
+    const QUIET: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// Drives a coalescer the way the loop does: events arrive on a
+    /// schedule, a reconcile runs whenever the deadline passes.
+    async fn reconciles_for(events: &[Duration]) -> Vec<u64> {
+        let start = Instant::now();
+        let mut c = Coalescer::new(QUIET, MAX);
+        let mut runs = Vec::new();
+        for at in events {
+            let t = start + *at;
+            while let Some(d) = c.deadline().filter(|d| *d <= t) {
+                sleep_until(d).await;
+                runs.push(c.take());
+            }
+            sleep_until(t).await;
+            c.note(Instant::now());
+        }
+        if let Some(d) = c.deadline() {
+            sleep_until(d).await;
+            runs.push(c.take());
+        }
+        runs
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_4000_events_is_one_reconcile() {
+        // 4000 events within 40 ms (what `ip -batch` produces).
+        let events: Vec<Duration> = (0..4000).map(|i| Duration::from_micros(i * 10)).collect();
+        let runs = reconciles_for(&events).await;
+        assert_eq!(runs, vec![4000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_is_bounded_by_max_delay() {
+        // One event every 50 ms for 10 s: never quiet, so max_delay rules:
+        // about one reconcile per second, not 200.
+        let events: Vec<Duration> = (0..200).map(|i| Duration::from_millis(i * 50)).collect();
+        let runs = reconciles_for(&events).await;
+        assert!((10..=11).contains(&runs.len()), "{runs:?}");
+        assert_eq!(runs.iter().sum::<u64>(), 200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn separate_events_each_get_a_reconcile_after_the_quiet_time() {
+        let start = Instant::now();
+        let mut c = Coalescer::new(QUIET, MAX);
+        c.note(Instant::now());
+        assert_eq!(c.deadline(), Some(start + QUIET));
+        advance(Duration::from_millis(99)).await;
+        assert!(!c.due(Instant::now()));
+        advance(Duration::from_millis(1)).await;
+        assert!(c.due(Instant::now()));
+        assert_eq!(c.take(), 1);
+        assert_eq!(c.deadline(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn back_off_doubles_and_a_fight_suspends_repairs() {
+        let limits = RepairLimits {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+            fight_threshold: 5,
+            window: Duration::from_secs(60),
+        };
+        let mut r = Repairs::new(limits);
+        let mut waits = Vec::new();
+        let mut fight_at = None;
+        // Another manager undoes every repair at once: drift is seen again
+        // immediately after each one.
+        for n in 1..=10 {
+            match r.decide(Instant::now()) {
+                Decision::Repair => {
+                    if r.repaired(Instant::now()) {
+                        fight_at = Some(n);
+                    }
+                }
+                Decision::Wait(t) => {
+                    waits.push(t - Instant::now());
+                    sleep_until(t).await;
+                }
+                Decision::Suspended => break,
+            }
+        }
+        assert_eq!(
+            waits,
+            [1, 2, 4, 4].map(Duration::from_secs).to_vec(),
+            "exponential, capped"
+        );
+        assert_eq!(fight_at, Some(9), "5th repair (9th decision) is the fight");
+        assert!(r.fighting());
+        assert_eq!(r.decide(Instant::now()), Decision::Suspended);
+        // Suspended stays suspended while the drift lasts, however long.
+        advance(Duration::from_secs(3600)).await;
+        assert_eq!(r.decide(Instant::now()), Decision::Suspended);
+        // The drift goes away by itself: repairs resume, from scratch since
+        // the window passed.
+        r.converged();
+        assert_eq!(r.decide(Instant::now()), Decision::Repair);
+        assert_eq!(r.delay(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn occasional_drift_is_repaired_at_once_every_time() {
+        let mut r = Repairs::new(RepairLimits::default());
+        for _ in 0..20 {
+            assert_eq!(r.decide(Instant::now()), Decision::Repair);
+            assert!(!r.repaired(Instant::now()));
+            // An operator mistake once every 10 minutes is no fight.
+            advance(Duration::from_secs(600)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reset_forgets_a_fight() {
+        let mut r = Repairs::new(RepairLimits {
+            fight_threshold: 2,
+            ..RepairLimits::default()
+        });
+        r.repaired(Instant::now());
+        assert!(r.repaired(Instant::now()));
+        assert_eq!(r.decide(Instant::now()), Decision::Suspended);
+        r.reset();
+        assert_eq!(r.decide(Instant::now()), Decision::Repair);
+        assert_eq!(r.recent(), 0);
+    }
+}
