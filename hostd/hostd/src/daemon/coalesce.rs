@@ -130,7 +130,15 @@ impl Repairs {
         {
             self.recent.pop_front();
         }
-        if self.recent.is_empty() {
+        // Quiet for well over the back-off since the last repair: a new,
+        // unrelated drift is repaired at once (the repairs still count
+        // towards a fight within the window).
+        let quiet = self.delay * 2 + self.limits.initial;
+        if self
+            .recent
+            .back()
+            .is_none_or(|last| now.duration_since(*last) > quiet)
+        {
             self.delay = Duration::ZERO;
             self.next = None;
         }
@@ -309,6 +317,17 @@ mod tests {
             // An operator mistake once every 10 minutes is no fight.
             advance(Duration::from_secs(600)).await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unrelated_drifts_seconds_apart_are_not_delayed() {
+        let mut r = Repairs::new(RepairLimits::default());
+        for _ in 0..3 {
+            assert_eq!(r.decide(Instant::now()), Decision::Repair);
+            assert!(!r.repaired(Instant::now()));
+            advance(Duration::from_secs(4)).await;
+        }
+        assert_eq!(r.recent(), 3, "still counted for fight detection");
     }
 
     #[tokio::test(start_paused = true)]
