@@ -482,7 +482,7 @@ impl Daemon {
 
     /// `Show()`: the host's state in the schema (JSON).
     pub async fn show(&self) -> Result<Value, DaemonError> {
-        let obs = self.with_engine(|cfg| engine::show(cfg)).await??;
+        let obs = self.with_engine(engine::show).await??;
         serde_json::to_value(obs.to_state()).map_err(|e| DaemonError::Internal(e.to_string()))
     }
 
