@@ -873,3 +873,62 @@ impl Drop for Guard {
 fn scopeguard(c: Child) -> Guard {
     Guard(c)
 }
+
+/// The `attached=[("eth1", N)]` ifindexes the daemon logged, in order.
+fn attached_ifindexes(log: &str) -> Vec<u32> {
+    log.lines()
+        .filter(|l| l.contains("telemetry agent attached"))
+        .filter_map(|l| {
+            let rest = &l[l.find("(\"eth1\", ")? + 9..];
+            rest[..rest.find(')')?].parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn telemetry_agent_is_supervised_and_follows_a_recreated_interface() {
+    let bus = Bus::new("tele", false);
+    let mut h = Host::new("tele", &bus);
+    h.start(&[]);
+    let doc = h.file(
+        "tele.yaml",
+        &format!("{BASE}telemetry:\n  interfaces: [eth1]\n  sampling-rate: 0\n"),
+    );
+    let o = h.hostd(&["apply", doc.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(exit::CHANGED), "{}", stderr(&o));
+    wait_for("the agent attached", Duration::from_secs(30), || {
+        attached_ifindexes(&h.log()).len() == 1
+    });
+    let first = attached_ifindexes(&h.log())[0];
+    // eth1 disappears: the daemon keeps running and waits for it.
+    h.ip("link del eth1");
+    wait_for("the agent stopped", Duration::from_secs(30), || {
+        h.log().contains("none of the telemetry interfaces exists")
+    });
+    // eth1 is recreated (a new ifindex): the agent attaches to it again.
+    h.ip("link add eth1 type veth peer name p1");
+    wait_for("the agent re-attached", Duration::from_secs(30), || {
+        attached_ifindexes(&h.log()).len() == 2
+    });
+    let second = attached_ifindexes(&h.log())[1];
+    assert_ne!(first, second, "re-attached to the new interface");
+    assert_eq!(
+        h.ip("-o link show eth1").split(':').next().map(str::trim),
+        Some(second.to_string().as_str())
+    );
+    // The daemon is still there and answers.
+    let st = status(&h);
+    assert!(st["daemon"]["stats"]["reconciles"].as_u64().unwrap_or(0) > 0);
+    // The section removed: the agent stops.
+    let o = h.hostd(&["apply", h.file("base.yaml", BASE).to_str().expect("utf8")]);
+    assert!(
+        o.status.success() || o.status.code() == Some(exit::CHANGED),
+        "{}",
+        stderr(&o)
+    );
+    wait_for(
+        "the agent stopped with its section",
+        Duration::from_secs(30),
+        || h.log().contains("telemetry section gone"),
+    );
+}

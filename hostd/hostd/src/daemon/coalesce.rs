@@ -8,7 +8,9 @@
 //! - [`Repairs`]: repairs are rate-limited with exponential back-off, and
 //!   `fight_threshold` repairs within `window` mean another manager keeps
 //!   undoing them: repairs stop (reported as a fight) until a new document
-//!   is applied or the drift goes away by itself.
+//!   is applied or the drift goes away by itself. Repairs count towards a
+//!   fight per drift (a key: the operations the repair needed), so several
+//!   different mistakes in a row are not a fight; the back-off is shared.
 
 use std::{collections::VecDeque, time::Duration};
 
@@ -104,7 +106,8 @@ pub enum Decision {
 #[derive(Debug, Clone)]
 pub struct Repairs {
     limits: RepairLimits,
-    recent: VecDeque<Instant>,
+    recent: VecDeque<(Instant, u64)>,
+    last_key: u64,
     delay: Duration,
     next: Option<Instant>,
     fighting: bool,
@@ -116,6 +119,7 @@ impl Repairs {
         Self {
             limits,
             recent: VecDeque::new(),
+            last_key: 0,
             delay: Duration::ZERO,
             next: None,
             fighting: false,
@@ -126,7 +130,7 @@ impl Repairs {
         while self
             .recent
             .front()
-            .is_some_and(|t| now.duration_since(*t) > self.limits.window)
+            .is_some_and(|(t, _)| now.duration_since(*t) > self.limits.window)
         {
             self.recent.pop_front();
         }
@@ -137,7 +141,7 @@ impl Repairs {
         if self
             .recent
             .back()
-            .is_none_or(|last| now.duration_since(*last) > quiet)
+            .is_none_or(|(last, _)| now.duration_since(*last) > quiet)
         {
             self.delay = Duration::ZERO;
             self.next = None;
@@ -156,18 +160,20 @@ impl Repairs {
         }
     }
 
-    /// A repair ran at `now`. Returns true when this repair makes it a fight
-    /// (reported once; repairs are suspended from here).
-    pub fn repaired(&mut self, now: Instant) -> bool {
+    /// A repair of the drift `key` ran at `now`. Returns true when this
+    /// repair makes it a fight (reported once; repairs are suspended from
+    /// here).
+    pub fn repaired(&mut self, now: Instant, key: u64) -> bool {
         self.prune(now);
-        self.recent.push_back(now);
+        self.recent.push_back((now, key));
+        self.last_key = key;
         self.delay = if self.delay.is_zero() {
             self.limits.initial
         } else {
             (self.delay * 2).min(self.limits.max)
         };
         self.next = Some(now + self.delay);
-        if !self.fighting && self.recent.len() >= self.limits.fight_threshold {
+        if !self.fighting && self.recent() >= self.limits.fight_threshold {
             self.fighting = true;
             return true;
         }
@@ -190,9 +196,12 @@ impl Repairs {
         self.fighting
     }
 
-    /// Repairs within the window.
+    /// Repairs of the last repaired drift within the window.
     pub fn recent(&self) -> usize {
-        self.recent.len()
+        self.recent
+            .iter()
+            .filter(|(_, k)| *k == self.last_key)
+            .count()
     }
 
     /// The current back-off delay.
@@ -279,7 +288,7 @@ mod tests {
         for n in 1..=10 {
             match r.decide(Instant::now()) {
                 Decision::Repair => {
-                    if r.repaired(Instant::now()) {
+                    if r.repaired(Instant::now(), 1) {
                         fight_at = Some(n);
                     }
                 }
@@ -313,7 +322,7 @@ mod tests {
         let mut r = Repairs::new(RepairLimits::default());
         for _ in 0..20 {
             assert_eq!(r.decide(Instant::now()), Decision::Repair);
-            assert!(!r.repaired(Instant::now()));
+            assert!(!r.repaired(Instant::now(), 1));
             // An operator mistake once every 10 minutes is no fight.
             advance(Duration::from_secs(600)).await;
         }
@@ -324,10 +333,23 @@ mod tests {
         let mut r = Repairs::new(RepairLimits::default());
         for _ in 0..3 {
             assert_eq!(r.decide(Instant::now()), Decision::Repair);
-            assert!(!r.repaired(Instant::now()));
+            assert!(!r.repaired(Instant::now(), 1));
             advance(Duration::from_secs(4)).await;
         }
         assert_eq!(r.recent(), 3, "still counted for fight detection");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn different_drifts_in_a_row_are_no_fight() {
+        let mut r = Repairs::new(RepairLimits::default());
+        for key in 0..20 {
+            if let Decision::Wait(t) = r.decide(Instant::now()) {
+                sleep_until(t).await;
+            }
+            assert_eq!(r.decide(Instant::now()), Decision::Repair);
+            assert!(!r.repaired(Instant::now(), key), "drift {key}");
+        }
+        assert!(!r.fighting());
     }
 
     #[tokio::test(start_paused = true)]
@@ -336,8 +358,8 @@ mod tests {
             fight_threshold: 2,
             ..RepairLimits::default()
         });
-        r.repaired(Instant::now());
-        assert!(r.repaired(Instant::now()));
+        r.repaired(Instant::now(), 1);
+        assert!(r.repaired(Instant::now(), 1));
         assert_eq!(r.decide(Instant::now()), Decision::Suspended);
         r.reset();
         assert_eq!(r.decide(Instant::now()), Decision::Repair);

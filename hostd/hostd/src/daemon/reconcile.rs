@@ -91,6 +91,14 @@ pub async fn run(
     }
 }
 
+/// Identifies a drift by the operations repairing it.
+fn drift_key(ops: &[String]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ops.hash(&mut h);
+    h.finish()
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
@@ -222,7 +230,7 @@ async fn reconcile(
                 details: details.clone(),
             });
             *last_drift = None;
-            if repairs.repaired(now) {
+            if repairs.repaired(now, drift_key(&ops)) {
                 let window = d.config().limits.window;
                 let fight = json!({
                     "repairs": repairs.recent(),

@@ -1,0 +1,330 @@
+//! `bench-daemon`: benchmarks of `hostd daemon` (docs/daemon.md), as root,
+//! on a kernel with bonds and VLANs (`cargo xtask runner
+//! target/release/bench-daemon` boots the VM when this one lacks them).
+//!
+//! In a private network namespace with a private dbus-daemon, the real
+//! `hostd` binary (next to this one, or `HOSTD_BIN`) runs as the daemon and
+//! holds the 1000-VLAN trunk example (hostd/examples/trunk.yaml). Measured:
+//!
+//! 1. idle CPU and RSS of the daemon process (from /proc, over
+//!    `BENCH_IDLE_SECS`, default 60);
+//! 2. event-to-repair latency: `ip link set bond0 down`, until bond0 is up
+//!    again (polled with `ip`), and the daemon's own figure (first event to
+//!    repair done), `BENCH_REPAIRS` times (default 10);
+//! 3. a burst of 4000 link events (alias changes of a foreign link in one
+//!    `ip -batch`): the number of plans (reconciles) it caused and the time
+//!    until the last one finished.
+//!
+//! Prints a Markdown table.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+const TRUNK: &str = include_str!("../../../examples/trunk.yaml");
+
+fn env_u64(k: &str, d: u64) -> u64 {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn hostd_bin() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("HOSTD_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let p = exe.with_file_name("hostd");
+    if !p.exists() {
+        bail!(
+            "{} missing: build hostd (same profile) or set HOSTD_BIN",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    let o = cmd.output().with_context(|| format!("{cmd:?}"))?;
+    if !o.status.success() {
+        bail!("{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(o)
+}
+
+struct Env {
+    ns: String,
+    peer: String,
+    dir: PathBuf,
+    bus: Option<Child>,
+    daemon: Option<Child>,
+    address: String,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for c in [self.daemon.take(), self.bus.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in [&self.ns, &self.peer] {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Env {
+    fn ip(&self, line: &str) -> Result<String> {
+        let mut args = vec!["-n", &self.ns];
+        args.extend(line.split(' '));
+        Ok(String::from_utf8_lossy(&run(Command::new("ip").args(&args))?.stdout).into_owned())
+    }
+
+    fn hostd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns])
+            .arg(hostd_bin().unwrap_or_default())
+            .arg("--state-file")
+            .arg(self.dir.join("owned.json"))
+            .arg("--resolv-conf")
+            .arg(self.dir.join("resolv.conf"))
+            .args(["--bus-address", &self.address])
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn status(&self) -> Result<Value> {
+        let o = run(&mut self.hostd(&["-o", "json", "status"]))?;
+        Ok(serde_json::from_slice(&o.stdout)?)
+    }
+
+    fn stat(&self, k: &str) -> Result<u64> {
+        Ok(self.status()?["daemon"]["stats"][k].as_u64().unwrap_or(0))
+    }
+}
+
+fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
+    let t = Instant::now();
+    while !f() {
+        if t.elapsed() > limit {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// utime+stime (clock ticks) and VmRSS (KiB) of a process.
+fn proc_usage(pid: u32) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the comm: state is field 3; utime 14 and stime 15 (1-based).
+    let ticks = f.get(11).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((ticks, rss))
+}
+
+fn main() -> Result<()> {
+    let idle_secs = env_u64("BENCH_IDLE_SECS", 60);
+    let repairs_n = env_u64("BENCH_REPAIRS", 10);
+    let id = std::process::id();
+    let dir = std::env::temp_dir().join(format!("bench-daemon-{id}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut env = Env {
+        ns: format!("benchd{id}"),
+        peer: format!("benchp{id}"),
+        dir: dir.clone(),
+        bus: None,
+        daemon: None,
+        address: String::new(),
+    };
+    for n in [&env.ns, &env.peer] {
+        run(Command::new("ip").args(["netns", "add", n]))?;
+    }
+    env.ip("link set lo up")?;
+    for (nic, peer) in [("eth0", "p0"), ("eth1", "p1"), ("fx0", "fx1")] {
+        env.ip(&format!(
+            "link add {nic} type veth peer name {peer} netns {}",
+            env.peer
+        ))?;
+        run(Command::new("ip").args(["-n", &env.peer, "link", "set", peer, "up"]))?;
+    }
+    env.ip("link set fx0 up")?;
+    // The bus.
+    let sock = dir.join("bus");
+    let conf = dir.join("bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig><type>system</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>
+<policy context="default"><allow user="*"/><allow own="*"/><allow send_type="method_call"/>
+<allow send_requested_reply="true" send_type="method_return"/><allow send_requested_reply="true" send_type="error"/>
+<allow send_type="signal"/><allow receive_type="method_call"/><allow receive_type="method_return"/>
+<allow receive_type="error"/><allow receive_type="signal"/></policy></busconfig>"#,
+            sock.display()
+        ),
+    )?;
+    env.bus = Some(
+        Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--nopidfile"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("dbus-daemon")?,
+    );
+    wait("the bus", Duration::from_secs(30), || sock.exists())?;
+    env.address = format!("unix:path={}", sock.display());
+    // The daemon (the real binary; `ip netns exec` execs it, so the child
+    // pid is the daemon's).
+    let state = dir.join("state").display().to_string();
+    let log = std::fs::File::create(dir.join("daemon.log"))?;
+    env.daemon = Some(
+        env.hostd(&[
+            "daemon",
+            "--state-dir",
+            &state,
+            "--telemetry-no-pin",
+            "--fight-threshold",
+            "1000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?,
+    );
+    let pid = env.daemon.as_ref().map(Child::id).unwrap_or(0);
+    wait("the daemon", Duration::from_secs(120), || {
+        env.status()
+            .is_ok_and(|s| s["daemon"]["health"].as_str() != Some("starting"))
+    })?;
+    let trunk = dir.join("trunk.yaml");
+    std::fs::write(&trunk, TRUNK)?;
+    let t = Instant::now();
+    run(&mut env.hostd(&["apply", trunk.to_str().unwrap_or_default()]))?;
+    let apply_s = t.elapsed().as_secs_f64();
+    // Let the events of the apply settle.
+    std::thread::sleep(Duration::from_secs(5));
+
+    // 1. Idle.
+    let (t0, _) = proc_usage(pid)?;
+    let w = Instant::now();
+    std::thread::sleep(Duration::from_secs(idle_secs));
+    let (t1, rss) = proc_usage(pid)?;
+    let hz = u64::try_from(nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100))
+        .unwrap_or(100) as f64;
+    let idle_cpu = (t1 - t0) as f64 / hz / w.elapsed().as_secs_f64() * 100.0;
+    let links = env.ip("-o link show")?.lines().count();
+
+    // 2. Event to repair.
+    let mut ext = Vec::new();
+    let mut int = Vec::new();
+    for _ in 0..repairs_n {
+        let before = env.stat("repairs")?;
+        let t = Instant::now();
+        env.ip("link set bond0 down")?;
+        wait("bond0 up again", Duration::from_secs(120), || {
+            env.ip("link show bond0").is_ok_and(|s| s.contains(",UP"))
+        })?;
+        ext.push(t.elapsed().as_secs_f64() * 1000.0);
+        wait("the repair counted", Duration::from_secs(60), || {
+            env.stat("repairs").is_ok_and(|n| n > before)
+        })?;
+        int.push(env.stat("last_repair_latency_us")? as f64 / 1000.0);
+        // Longer than the back-off's quiet time: each drift is a new one.
+        std::thread::sleep(Duration::from_millis(3500));
+    }
+    ext.sort_by(f64::total_cmp);
+    int.sort_by(f64::total_cmp);
+
+    // 3. A burst of 4000 link events on a foreign link.
+    let (ev0, rc0) = (env.stat("events")?, env.stat("reconciles")?);
+    let batch = dir.join("burst.ip");
+    std::fs::write(
+        &batch,
+        (0..4000)
+            .map(|i| format!("link set dev fx0 alias burst{i}\n"))
+            .collect::<String>(),
+    )?;
+    let t = Instant::now();
+    run(Command::new("ip")
+        .args(["-n", &env.ns, "-batch"])
+        .arg(&batch))?;
+    let burst_gen = t.elapsed().as_secs_f64();
+    let mut last_change = Instant::now();
+    let mut last_rc = rc0;
+    let events = loop {
+        let s = env.status()?;
+        let rc = s["daemon"]["stats"]["reconciles"].as_u64().unwrap_or(0);
+        let events = s["daemon"]["stats"]["events"].as_u64().unwrap_or(0);
+        if rc != last_rc {
+            last_rc = rc;
+            last_change = Instant::now();
+        }
+        if events >= ev0 + 4000 && last_change.elapsed() > Duration::from_secs(3) {
+            break events;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("burst did not settle");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Each status call itself observes but does not reconcile.
+    let plans = last_rc - rc0;
+    let settle = (last_change - t).as_secs_f64();
+    let overruns = env.stat("overruns")?;
+
+    let uname = String::from_utf8_lossy(&run(Command::new("uname").arg("-r"))?.stdout)
+        .trim()
+        .to_owned();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_default();
+    let date = String::from_utf8_lossy(
+        &run(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?.stdout,
+    )
+    .trim()
+    .to_owned();
+    let pct = |v: &[f64], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "### hostd daemon, {date}, kernel {uname}, {} CPU(s) ({cpu})\n",
+        nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN)?.unwrap_or(0)
+    );
+    println!("| measure | value |\n|---|---|");
+    println!("| trunk example applied through the daemon | {apply_s:.2} s ({links} links in the namespace) |");
+    println!("| idle CPU over {idle_secs} s, holding the trunk | {idle_cpu:.3} % of one core |");
+    println!(
+        "| RSS, holding the trunk | {:.1} MiB |",
+        rss as f64 / 1024.0
+    );
+    println!("| event to repair, `ip link set bond0 down` to bond0 up (polled with `ip`), {repairs_n} runs | median {:.0} ms, max {:.0} ms |", pct(&ext, 0.5), pct(&ext, 1.0));
+    println!("| event to repair, daemon's own measure (first event to repair verified) | median {:.0} ms, max {:.0} ms |", pct(&int, 0.5), pct(&int, 1.0));
+    println!("| burst of 4000 link events (`ip -batch`, {burst_gen:.2} s to send) | {} events received, {plans} plan(s), settled {settle:.2} s after the burst began, {overruns} overrun(s) |", events - ev0);
+    Ok(())
+}
