@@ -297,7 +297,7 @@ fn setup() -> (Server, Bus) {
             "--backoff-initial",
             "300ms",
             "--backoff-max",
-            "2s",
+            "10s",
             "--fight-threshold",
             "4",
         ]
@@ -566,9 +566,12 @@ fn daemon_in_the_lab() {
         "pending record written before the apply"
     );
     s.start();
+    // Resumed (and completed by the reconcile loop) until the deadline, or,
+    // on a slow VM, found expired at start: reverted either way.
+    let log = std::fs::read_to_string(s.dir.join("daemon.log")).unwrap_or_default();
     assert!(
-        !s.status()["daemon"]["pending"].is_null(),
-        "pending apply resumed after restart"
+        log.contains("pending apply resumed") || log.contains("expired while the daemon was down"),
+        "the restarted daemon did not act on the pending record"
     );
     let t = Instant::now();
     wait_until(

@@ -111,6 +111,8 @@ pub struct Repairs {
     delay: Duration,
     next: Option<Instant>,
     fighting: bool,
+    /// While fighting: since when no drift has been seen.
+    calm_since: Option<Instant>,
 }
 
 impl Repairs {
@@ -123,6 +125,7 @@ impl Repairs {
             delay: Duration::ZERO,
             next: None,
             fighting: false,
+            calm_since: None,
         }
     }
 
@@ -148,11 +151,16 @@ impl Repairs {
         }
     }
 
-    /// May a drift be repaired at `now`?
+    /// May a drift be repaired at `now`? (Called when drift is seen.)
     pub fn decide(&mut self, now: Instant) -> Decision {
         self.prune(now);
         if self.fighting {
-            return Decision::Suspended;
+            // The fight ends once no drift was seen for `max`; a drift seen
+            // earlier means the other manager is still at it.
+            match self.calm_since.take() {
+                Some(c) if now.duration_since(c) >= self.limits.max => self.fighting = false,
+                _ => return Decision::Suspended,
+            }
         }
         match self.next {
             Some(t) if now < t => Decision::Wait(t),
@@ -180,10 +188,13 @@ impl Repairs {
         false
     }
 
-    /// The observation matches the document (nothing to repair): a fight
-    /// ends (the back-off history stays until the window passes).
-    pub fn converged(&mut self) {
-        self.fighting = false;
+    /// The observation matches the document (nothing to repair). During a
+    /// fight this starts the calm period that ends it (right after a repair
+    /// the other manager may simply not have struck yet).
+    pub fn converged(&mut self, now: Instant) {
+        if self.fighting {
+            self.calm_since.get_or_insert(now);
+        }
     }
 
     /// A new document (or the same one re-applied): start afresh.
@@ -310,9 +321,15 @@ mod tests {
         // Suspended stays suspended while the drift lasts, however long.
         advance(Duration::from_secs(3600)).await;
         assert_eq!(r.decide(Instant::now()), Decision::Suspended);
-        // The drift goes away by itself: repairs resume, from scratch since
-        // the window passed.
-        r.converged();
+        // Calm for a moment (right after a repair, before the other manager
+        // strikes again): still a fight.
+        r.converged(Instant::now());
+        advance(Duration::from_secs(1)).await;
+        assert_eq!(r.decide(Instant::now()), Decision::Suspended);
+        // The drift goes away for longer than the longest back-off: repairs
+        // resume, from scratch since the window passed.
+        r.converged(Instant::now());
+        advance(limits.max).await;
         assert_eq!(r.decide(Instant::now()), Decision::Repair);
         assert_eq!(r.delay(), Duration::ZERO);
     }

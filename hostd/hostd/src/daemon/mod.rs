@@ -847,7 +847,11 @@ pub async fn run_daemon(daemon: Daemon, shutdown: impl Future) -> Result<(), Dae
         Bus::Disabled => None,
         bus => Some(dbus::serve(&daemon, bus).await?),
     };
-    daemon.start().await?;
+    if let Err(e) = daemon.start().await {
+        // Keep running: the API stays up to fix things (apply, rollback).
+        tracing::error!(error = %e, "start-up");
+        daemon.set_health(Health::Error(format!("start-up: {e}")));
+    }
     let (link_tx, _) = broadcast::channel(1024);
     let tasks = [
         tokio::spawn(events::pump(sock, ev_tx)),

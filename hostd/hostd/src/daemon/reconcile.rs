@@ -163,8 +163,10 @@ async fn reconcile(
         if last_drift.take().is_some() || repairs.fighting() {
             tracing::info!("no drift");
         }
-        repairs.converged();
-        d.set_fight(None);
+        repairs.converged(Instant::now());
+        if !repairs.fighting() {
+            d.set_fight(None);
+        }
         d.set_health(Health::Ok);
         finish(d);
         return None;
