@@ -229,6 +229,9 @@ impl Drop for Server {
     }
 }
 
+/// A condition on the server.
+type Check<'a> = &'a dyn Fn(&Server) -> bool;
+
 const BASE: &str = "interfaces:
   - { name: eth0, type: ethernet, state: up }
   - name: bond0
@@ -349,7 +352,7 @@ fn daemon_in_the_lab() {
         s.ip(&["route", "show", "10.20.0.0/24"])
             .contains("10.10.0.1")
     };
-    let cases: [(&str, &[&str], &dyn Fn(&Server) -> bool); 5] = [
+    let cases: [(&str, &[&str], Check<'_>); 5] = [
         ("bond down", &["link", "set", "bond0", "down"], &|s| {
             s.ip(&["link", "show", "bond0"]).contains(",UP") && route_ok(s)
         }),
