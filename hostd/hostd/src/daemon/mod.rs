@@ -240,6 +240,8 @@ pub struct Stats {
     pub repairs: AtomicU64,
     /// Overruns of the event socket.
     pub overruns: AtomicU64,
+    /// Link events of links the document does not name (no reconcile).
+    pub foreign_events: AtomicU64,
     /// Duration of the last reconcile, microseconds.
     pub last_reconcile_us: AtomicU64,
     /// Time from the first event of the last reconcile's batch to the end
@@ -519,6 +521,7 @@ impl Daemon {
                 "drifts": st.drifts.load(Ordering::Relaxed),
                 "repairs": st.repairs.load(Ordering::Relaxed),
                 "overruns": st.overruns.load(Ordering::Relaxed),
+                "foreign_events": st.foreign_events.load(Ordering::Relaxed),
                 "last_reconcile_us": st.last_reconcile_us.load(Ordering::Relaxed),
                 "last_repair_latency_us": st.last_repair_latency_us.load(Ordering::Relaxed),
             },

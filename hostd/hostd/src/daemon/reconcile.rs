@@ -9,7 +9,7 @@
 //! (`FightDetected`). The engine only ever changes what the document names
 //! or what hostd created, so foreign objects are never touched.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{collections::HashSet, sync::atomic::Ordering, time::Duration};
 
 use serde_json::{json, Value};
 use tokio::{
@@ -39,6 +39,7 @@ pub async fn run(
     let mut first_event: Option<Instant> = None;
     let mut last_drift: Option<Vec<String>> = None;
     let mut next_resync = cfg.resync.map(|r| Instant::now() + r);
+    let mut scope = Scope::of(target_rx.borrow().as_ref());
     // Reconcile once at start.
     coalescer.note(Instant::now());
     loop {
@@ -51,20 +52,29 @@ pub async fn run(
                 let Some(batch) = batch else { return };
                 let now = Instant::now();
                 d.stats().events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let mut relevant = false;
                 for ev in batch {
                     if ev == Event::Overrun {
                         d.stats().overruns.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if scope.concerns(&ev) {
+                        relevant = true;
+                    } else {
+                        d.stats().foreign_events.fetch_add(1, Ordering::Relaxed);
                     }
                     if matches!(ev, Event::Link { .. } | Event::LinkGone { .. } | Event::Overrun) {
                         let _ = links.send(ev);
                     }
                 }
-                first_event.get_or_insert(now);
-                coalescer.note(now);
+                if relevant {
+                    first_event.get_or_insert(now);
+                    coalescer.note(now);
+                }
             }
             r = target_rx.changed() => {
                 if r.is_err() { return }
                 // A new document (or a confirm/revert): start afresh.
+                scope = Scope::of(target_rx.borrow().as_ref());
                 repairs.reset();
                 d.set_fight(None);
                 last_drift = None;
@@ -85,7 +95,12 @@ pub async fn run(
                 coalescer.take();
                 let since = first_event.take();
                 let target = target_rx.borrow().clone();
-                retry_at = reconcile(&d, target, &mut repairs, &mut last_drift, since).await;
+                let (retry, indexes) =
+                    reconcile(&d, target, &mut repairs, &mut last_drift, since).await;
+                retry_at = retry;
+                if let Some(i) = indexes {
+                    scope.indexes = i;
+                }
             }
         }
     }
@@ -107,7 +122,48 @@ fn op_lines(p: &crate::engine::StatePlan) -> Vec<String> {
     p.to_string().lines().map(str::to_owned).collect()
 }
 
-/// One reconcile. Returns when to try again (back-off), if a repair waits.
+/// Which link events concern the target document: links it names (by name,
+/// and by the ifindex they had at the last observation, so a rename or a
+/// deletion is seen). Events of other links (a hypervisor's VM ports coming
+/// and going, say) cannot change what the document manages and cause no
+/// reconcile; address, route and bridge VLAN events always do.
+#[derive(Debug, Default)]
+struct Scope {
+    /// None: no document, everything concerns the status.
+    names: Option<HashSet<String>>,
+    indexes: HashSet<u32>,
+}
+
+impl Scope {
+    fn of(doc: Option<&Document>) -> Self {
+        Self {
+            names: doc.map(|d| {
+                d.state
+                    .interfaces
+                    .iter()
+                    .map(|i| i.name.as_str().to_owned())
+                    .collect()
+            }),
+            indexes: HashSet::new(),
+        }
+    }
+
+    fn concerns(&self, ev: &Event) -> bool {
+        let Some(names) = &self.names else {
+            return true;
+        };
+        match ev {
+            Event::Link { index, name } | Event::LinkGone { index, name } => {
+                self.indexes.contains(index)
+                    || name.as_ref().is_none_or(|n| names.contains(n.as_str()))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// One reconcile. Returns when to try again (back-off), if a repair waits,
+/// and the ifindexes of the document's links as observed.
 #[tracing::instrument(skip_all, fields(id))]
 async fn reconcile(
     d: &Daemon,
@@ -115,6 +171,19 @@ async fn reconcile(
     repairs: &mut Repairs,
     last_drift: &mut Option<Vec<String>>,
     since: Option<Instant>,
+) -> (Option<Instant>, Option<HashSet<u32>>) {
+    let mut indexes = None;
+    let retry = reconcile_inner(d, target, repairs, last_drift, since, &mut indexes).await;
+    (retry, indexes)
+}
+
+async fn reconcile_inner(
+    d: &Daemon,
+    target: Option<Document>,
+    repairs: &mut Repairs,
+    last_drift: &mut Option<Vec<String>>,
+    since: Option<Instant>,
+    indexes: &mut Option<HashSet<u32>>,
 ) -> Option<Instant> {
     let started = Instant::now();
     d.stats().reconciles.fetch_add(1, Ordering::Relaxed);
@@ -136,7 +205,18 @@ async fn reconcile(
         }
     };
     match &obs {
-        Ok(o) => d.status_refresh(o),
+        Ok(o) => {
+            d.status_refresh(o);
+            if let Some(t) = &target {
+                *indexes = Some(
+                    o.links
+                        .iter()
+                        .filter(|l| t.state.interface(l.name.as_str()).is_some())
+                        .map(|l| l.index)
+                        .collect(),
+                );
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "observing for status"),
     }
     let finish = |d: &Daemon| {
@@ -270,5 +350,38 @@ async fn reconcile(
                 _ => None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_documents_links_and_all_addresses_and_routes_concern_it() {
+        let doc =
+            Document::parse("interfaces:\n  - { name: eth0, type: ethernet }\n").expect("doc");
+        let mut s = Scope::of(Some(&doc));
+        let link = |index, name: &str| Event::Link {
+            index,
+            name: Some(name.into()),
+        };
+        assert!(s.concerns(&link(2, "eth0")));
+        assert!(!s.concerns(&link(9, "vnet7")), "a VM's port");
+        assert!(s.concerns(&Event::Address) && s.concerns(&Event::Route));
+        assert!(s.concerns(&Event::Overrun));
+        assert!(s.concerns(&Event::Link {
+            index: 9,
+            name: None
+        }));
+        // eth0 renamed: the event carries the new name, the index tells.
+        s.indexes.insert(2);
+        assert!(s.concerns(&link(2, "renamed0")));
+        assert!(s.concerns(&Event::LinkGone {
+            index: 2,
+            name: None
+        }));
+        // Without a document everything concerns the status.
+        assert!(Scope::of(None).concerns(&link(9, "vnet7")));
     }
 }
