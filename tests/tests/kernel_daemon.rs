@@ -474,16 +474,21 @@ fn daemon_in_the_lab() {
             .replace("bond0.10", "bond0.11")
             .replace("id: 10", "id: 11"),
     );
-    s.expect(&["apply", &cut, "--confirm-within", "15s"], exit::CHANGED);
+    // (60 s: the apply itself takes seconds under a loaded emulator.)
+    s.expect(&["apply", &cut, "--confirm-within", "60s"], exit::CHANGED);
+    assert!(
+        !s.status()["daemon"]["pending"].is_null(),
+        "the apply outlasted its deadline"
+    );
     assert!(!s.mgmt_answers(), "the cut apply did not cut");
     let t = Instant::now();
     wait_until(
         "revert at the deadline",
-        scaled(Duration::from_secs(60)),
+        scaled(Duration::from_secs(120)),
         || s.mgmt_answers(),
     );
     println!(
-        "management path back {:?} after the cut (deadline 15 s)",
+        "management path back {:?} after the cut (deadline 60 s)",
         t.elapsed()
     );
     assert_eq!(s.status()["daemon"]["pending"], Value::Null);
