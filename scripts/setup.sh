@@ -29,6 +29,8 @@ APT_PACKAGES=(
   iproute2 iputils-ping ethtool bridge-utils nftables tcpdump tshark
   openvswitch-switch pmacct snmpd snmp rrdtool lldpd ifupdown2 dbus-daemon
   iperf3 socat netcat-openbsd procps kmod
+  # hostd daemon tests: gdbus (busctl comes with systemd), setpriv (util-linux)
+  libglib2.0-bin util-linux
   # hostd's dns-resolver test runs its own systemd-resolved on a private bus
   # (hostd/hostd/tests/resolved.rs); see the resolv.conf save/restore below
   systemd-resolved

@@ -39,9 +39,19 @@ pub mod exit {
     /// Success; changes were made (apply, teardown) or are pending (plan,
     /// apply --dry-run).
     pub const CHANGED: i32 = 10;
+    /// The command needs the daemon, which is not running, or talking to
+    /// it failed.
+    pub const DAEMON: i32 = 12;
+    /// The daemon refused: the caller may not change hostd's state.
+    pub const DENIED: i32 = 13;
+    /// `confirm`/`rollback`: nothing is pending.
+    pub const NOTHING_PENDING: i32 = 14;
+    /// The daemon refused in its current state (an apply is pending, or
+    /// there is no confirmed state to return to).
+    pub const BUSY: i32 = 15;
     /// Another hostd holds the ownership record's lock (an apply in
     /// progress, or the daemon); nothing was touched.
-    pub const BUSY: i32 = 12;
+    pub const LOCKED: i32 = 16;
 }
 
 /// Output format.
@@ -70,6 +80,9 @@ pub struct Cli {
     /// unless this is given.
     #[arg(long, env = "HOSTD_RESOLV_CONF", global = true)]
     pub resolv_conf: Option<PathBuf>,
+    /// D-Bus address of the daemon's bus [default: the system bus].
+    #[arg(long, env = "HOSTD_BUS_ADDRESS", global = true)]
+    pub bus_address: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -92,7 +105,29 @@ pub enum Command {
         /// Plan and print only.
         #[arg(long)]
         dry_run: bool,
+        /// Through the daemon: revert unless `hostd confirm` (or the
+        /// probes) confirm within this time (e.g. 120s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        confirm_within: Option<std::time::Duration>,
+        /// Confirm automatically when this answers (tcp:HOST:PORT,
+        /// ping:ADDRESS; repeatable); revert at once when it does not.
+        #[arg(long, requires = "confirm_within")]
+        probe: Vec<String>,
+        /// How long the probes may take [default: 30s].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        probe_timeout: Option<std::time::Duration>,
     },
+    /// Confirm the pending apply (daemon).
+    Confirm,
+    /// Revert the pending apply now (daemon).
+    Rollback,
+    /// The daemon's state: the confirmed document, a pending apply and its
+    /// deadline, health, the last drift (daemon).
+    State,
+    /// Run the daemon: reconcile on kernel events, D-Bus API, commit-confirmed applies.
+    Daemon(crate::daemon::client::DaemonArgs),
+    /// Apply the last confirmed document (never a pending one) and exit.
+    Boot(crate::daemon::client::DaemonArgs),
     /// Remove everything hostd created; leave the NICs it managed down and
     /// without addresses.
     Teardown {
@@ -127,7 +162,7 @@ fn code_of(e: &Error) -> i32 {
         Error::Plan(_) | Error::Conflict(_) => exit::CONFLICT,
         Error::Firewall(_) => exit::FIREWALL,
         Error::Read { .. } | Error::Observe(_) | Error::Resolved(_) => exit::HOST,
-        Error::Store(crate::store::StoreError::Locked { .. }) => exit::BUSY,
+        Error::Store(crate::store::StoreError::Locked { .. }) => exit::LOCKED,
         Error::Store(_) => exit::STORE,
         Error::RolledBack { .. } => exit::ROLLED_BACK,
         Error::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
@@ -165,6 +200,16 @@ pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
     };
     #[cfg(not(feature = "fault-injection"))]
     let _ = &hooks;
+    match &cli.command {
+        Command::Daemon(a) => {
+            return crate::daemon::client::daemon(cfg, cli.bus_address.as_deref(), a)
+        }
+        Command::Boot(a) => return crate::daemon::client::boot(cfg, a),
+        _ => {}
+    }
+    if let Some(code) = crate::daemon::client::try_run(&cli) {
+        return code;
+    }
     let result: Result<i32, Error> = (|| match &cli.command {
         Command::Show => {
             let obs = engine::show(&cfg)?;
@@ -187,7 +232,7 @@ pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
             }
         }
         Command::Plan { file } => {
-            let desired = engine::load_desired(file)?;
+            let desired = crate::daemon::client::load_desired(file)?;
             let p = engine::plan_only(&cfg, &desired)?;
             if let Err(e) = print_plan(cli.output, &p) {
                 eprintln!("hostd: {e}");
@@ -199,8 +244,8 @@ pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
                 exit::CHANGED
             })
         }
-        Command::Apply { file, dry_run } => {
-            let desired = engine::load_desired(file)?;
+        Command::Apply { file, dry_run, .. } => {
+            let desired = crate::daemon::client::load_desired(file)?;
             let mut progress = progress_printer();
             let report = engine::apply(
                 &cfg,
@@ -229,6 +274,12 @@ pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
         }
         Command::Telemetry(cmd) => telemetry(&cfg, cli.output, cmd),
         Command::Status(args) => Ok(crate::status::cli::run(args, cli.output)),
+        // Handled above (daemon) or by the client (which returned).
+        Command::Confirm
+        | Command::Rollback
+        | Command::State
+        | Command::Daemon(_)
+        | Command::Boot(_) => Ok(exit::DAEMON),
         Command::Firewall(cmd) => {
             let nft = crate::firewall::Nft::default();
             match crate::firewall::cli::run(cmd, &nft, &mut std::io::stdout()) {

@@ -8,6 +8,8 @@
 //! - [`engine`]: plan, apply, verify, roll back; teardown.
 //! - [`state_plan`]: the whole plan (network operations, then the firewall step).
 //! - [`store`]: the ownership record, written atomically.
+//! - [`daemon`]: `hostd daemon`: reconcile on kernel events, commit-confirmed
+//!   applies, the D-Bus API, supervised telemetry; the CLI's client side.
 //! - [`cli`]: the command line and its exit codes; `main` only calls [`cli::run`].
 //! - [`firewall`]: the InstanceArray firewall (nftables).
 //! - [`ovs`]: Open vSwitch through OVSDB (crate `hostd-ovsdb`): observe,
@@ -21,6 +23,7 @@
 pub mod apply;
 pub mod bond_attrs;
 pub mod cli;
+pub mod daemon;
 pub mod engine;
 pub mod firewall;
 pub mod netlink;

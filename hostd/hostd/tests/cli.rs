@@ -291,7 +291,7 @@ fn empty_documents_and_a_second_hostd_change_nothing() {
         .expect("take the lock");
     let changed = ns.file("changed.yaml", &DESIRED.replace("10.1.0.2", "10.1.0.3"));
     let o = ns.hostd(&["apply", changed.to_str().expect("path")], &[]);
-    assert_eq!(code(&o), exit::BUSY, "{}", text(&o));
+    assert_eq!(code(&o), exit::LOCKED, "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("another hostd") && err.contains("4242"),
