@@ -446,12 +446,12 @@ fn route_mismatches(d: &NetworkState, ns: &NetNs) -> Vec<String> {
         });
         let found = list.iter().find(|e| route_key_matches(r, e));
         match (r.state, found) {
-            (RouteState::Absent, Some(e)) => {
-                // A route with this key that hostd did not install may stay
-                // only if it is someone else's (not proto static).
-                if e.get("protocol").and_then(Value::as_str) == Some("static") {
-                    out.push(format!("route {}: present, declared absent", r.key()));
-                }
+            // A route with this key that hostd did not install may stay
+            // only if it is someone else's (not proto static).
+            (RouteState::Absent, Some(e))
+                if e.get("protocol").and_then(Value::as_str) == Some("static") =>
+            {
+                out.push(format!("route {}: present, declared absent", r.key()));
             }
             (RouteState::Present, None) => out.push(format!("route {r}: missing")),
             (RouteState::Present, Some(e)) => {

@@ -764,7 +764,6 @@ fn diff_case(srv: &NetNs, seed: u64, stats: &mut DiffStats) -> Result<(), String
         verify_attempts: 12,
         ..cfg
     };
-    let srv = srv;
     wait_dad(srv);
     let foreign_before = foreign(srv);
     let a = g.document(&mut r);

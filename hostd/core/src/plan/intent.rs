@@ -290,7 +290,7 @@ impl Intent {
             let claim = claims.get(w.name.as_str());
             li.controller = Some(claim.map(|(c, _)| c.clone()));
             li.port_vlans = claim.and_then(|(_, v)| v.map(port_vlan_set));
-            if !claim.is_some_and(|(c, _)| c.kind == CtrlKind::Bond) {
+            if claim.is_none_or(|(c, _)| c.kind != CtrlKind::Bond) {
                 li.mtu = target_mtu(&by_name, w);
             }
             li.bond = w

@@ -271,7 +271,7 @@ fn bond_changes(
                 clear_primary: clear_now,
             })?;
         }
-        if changing_mode || !diff.is_empty() || (clear_now && !changing_mode) {
+        if changing_mode || !diff.is_empty() || clear_now {
             w.push(Op::SetBond {
                 iface: li.name.clone(),
                 mode: changing_mode.then_some(mode),
