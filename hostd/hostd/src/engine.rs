@@ -33,7 +33,7 @@ use std::{
 
 use hostd_core::{
     model::Observed,
-    plan::{plan, plan_rollback, plan_teardown, Op, Plan, PlanError},
+    plan::{plan_rollback, plan_teardown, plan_validated, Op, Plan, PlanError},
     NetworkState, Ownership,
 };
 
@@ -262,12 +262,18 @@ struct Prepared {
 
 fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepared, Error> {
     // Validation first: nothing is read from the host for a bad state.
+    let t = Instant::now();
     hostd_core::validate::validate(desired).map_err(PlanError::from)?;
+    tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "validated");
     let dns = dns_target(cfg, Some(desired))?;
     let own = store::load(&cfg.state_file)?;
+    let t = Instant::now();
     let before = observe_now(nl, &dns)?;
+    tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, links = before.links.len(), "observed");
     hostd_core::validate::check_telemetry_interfaces(desired, &before).map_err(Error::Conflict)?;
-    let network = plan(desired, &before, &own)?;
+    let t = Instant::now();
+    let network = plan_validated(desired, &before, &own)?;
+    tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, ops = network.ops.len(), "planned");
     let firewall = match &desired.firewall {
         Some(spec) => {
             let cur = read_firewall(&cfg.nft)?;
@@ -331,7 +337,7 @@ pub fn apply(
         &own,
         |p, now| own.after_apply(desired, p, now),
         opts,
-        |now| plan(desired, now, &own),
+        |now| plan_validated(desired, now, &own),
     )
 }
 

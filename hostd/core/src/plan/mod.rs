@@ -504,6 +504,17 @@ pub fn plan(
     plan_intent(&intent, observed)
 }
 
+/// [`plan`] for a document already validated (the engine validates once,
+/// before it reads anything from the host, and re-plans while verifying).
+pub fn plan_validated(
+    desired: &NetworkState,
+    observed: &Observed,
+    own: &Ownership,
+) -> Result<Plan, PlanError> {
+    let intent = Intent::from_state(desired, observed, own)?;
+    plan_intent(&intent, observed)
+}
+
 /// The plan that removes everything hostd created and leaves the NICs it
 /// configured down and without addresses (`hostd teardown`).
 pub fn plan_teardown(observed: &Observed, own: &Ownership) -> Result<Plan, PlanError> {
