@@ -172,14 +172,43 @@ pub fn diff(a: &Value, b: &Value) -> String {
 }
 
 /// Waits until IPv6 duplicate address detection has finished on every
-/// address of `ns`: the kernel then changes address flags and adds local
-/// routes on its own, which a snapshot taken earlier would blame on hostd.
+/// address of `ns` that can finish it: the kernel then changes address flags
+/// and adds local routes on its own, which a snapshot taken earlier would
+/// blame on hostd. Not waited for: an address whose DAD failed (it stays
+/// `tentative dadfailed` until removed) and the addresses of a link without
+/// carrier (a link set down with `keep_addr_on_down` keeps its addresses
+/// tentative until it comes up again). Panics naming what is still tentative.
 pub fn wait_dad(ns: &NetNs) {
-    crate::wait_until("IPv6 DAD finished", scaled(Duration::from_secs(30)), || {
-        ns.ip(&["-6", "addr", "show", "tentative"])
-            .trim()
-            .is_empty()
+    let mut last = Vec::new();
+    let waited = crate::wait::try_wait_until(scaled(Duration::from_secs(30)), || {
+        last = dad_pending(ns);
+        last.is_empty()
     });
+    if let Err(waited) = waited {
+        panic!("timed out after {waited:?} waiting for IPv6 DAD to finish on: {last:?}");
+    }
+}
+
+/// `link address` of every address still doing DAD on a link with carrier.
+fn dad_pending(ns: &NetNs) -> Vec<String> {
+    let out = ns.ip(&["-j", "-6", "addr", "show", "tentative", "-dadfailed"]);
+    let links: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    let mut pending = Vec::new();
+    for l in links.as_array().into_iter().flatten() {
+        let flags = l["flags"].as_array().cloned().unwrap_or_default();
+        let has = |f: &str| flags.iter().any(|x| x == f);
+        if !(has("UP") && has("LOWER_UP")) {
+            continue;
+        }
+        for a in l["addr_info"].as_array().into_iter().flatten() {
+            pending.push(format!(
+                "{} {}",
+                l["ifname"].as_str().unwrap_or("?"),
+                a["local"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    pending
 }
 
 /// Waits (bounded) until the snapshot equals `want`; returns the last

@@ -247,6 +247,12 @@ impl Observed {
         self.links.iter().find(|l| l.name.as_str() == name)
     }
 
+    /// Every link by name, for callers that look up many (`link` is a scan:
+    /// once per link of a 2000-link host makes a no-op re-apply quadratic).
+    pub fn links_by_name(&self) -> std::collections::HashMap<&str, &Link> {
+        self.links.iter().map(|l| (l.name.as_str(), l)).collect()
+    }
+
     /// Renders the observation in the desired-state schema (`hostd show`).
     pub fn to_state(&self) -> NetworkState {
         let mut ports: BTreeMap<&str, Vec<&Link>> = BTreeMap::new();

@@ -109,8 +109,9 @@ impl Ownership {
     /// more (a stale record) dropped.
     pub fn pruned(&self, observed: &Observed) -> Ownership {
         let mut next = self.clone();
+        let links = observed.links_by_name();
         next.created
-            .retain(|n, o| observed.link(n.as_str()).is_some_and(|l| o.matches(l)));
+            .retain(|n, o| links.get(n.as_str()).is_some_and(|l| o.matches(l)));
         next
     }
 
@@ -168,8 +169,9 @@ impl Ownership {
             }
         }
         // The identity of every owned link, as it is now.
+        let links = now.links_by_name();
         for (name, o) in next.created.iter_mut() {
-            if let Some(l) = now.link(name.as_str()) {
+            if let Some(l) = links.get(name.as_str()) {
                 if o.index.is_none() && o.kind.is_none_or(|k| k == l.kind) {
                     o.index = Some(l.index);
                     o.kind = Some(l.kind);

@@ -269,11 +269,19 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
     let own = store::load(&cfg.state_file)?;
     let t = Instant::now();
     let before = observe_now(nl, &dns)?;
-    tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, links = before.links.len(), "observed");
+    tracing::debug!(
+        ms = t.elapsed().as_secs_f64() * 1e3,
+        links = before.links.len(),
+        "observed"
+    );
     hostd_core::validate::check_telemetry_interfaces(desired, &before).map_err(Error::Conflict)?;
     let t = Instant::now();
     let network = plan_validated(desired, &before, &own)?;
-    tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, ops = network.ops.len(), "planned");
+    tracing::debug!(
+        ms = t.elapsed().as_secs_f64() * 1e3,
+        ops = network.ops.len(),
+        "planned"
+    );
     let firewall = match &desired.firewall {
         Some(spec) => {
             let cur = read_firewall(&cfg.nft)?;

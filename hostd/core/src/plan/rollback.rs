@@ -238,13 +238,16 @@ pub fn rollback_intent(before: &Observed, now: &Observed, sent: &[Op]) -> Intent
         intent.links.push(li);
     }
     // Links the apply created go (with the addresses it put on them).
+    let restored: std::collections::HashSet<IfName> =
+        intent.links.iter().map(|l| l.name.clone()).collect();
+    let now_links = now.links_by_name();
     for name in &created {
         let Ok(n) = IfName::new(name) else { continue };
         // A link restored under the same name replaces it (see `Find::Index`).
-        if intent.links.iter().any(|l| l.name == n) {
+        if restored.contains(&n) {
             continue;
         }
-        if let Some(l) = now.link(name) {
+        if let Some(l) = now_links.get(name.as_str()) {
             if b_by_name.contains_key(name.as_str()) && !l.kind.interface_type().is_virtual() {
                 continue;
             }

@@ -159,36 +159,34 @@ pub(super) fn run(intent: &Intent, observed: &Observed) -> Result<Plan, PlanErro
 }
 
 fn depths(intent: &Intent, start: &Observed) -> BTreeMap<String, usize> {
-    let mut lowers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Borrowed names and hash maps: this runs over every link of the host
+    // on every plan, including the no-op re-apply.
+    let mut lowers: HashMap<&str, Vec<&str>> = HashMap::new();
     for l in &start.links {
-        let e = lowers.entry(l.name.to_string()).or_default();
+        let e = lowers.entry(l.name.as_str()).or_default();
         if let Some(v) = &l.vlan {
-            e.insert(v.base_iface.to_string());
+            e.push(v.base_iface.as_str());
         }
         if let Some(c) = &l.controller {
-            lowers
-                .entry(c.to_string())
-                .or_default()
-                .insert(l.name.to_string());
+            lowers.entry(c.as_str()).or_default().push(l.name.as_str());
         }
     }
     for li in &intent.links {
-        let e = lowers.entry(li.name.to_string()).or_default();
+        let e = lowers.entry(li.name.as_str()).or_default();
         if let Some(v) = &li.vlan {
-            e.insert(v.base_iface.to_string());
+            e.push(v.base_iface.as_str());
         }
         if let Some(Some(c)) = &li.controller {
             lowers
-                .entry(c.name.to_string())
+                .entry(c.name.as_str())
                 .or_default()
-                .insert(li.name.to_string());
+                .push(li.name.as_str());
         }
     }
-    let mut memo: BTreeMap<String, usize> = BTreeMap::new();
-    fn go(
-        n: &str,
-        lowers: &BTreeMap<String, BTreeSet<String>>,
-        memo: &mut BTreeMap<String, usize>,
+    fn go<'n>(
+        n: &'n str,
+        lowers: &HashMap<&'n str, Vec<&'n str>>,
+        memo: &mut HashMap<&'n str, usize>,
         guard: usize,
     ) -> usize {
         if let Some(d) = memo.get(n) {
@@ -206,12 +204,12 @@ fn depths(intent: &Intent, start: &Observed) -> BTreeMap<String, usize> {
                     .unwrap_or(0)
             })
             .unwrap_or(0);
-        memo.insert(n.to_owned(), d);
+        memo.insert(n, d);
         d
     }
-    let names: Vec<String> = lowers.keys().cloned().collect();
-    for n in names {
-        go(&n, &lowers, &mut memo, 0);
+    let mut memo: HashMap<&str, usize> = HashMap::new();
+    for n in lowers.keys() {
+        go(n, &lowers, &mut memo, 0);
     }
-    memo
+    memo.into_iter().map(|(n, d)| (n.to_owned(), d)).collect()
 }
