@@ -14,7 +14,12 @@ use std::{
     time::Duration,
 };
 
-use hostd_core::{status::lldp, types::IfName};
+use hostd_core::{
+    schema::{IfState, InterfaceType},
+    status::lldp,
+    types::IfName,
+    NetworkState,
+};
 
 /// An `lldpcli` failure.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +127,28 @@ impl Announce {
                 .collect(),
         }
     }
+}
+
+/// The NICs a desired state manages (its ethernet interfaces, except those
+/// it wants absent), each with the bond it is a port of: what the daemon
+/// announces over LLDP. Sorted by name.
+pub fn managed_nics(state: &NetworkState) -> Vec<(IfName, Option<String>)> {
+    let mut out: Vec<(IfName, Option<String>)> = state
+        .interfaces
+        .iter()
+        .filter(|i| i.kind == InterfaceType::Ethernet && i.state != IfState::Absent)
+        .map(|nic| {
+            let bond = state.interfaces.iter().find_map(|b| {
+                b.link_aggregation
+                    .as_ref()
+                    .filter(|a| a.port.contains(&nic.name))
+                    .map(|_| b.name.as_str().to_owned())
+            });
+            (nic.name.clone(), bond)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    out
 }
 
 fn check_text(field: String, value: &str) -> Result<(), LldpdError> {
@@ -297,6 +324,35 @@ mod tests {
         // The description stays one argument, spaces and all.
         let raw = announce_commands(&a).unwrap();
         assert_eq!(raw[4].last().unwrap(), "srv1 eth0 (bond0)");
+    }
+
+    #[test]
+    fn managed_nics_of_a_document() {
+        let state = NetworkState::parse(
+            "interfaces:
+  - { name: eth1, type: ethernet }
+  - { name: eth0, type: ethernet }
+  - { name: eth9, type: ethernet, state: absent }
+  - { name: eth2, type: ethernet, state: down }
+  - name: bond0
+    type: bond
+    link-aggregation: { mode: 802.3ad, port: [eth0, eth1] }
+  - { name: bond0.10, type: vlan, vlan: { base-iface: bond0, id: 10 } }
+",
+        )
+        .unwrap();
+        let got: Vec<(String, Option<String>)> = managed_nics(&state)
+            .into_iter()
+            .map(|(n, b)| (n.as_str().to_owned(), b))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("eth0".to_owned(), Some("bond0".to_owned())),
+                ("eth1".to_owned(), Some("bond0".to_owned())),
+                ("eth2".to_owned(), None),
+            ]
+        );
     }
 
     #[test]
