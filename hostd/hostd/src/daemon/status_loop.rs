@@ -42,6 +42,11 @@ use crate::status::lldpd::{managed_nics, Announce};
 pub const FOLLOW_UP: Duration = Duration::from_secs(10);
 /// See [`FOLLOW_UP`].
 pub const FOLLOW_UP_EVERY: Duration = Duration::from_secs(1);
+/// The announcement is read back and made again until lldpd shows it (a
+/// freshly started lldpd's own configuration client can undo it).
+const ANNOUNCE_ATTEMPTS: u32 = 10;
+/// ... waiting this long between attempts.
+const ANNOUNCE_PAUSE: Duration = Duration::from_secs(1);
 /// LLDP events come in bursts (a neighbour added, then updated): quiet time.
 const LLDP_QUIET: Duration = Duration::from_millis(50);
 /// ... and longest delay.
@@ -185,7 +190,7 @@ async fn lldp_and_document(d: Daemon) {
     let mut up = false;
     let mut want: Option<Announce> = None;
     let mut announced: Option<Announce> = None;
-    let (ann_tx, mut ann_rx) = mpsc::channel::<(Announce, Result<(), String>)>(4);
+    let (ann_tx, mut ann_rx) = mpsc::channel::<(Announce, Result<u32, String>)>(4);
     let mut announcing = false;
     let mut document_changed = true;
     loop {
@@ -212,7 +217,9 @@ async fn lldp_and_document(d: Daemon) {
                 let cli = cfg.lldpcli.clone();
                 let tx = ann_tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let r = cli.announce(&a).map_err(|e| e.to_string());
+                    let r = cli
+                        .announce_verified(&a, ANNOUNCE_ATTEMPTS, ANNOUNCE_PAUSE)
+                        .map_err(|e| e.to_string());
                     let _ = tx.blocking_send((a, r));
                 });
             }
@@ -249,9 +256,10 @@ async fn lldp_and_document(d: Daemon) {
             Some((a, r)) = ann_rx.recv() => {
                 announcing = false;
                 match r {
-                    Ok(()) => {
-                        tracing::info!(ports = a.ports.len(), "LLDP: lldpd announces this host");
+                    Ok(attempts) => {
+                        tracing::info!(ports = a.ports.len(), attempts, "LLDP: lldpd announces this host");
                         src.record("lldp_announce", json!({
+                            "attempts": attempts,
                             "system_name": a.system_name,
                             "ports": a.ports.iter().map(|p| json!({"nic": p.nic.as_str(), "description": p.description})).collect::<Vec<_>>(),
                         }));
