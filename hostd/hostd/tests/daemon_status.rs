@@ -186,6 +186,8 @@ struct Lab {
     srv_sock: String,
     bus: Bus,
     daemon: Option<Child>,
+    /// The lldpds started (killed and reaped on drop).
+    lldpds: std::cell::RefCell<Vec<Child>>,
 }
 
 impl Lab {
@@ -223,10 +225,12 @@ impl Lab {
             srv_sock,
             bus,
             daemon: None,
+            lldpds: std::cell::RefCell::new(Vec::new()),
         };
         // The switch: lldpd announcing sw1 and its port names (as the lab's
         // racks do, tests/src/rack.rs).
-        lab.sw
+        let sw_lldpd = lab
+            .sw
             .exec(&[
                 "lldpd",
                 "-d",
@@ -243,6 +247,7 @@ impl Lab {
             .stderr(Stdio::null())
             .spawn()
             .expect("lldpd (switch)");
+        lab.lldpds.borrow_mut().push(sw_lldpd);
         wait_for("the switch's lldpd", Duration::from_secs(10), || {
             Path::new(&lab.sw_sock).exists()
         });
@@ -283,12 +288,14 @@ impl Lab {
 
     /// The server's lldpd (transmitting; the daemon configures it).
     fn start_server_lldpd(&self) {
-        self.srv
+        let lldpd = self
+            .srv
             .exec(&["lldpd", "-d", "-u", &self.srv_sock, "-I", "eth0,eth1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("lldpd (server)");
+        self.lldpds.borrow_mut().push(lldpd);
         wait_for("the server's lldpd", Duration::from_secs(10), || {
             Path::new(&self.srv_sock).exists()
         });
@@ -397,6 +404,10 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for mut c in self.lldpds.borrow_mut().drain(..) {
             let _ = c.kill();
             let _ = c.wait();
         }
