@@ -15,27 +15,16 @@
 //! - `srv4`: bond0 to a static LAG on swA: `lacp-no-partner` on the bond;
 //!   its intent has the two cables swapped: `lldp-wrong-neighbor` twice.
 //!
-//! The real `hostd daemon` runs on srv2 (its status source, a private bus,
-//! the cabling from `--cabling`) before srv2's miscabling: its `Status()`
-//! equals what the switch side says (partner MAC = the pair's system MAC,
-//! keys, aggregator ids), its LLDP neighbours equal the cabling, a cable
-//! pull is a `LacpChanged` signal received on the bus (timed: the emulated
-//! event-to-signal figure), its idle CPU and RSS are measured, and the
-//! miscabling changes its `Diagnosis` property (signal).
-//!
 //! Then the benchmark hook: what one status read costs, and the time from a
 //! cable pull to the status reporting it.
 
 use std::{
     collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use hostd::{
-    cli::exit,
-    daemon::signals::SignalLog,
     netlink::Rtnl,
     status::{
         lldpd::{Announce, Lldpcli},
@@ -64,7 +53,6 @@ use netlink_packet_route::{
     link::{LinkAttribute, LinkFlags, LinkMessage},
     RouteNetlinkMessage,
 };
-use serde_json::Value;
 
 fn switch(name: &str, lldp: bool, lags: Vec<LagSpec>) -> SwitchSpec {
     SwitchSpec {
@@ -536,6 +524,13 @@ fn status_matches_the_lab_and_diagnoses_its_miscabling() {
         scaled(Duration::from_secs(60)),
         |s| negotiated(s, "bond0", &["eth0", "eth1"]),
     );
+    srv2.ip_batch(&[
+        "link set eth2 master bond0".into(),
+        "link set eth3 master bond0".into(),
+        "link set eth2 up".into(),
+        "link set eth3 up".into(),
+    ])
+    .expect("add eth2 and eth3");
     let mut i2 = intent_of(&rack, "srv2");
     i2.nics
         .insert("eth3".into(), ExpectedPort::new("sw2", "Ethernet4"));
@@ -544,154 +539,6 @@ fn status_matches_the_lab_and_diagnoses_its_miscabling() {
         (FindingCode::LacpAggregatorSplit, "bond0/eth3"),
         (FindingCode::LldpWrongNeighbor, "eth3"),
     ]);
-
-    // ---- The daemon on srv2: its real status source on a private bus,
-    // the intended cabling given by --cabling (eth3 intended to sw2).
-    let daemon = DaemonLab::start(srv2, agents[1].socket(), &i2);
-    let signals = SignalLog::start(&daemon.bus.address).expect("signal client");
-    let d_status = daemon.wait(
-        "the daemon's Status(): bond0 negotiated, eth0/eth1 hear their cabling",
-        scaled(Duration::from_secs(20)),
-        |s, f| {
-            negotiated(s, "bond0", &["eth0", "eth1"])
-                && lldp_heard(s, "eth0") == Some(("sw1".into(), "Ethernet2".into()))
-                && lldp_heard(s, "eth1") == Some(("sw2".into(), "Ethernet2".into()))
-                && f.iter().all(|x| {
-                    !["bond0", "eth0", "eth1"].contains(&x.object.split('/').next().unwrap_or(""))
-                })
-        },
-    );
-    let sw_po2 = wait_status(
-        leaf,
-        &switch_side,
-        "Po2 negotiated on both switches of the pair",
-        scaled(Duration::from_secs(60)),
-        |s| negotiated(s, "Po2", &["sw1-Ethernet2", "sw2-Ethernet2"]),
-    );
-    // The daemon's Status() equals what the switch side says.
-    let db = d_status.bond("bond0").expect("bond0 in Status()");
-    let dl = db.lacp.as_ref().expect("802.3ad details in Status()");
-    let dagg = dl.active_aggregator.as_ref().expect("active aggregator");
-    let po2 = sw_po2.bond("Po2").expect("Po2");
-    let pl2 = po2.lacp.as_ref().expect("802.3ad details on the switch");
-    let pagg2 = pl2.active_aggregator.as_ref().expect("switch aggregator");
-    assert_eq!(
-        dagg.partner_mac, pair_mac,
-        "Status(): partner MAC = the switch LAG's system MAC"
-    );
-    assert_eq!(pl2.system_mac, Some(pair_mac));
-    assert_eq!(
-        Some(pagg2.partner_mac),
-        dl.system_mac,
-        "the switch's partner is srv2"
-    );
-    assert_eq!((dagg.ports, pagg2.ports), (2, 2));
-    assert_eq!(dagg.partner_key, pagg2.actor_key);
-    assert_eq!(dagg.actor_key, pagg2.partner_key);
-    for (nic, port) in [("eth0", "sw1-Ethernet2"), ("eth1", "sw2-Ethernet2")] {
-        let m = db.member(nic).expect("member in Status()");
-        let pm = po2.member(port).expect("switch member");
-        assert_eq!(m.aggregator_id, Some(dagg.id), "{nic}: aggregator id");
-        assert_eq!(pm.aggregator_id, Some(pagg2.id), "{port}: aggregator id");
-        let (partner, sw_actor) = (
-            m.partner.as_ref().expect("partner"),
-            pm.actor.as_ref().expect("switch actor"),
-        );
-        assert_eq!(
-            partner.system_mac, sw_actor.system_mac,
-            "{nic}: partner system"
-        );
-        assert_eq!(partner.key, sw_actor.key, "{nic}: partner key");
-        assert_eq!(
-            partner.port_number, sw_actor.port_number,
-            "{nic}: partner port"
-        );
-    }
-    signals
-        .wait(0, scaled(Duration::from_secs(10)), |r| {
-            r.member == "LldpChanged"
-                && r.body["nic"] == "eth1"
-                && r.body["neighbors"][0]["system-name"] == "sw2"
-        })
-        .unwrap_or_else(|| panic!("no LldpChanged for eth1: {:#?}", signals.all()));
-
-    // Cable pulls: srv2's eth1 switch port down, by one netlink request
-    // from a socket opened beforehand; the clock stops when this process
-    // receives the LacpChanged signal that shows eth1 without carrier.
-    let mut port2 = switch_port_socket(&rack, "srv2", "eth1");
-    let mut pulls = Vec::new();
-    let mut internal = Vec::new();
-    for round in 0..3 {
-        let from = signals.len();
-        let t = Instant::now();
-        set_link(&mut port2.0, port2.1, false);
-        let (_, r) = signals
-            .wait(from, scaled(Duration::from_secs(20)), |r| {
-                r.member == "LacpChanged"
-                    && r.body["bond"] == "bond0"
-                    && r.body["status"]["members"].as_array().is_some_and(|m| {
-                        m.iter()
-                            .any(|m| m["name"] == "eth1" && m["carrier"] == false)
-                    })
-            })
-            .unwrap_or_else(|| panic!("pull {round}: no LacpChanged: {:#?}", signals.all()));
-        pulls.push(r.at.duration_since(t));
-        internal.push(
-            daemon.state()["loop"]["last_event_to_signal_us"]
-                .as_u64()
-                .unwrap_or(0),
-        );
-        set_link(&mut port2.0, port2.1, true);
-        daemon.wait(
-            "bond0 negotiated again after the pull",
-            scaled(Duration::from_secs(20)),
-            |s, _| negotiated(s, "bond0", &["eth0", "eth1"]),
-        );
-    }
-    internal.sort_unstable();
-    println!(
-        "timing (kernel {}): cable pull -> LacpChanged received on the bus: median {:.2?}, max {:.2?} (n={}); daemon's own (first event -> signal sent): median {} us, max {} us",
-        kernel::release(),
-        median(pulls.clone()),
-        pulls.iter().max().copied().unwrap_or_default(),
-        pulls.len(),
-        internal[internal.len() / 2],
-        internal[internal.len() - 1],
-    );
-
-    // Idle cost of the daemon with its status source running.
-    let (cpu, rss, window) = daemon.idle(Duration::from_secs(20));
-    println!(
-        "daemon idle with the status source: CPU {:.3} % of one core over {window:.1?}, RSS {:.1} MiB",
-        cpu * 100.0,
-        rss as f64 / 1024.0 / 1024.0
-    );
-
-    // A real miscabling: eth2 (a plain switch port) and eth3 (another LAG
-    // of the pair, and not the intended switch) join bond0; the daemon's
-    // Diagnosis property changes to say so.
-    let from = signals.len();
-    srv2.ip_batch(&[
-        "link set eth2 master bond0".into(),
-        "link set eth3 master bond0".into(),
-        "link set eth2 up".into(),
-        "link set eth3 up".into(),
-    ])
-    .expect("add eth2 and eth3");
-    signals
-        .wait(from, scaled(Duration::from_secs(20)), |r| {
-            r.member == "PropertiesChanged.Diagnosis"
-                && serde_json::from_value::<Vec<Finding>>(r.body.clone())
-                    .is_ok_and(|f| codes(&f) == want2)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no Diagnosis signal of the miscabling: {:#?}",
-                signals.all()
-            )
-        });
-    drop(signals);
-    drop(daemon);
     let s2 = wait_status(
         srv2,
         &o2,
@@ -729,10 +576,24 @@ fn status_matches_the_lab_and_diagnoses_its_miscabling() {
     assert_ne!(eth3.aggregator_id, b2.active_aggregator_id());
 
     // The same through the CLI, with the intent as a file.
+    let hostd_bin = std::env::var_os("HOSTD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("current_exe");
+            exe.parent()
+                .and_then(|d| d.parent())
+                .expect("target dir")
+                .join("hostd")
+        });
+    assert!(
+        hostd_bin.exists(),
+        "{} missing: build hostd (cargo xtask test does)",
+        hostd_bin.display()
+    );
     let intent_file =
         std::env::temp_dir().join(format!("kernel-status-{}.yaml", std::process::id()));
     std::fs::write(&intent_file, serde_norway::to_string(&i2).expect("yaml")).expect("intent file");
-    let bin = hostd_bin().to_string_lossy().into_owned();
+    let bin = hostd_bin.to_string_lossy().into_owned();
     let intent_path = intent_file.to_string_lossy().into_owned();
     let json = srv2.run(&[
         &bin,
@@ -1014,250 +875,4 @@ fn restore_to_negotiated(
     });
     assert!(r.is_ok(), "{nic} not negotiated again within {timeout:?}");
     t.elapsed()
-}
-
-/// The `hostd` binary: `HOSTD_BIN`, else `hostd` in this test binary's
-/// target directory (`cargo xtask test` builds every target first).
-fn hostd_bin() -> PathBuf {
-    let p = std::env::var_os("HOSTD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().expect("current_exe");
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target dir")
-                .join("hostd")
-        });
-    assert!(
-        p.exists(),
-        "{} missing: build hostd (cargo xtask test does)",
-        p.display()
-    );
-    p
-}
-
-/// The neighbour `nic` hears: (system name, port id).
-fn lldp_heard(s: &HostStatus, nic: &str) -> Option<(String, String)> {
-    let x = s.nic(nic)?.lldp.first()?;
-    Some((x.system_name.clone()?, x.port_id.value.clone()))
-}
-
-/// A private, permissive dbus-daemon (authorisation is tested natively in
-/// hostd/hostd/tests/daemon_dbus.rs).
-struct Bus {
-    child: Child,
-    address: String,
-}
-
-impl Bus {
-    fn new(dir: &Path) -> Self {
-        let sock = dir.join("bus");
-        let conf = dir.join("bus.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>system</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>
-<policy context="default"><allow user="*"/><allow own="*"/><allow send_type="method_call"/>
-<allow send_requested_reply="true" send_type="method_return"/><allow send_requested_reply="true" send_type="error"/>
-<allow send_type="signal"/><allow receive_type="method_call"/><allow receive_type="method_return"/>
-<allow receive_type="error"/><allow receive_type="signal"/></policy></busconfig>"#,
-                sock.display()
-            ),
-        )
-        .expect("bus conf");
-        let child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf.display()))
-            .args(["--nofork", "--nopidfile"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon");
-        let r = try_wait_until(scaled(Duration::from_secs(10)), || sock.exists());
-        assert!(r.is_ok(), "no bus socket {}", sock.display());
-        Self {
-            child,
-            address: format!("unix:path={}", sock.display()),
-        }
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The real `hostd daemon` in a server's namespace, on its own bus, with
-/// no document: the status source only (LACP from netlink and procfs,
-/// LLDP from the server's lldpd, the cabling from `--cabling`).
-struct DaemonLab<'a> {
-    ns: &'a NetNs,
-    dir: PathBuf,
-    child: Option<Child>,
-    bus: Bus,
-}
-
-impl<'a> DaemonLab<'a> {
-    fn start(ns: &'a NetNs, lldpd_socket: &str, cabling: &Intent) -> Self {
-        let dir = std::env::temp_dir().join(format!("kernel-status-daemon-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let bus = Bus::new(&dir);
-        let cabling_file = dir.join("cabling.yaml");
-        std::fs::write(
-            &cabling_file,
-            serde_norway::to_string(cabling).expect("yaml"),
-        )
-        .expect("cabling file");
-        let mut d = Self {
-            ns,
-            dir,
-            child: None,
-            bus,
-        };
-        let log = std::fs::File::create(d.dir.join("daemon.log")).expect("log");
-        let state = d.dir.join("state").display().to_string();
-        let child = d
-            .hostd(&[
-                "daemon",
-                "--state-dir",
-                &state,
-                "--telemetry-no-pin",
-                "--lldpd-socket",
-                lldpd_socket,
-                "--cabling",
-                cabling_file.to_str().expect("utf8"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("daemon");
-        d.child = Some(child);
-        d
-    }
-
-    fn hostd(&self, args: &[&str]) -> Command {
-        let mut c = self.ns.command(hostd_bin().to_str().expect("utf8"));
-        c.arg("--state-file")
-            .arg(self.dir.join("owned.json"))
-            .arg("--resolv-conf")
-            .arg(self.dir.join("resolv.conf"))
-            .args(["--bus-address", &self.bus.address])
-            .args(args)
-            .env("HOSTD_LOG", "info,zbus=warn")
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// `hostd state`: the daemon's `Status()`, or `None` while it is not
-    /// on the bus yet.
-    fn try_state(&self) -> Option<Value> {
-        let o = self
-            .hostd(&["-o", "json", "state"])
-            .output()
-            .expect("hostd");
-        (o.status.code() == Some(exit::NO_CHANGE))
-            .then(|| serde_json::from_slice(&o.stdout).expect("Status() JSON"))
-    }
-
-    fn state(&self) -> Value {
-        self.try_state().expect("the daemon answers Status()")
-    }
-
-    /// Polls `Status()` until `cond` holds on its status and findings.
-    #[track_caller]
-    fn wait(
-        &self,
-        what: &str,
-        timeout: Duration,
-        cond: impl Fn(&HostStatus, &[Finding]) -> bool,
-    ) -> HostStatus {
-        let t = Instant::now();
-        let mut last = Value::Null;
-        loop {
-            if let Some(v) = self.try_state() {
-                let s: HostStatus =
-                    serde_json::from_value(v["status"].clone()).expect("Status().status");
-                let f: Vec<Finding> =
-                    serde_json::from_value(v["findings"].clone()).expect("Status().findings");
-                if cond(&s, &f) {
-                    println!(
-                        "daemon on {}: {what}: after {:.2?}",
-                        self.ns.role(),
-                        t.elapsed()
-                    );
-                    return s;
-                }
-                last = v;
-            }
-            assert!(
-                t.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for: {what}; last Status(): {last:#}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The daemon's CPU use (fraction of one core) over `window` without
-    /// changes, and its RSS.
-    fn idle(&self, window: Duration) -> (f64, u64, Duration) {
-        let pid = self.child.as_ref().expect("daemon").id();
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
-        assert_eq!(comm.trim(), "hostd", "ip netns exec execs the daemon");
-        let ticks = || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-            let after = stat.rsplit_once(')').expect("stat").1;
-            let f: Vec<u64> = after
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .map(|x| x.parse().expect("ticks"))
-                .collect();
-            f[0] + f[1]
-        };
-        let hz: f64 = String::from_utf8_lossy(
-            &Command::new("getconf")
-                .arg("CLK_TCK")
-                .output()
-                .expect("getconf")
-                .stdout,
-        )
-        .trim()
-        .parse()
-        .expect("CLK_TCK");
-        let (t0, c0) = (Instant::now(), ticks());
-        std::thread::sleep(window);
-        let (took, c1) = (t0.elapsed(), ticks());
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        let rss_kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS");
-        (
-            (c1 - c0) as f64 / hz / took.as_secs_f64(),
-            rss_kib * 1024,
-            took,
-        )
-    }
-}
-
-impl Drop for DaemonLab<'_> {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "--- daemon log ---\n{}",
-                std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
