@@ -11,15 +11,16 @@
 //! | code | when |
 //! |---|---|
 //! | `bond-down` | a bond without members, or with every member down |
-//! | `member-down` | one member's MII status is down |
+//! | `member-down` | one member's MII status is down, or its NIC lost carrier |
 //! | `lacp-no-partner` | 802.3ad member (up) defaulted or expired, or its partner system is all-zero: the switch port does not speak LACP; on the bond when no member has a partner (a static LAG) |
 //! | `lacp-partner-mismatch` | members of one bond hear different partner systems: two switches that are not one MLAG pair |
 //! | `lacp-aggregator-split` | a member with the same partner is outside the active aggregator: the switch port is in another LAG |
 //! | `lacp-not-in-sync` | a member of the active aggregator is not (yet) in sync, collecting and distributing |
 //! | `lacp-churned` | churn detection fired on a member with no other finding |
 //! | `nic-missing` | the intent names a NIC this host does not have |
+//! | `nic-no-link` | a NIC the intent names (not a bond member: `member-down` says it) has no carrier |
 //! | `lldp-unavailable` | intent given, but lldpd could not be asked |
-//! | `lldp-no-neighbor` | a NIC the intent names (or any NIC with carrier) hears no LLDP neighbour |
+//! | `lldp-no-neighbor` | a NIC the intent names (or any NIC with carrier) has a link but hears no LLDP neighbour |
 //! | `lldp-several-neighbors` | more than one neighbour on one NIC (something in between) |
 //! | `lldp-wrong-neighbor` | the neighbour is not the intended switch and port |
 //! | `lldp-mtu-mismatch` | the neighbour's announced maximum frame size is below what the NIC's MTU needs |
@@ -79,6 +80,8 @@ pub enum FindingCode {
     LacpChurned,
     /// A NIC named by the intent is missing.
     NicMissing,
+    /// A NIC named by the intent (not a bond member) has no carrier.
+    NicNoLink,
     /// LLDP could not be read.
     LldpUnavailable,
     /// No LLDP neighbour.
@@ -103,6 +106,7 @@ impl FindingCode {
             Self::LacpNotInSync => "lacp-not-in-sync",
             Self::LacpChurned => "lacp-churned",
             Self::NicMissing => "nic-missing",
+            Self::NicNoLink => "nic-no-link",
             Self::LldpUnavailable => "lldp-unavailable",
             Self::LldpNoNeighbor => "lldp-no-neighbor",
             Self::LldpSeveralNeighbors => "lldp-several-neighbors",
@@ -309,16 +313,21 @@ fn bond_findings(b: &BondStatus, out: &mut Vec<Finding>) {
             .link_failure_count
             .map(|n| format!(", {n} link failure(s) since it joined"))
             .unwrap_or_default();
+        let mii = m.mii_status.unwrap_or(MiiStatus::Down);
+        let state = if m.carrier == Some(false) {
+            format!("no carrier, MII status {mii}")
+        } else {
+            format!("MII status {mii}")
+        };
         push(
             out,
             Severity::Warning,
             FindingCode::MemberDown,
             &format!("{}/{}", b.name, m.name),
             format!(
-                "{} (member of {}) is down (MII status {}{failures}); {} runs on {} only",
+                "{} (member of {}) is down ({state}{failures}); {} runs on {} only",
                 m.name,
                 b.name,
-                m.mii_status.unwrap_or(MiiStatus::Down),
                 b.name,
                 names(up.iter().copied())
             ),
@@ -574,14 +583,23 @@ fn nic_findings(status: &HostStatus, intent: Option<&Intent>, out: &mut Vec<Find
     let empty = BTreeMap::new();
     let expected = intent.map_or(&empty, |i| &i.nics);
     for (nic, want) in expected {
-        if status.nic(nic).is_none() {
-            push(
+        match status.nic(nic) {
+            None => push(
                 out,
                 Severity::Error,
                 FindingCode::NicMissing,
                 nic,
                 format!("{nic} is not on this host (it should be cabled to {want})"),
-            );
+            ),
+            // A bond member's link is the bond's finding (member-down).
+            Some(n) if n.carrier == Some(false) && n.bond.is_none() => push(
+                out,
+                Severity::Warning,
+                FindingCode::NicNoLink,
+                nic,
+                format!("{nic} has no link (it should be cabled to {want}): the cable is out, or the switch port is down"),
+            ),
+            Some(_) => {}
         }
     }
     match &status.lldp {
@@ -601,7 +619,13 @@ fn nic_findings(status: &HostStatus, intent: Option<&Intent>, out: &mut Vec<Find
         }
     }
     for nic in &status.nics {
-        lldp_findings(nic, expected.get(&nic.name), out);
+        let want = expected.get(&nic.name);
+        // Without a link, what lldpd still remembers is stale and a missing
+        // neighbour says nothing: the link finding above is the cause.
+        if want.is_some() && nic.carrier == Some(false) {
+            continue;
+        }
+        lldp_findings(nic, want, out);
     }
 }
 
@@ -609,13 +633,6 @@ fn lldp_findings(nic: &NicStatus, want: Option<&ExpectedPort>, out: &mut Vec<Fin
     let name = &nic.name;
     if nic.lldp.is_empty() {
         match (want, nic.carrier) {
-            (Some(w), Some(false)) => push(
-                out,
-                Severity::Warning,
-                FindingCode::LldpNoNeighbor,
-                name,
-                format!("{name} has no link (it should be cabled to {w})"),
-            ),
             (Some(w), _) => push(
                 out,
                 Severity::Warning,

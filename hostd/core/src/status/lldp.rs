@@ -18,6 +18,11 @@
 //! With no neighbour at all lldpcli prints `{"lldp": [{}]}`. An entry that
 //! lacks a chassis or port id is reported in [`Parsed::problems`] and
 //! skipped; its neighbours are kept.
+//!
+//! `lldpcli -f json0 watch` prints one object per change, followed by an
+//! empty line: `{"lldp-added": [...]}`, `{"lldp-updated": [...]}` or
+//! `{"lldp-deleted": [...]}`, the array shaped as the `lldp` array above
+//! ([`WatchStream`], [`parse_watch_event`]).
 
 use serde_json::Value;
 
@@ -58,10 +63,132 @@ pub enum LldpError {
 pub fn parse(json: &str) -> Result<Parsed, LldpError> {
     let v: Value = serde_json::from_str(json)?;
     let Some(top) = v.get("lldp").and_then(Value::as_array) else {
-        let mut shown = v.to_string();
-        shown.truncate(80);
-        return Err(LldpError::Shape(shown));
+        return Err(LldpError::Shape(shown(&v)));
     };
+    Ok(parse_blocks(top))
+}
+
+fn shown(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 80 {
+        let mut cut = 80;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// What a watch event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WatchKind {
+    /// `lldp-added`: a new neighbour.
+    Added,
+    /// `lldp-updated`: a neighbour's information changed.
+    Updated,
+    /// `lldp-deleted`: a neighbour went away (expired, or its port went down).
+    Deleted,
+}
+
+impl WatchKind {
+    /// lldpcli's key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "lldp-added",
+            Self::Updated => "lldp-updated",
+            Self::Deleted => "lldp-deleted",
+        }
+    }
+}
+
+/// One event of `lldpcli -f json0 watch`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchEvent {
+    /// Added, updated or deleted.
+    pub kind: WatchKind,
+    /// The neighbours it carries (usually one), as they were when the
+    /// event was sent.
+    pub neighbors: Parsed,
+}
+
+impl WatchEvent {
+    /// The local interfaces it concerns.
+    pub fn interfaces(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .neighbors
+            .neighbors
+            .iter()
+            .map(|(i, _)| i.as_str())
+            .collect();
+        v.dedup();
+        v
+    }
+}
+
+/// Parses one object of `lldpcli -f json0 watch`.
+pub fn parse_watch_event(json: &str) -> Result<WatchEvent, LldpError> {
+    let v: Value = serde_json::from_str(json)?;
+    for kind in [WatchKind::Added, WatchKind::Updated, WatchKind::Deleted] {
+        if let Some(top) = v.get(kind.as_str()).and_then(Value::as_array) {
+            return Ok(WatchEvent {
+                kind,
+                neighbors: parse_blocks(top),
+            });
+        }
+    }
+    Err(LldpError::Shape(shown(&v)))
+}
+
+/// Longest watch object accepted (a neighbour is a few KiB; lldpd caps
+/// what it keeps per neighbour): a stream that exceeds it is not lldpcli's.
+pub const WATCH_OBJECT_MAX: usize = 1 << 20;
+
+/// Splits the output of `lldpcli -f json0 watch` into its objects: lldpcli
+/// prints each pretty-printed, opening with `{` and closing with `}` alone
+/// on a line at column 0 (nested braces are indented), then an empty line.
+#[derive(Debug, Default)]
+pub struct WatchStream {
+    buf: String,
+}
+
+impl WatchStream {
+    /// A stream with nothing buffered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds one line (without its newline). Returns the event when `line`
+    /// closes an object; an object that does not parse, or grows past
+    /// [`WATCH_OBJECT_MAX`], is an error and is dropped (the stream goes
+    /// on with the next object).
+    pub fn push_line(&mut self, line: &str) -> Option<Result<WatchEvent, LldpError>> {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if self.buf.is_empty() && line.trim().is_empty() {
+            return None;
+        }
+        if self.buf.len() + line.len() > WATCH_OBJECT_MAX {
+            self.buf.clear();
+            return Some(Err(LldpError::Shape(format!(
+                "a watch object longer than {WATCH_OBJECT_MAX} bytes"
+            ))));
+        }
+        self.buf.push_str(line);
+        self.buf.push('\n');
+        if line != "}" {
+            return None;
+        }
+        let text = std::mem::take(&mut self.buf);
+        Some(parse_watch_event(&text))
+    }
+
+    /// True when part of an object is buffered.
+    pub fn pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+}
+
+fn parse_blocks(top: &[Value]) -> Parsed {
     let mut out = Parsed::default();
     for block in top {
         let Some(ifaces) = block.get("interface").and_then(Value::as_array) else {
@@ -81,7 +208,7 @@ pub fn parse(json: &str) -> Result<Parsed, LldpError> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// `x[0]`: json0's one-element arrays.
@@ -367,6 +494,58 @@ mod tests {
             .iter()
             .any(|x| x.contains("(eth0): no chassis id")));
         assert!(p.problems.iter().any(|x| x.contains("mfs \"big\"")));
+    }
+
+    #[test]
+    fn watch_stream_of_a_neighbour_going_and_coming_back() {
+        // Captured: the neighbour's port down (deleted), up (added), then
+        // its lldpd's first full announcement (updated).
+        let mut w = WatchStream::new();
+        let mut events = Vec::new();
+        for line in fixture("json0-watch.txt").lines() {
+            if let Some(e) = w.push_line(line) {
+                events.push(e.unwrap());
+            }
+        }
+        assert!(!w.pending());
+        let kinds: Vec<WatchKind> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [WatchKind::Deleted, WatchKind::Added, WatchKind::Updated]
+        );
+        for e in &events {
+            assert_eq!(e.neighbors.problems, Vec::<String>::new());
+            assert_eq!(e.interfaces(), ["e0"]);
+            let n = &e.neighbors.neighbors[0].1;
+            assert_eq!(n.system_name.as_deref(), Some("sw1"));
+            assert_eq!(
+                n.port_id,
+                LldpId {
+                    subtype: IdSubtype::Local,
+                    value: "Ethernet1".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn watch_stream_survives_a_bad_object() {
+        let mut w = WatchStream::new();
+        assert!(w.push_line("").is_none());
+        assert!(w.push_line("{").is_none());
+        assert!(w.push_line("  \"lldp-frobbed\": []").is_none());
+        let e = w.push_line("}").unwrap().unwrap_err();
+        assert!(e.to_string().contains("lldp-frobbed"), "{e}");
+        assert!(w.push_line("{").is_none());
+        assert!(w.push_line("  \"lldp-deleted\": [{}]").is_none());
+        let ok = w.push_line("}").unwrap().unwrap();
+        assert_eq!(ok.kind, WatchKind::Deleted);
+        assert!(ok.interfaces().is_empty());
+        // Unbounded garbage is cut, not buffered forever.
+        let long = "x".repeat(WATCH_OBJECT_MAX / 2 + 1);
+        assert!(w.push_line(&long).is_none());
+        assert!(w.push_line(&long).unwrap().is_err());
+        assert!(!w.pending());
     }
 
     #[test]

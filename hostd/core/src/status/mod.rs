@@ -15,11 +15,13 @@
 //!   (lldpd 1.0.16);
 //! - [`merge`]: what netlink lacks per member (partner details, churn counts)
 //!   taken from the procfs text;
+//! - [`diff`]: what changed between two reads (the daemon's signals);
 //! - [`diagnose`]: findings (severity, object, sentence) from a status and an
 //!   optional intent (NIC -> switch hostname and port);
 //! - [`render`]: the text rendering (YAML and JSON are the serde forms).
 
 pub mod diagnose;
+pub mod diff;
 pub mod lldp;
 pub mod merge;
 pub mod procfs;
@@ -453,6 +455,10 @@ pub struct MemberStatus {
     /// MII status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mii_status: Option<MiiStatus>,
+    /// The member NIC's carrier (netlink): lost at once when the cable is
+    /// pulled, before the bond's MII check (`miimon`) notices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<bool>,
     /// Active or backup (netlink).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<PortRole>,
@@ -500,12 +506,14 @@ impl MemberStatus {
         }
     }
 
-    /// MII up (unknown counts as up: nothing says otherwise).
+    /// MII up and carrier not lost (unknown counts as up: nothing says
+    /// otherwise). A member without carrier is down even while its MII
+    /// status still says up (the bond's `miimon` has not polled yet).
     pub fn is_up(&self) -> bool {
         !matches!(
             self.mii_status,
             Some(MiiStatus::Down | MiiStatus::GoingDown)
-        )
+        ) && self.carrier != Some(false)
     }
 
     /// The partner's system MAC when one was heard (non-zero).

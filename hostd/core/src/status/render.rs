@@ -46,6 +46,9 @@ fn port_text(p: &LacpPort) -> String {
 
 fn member_text(out: &mut String, m: &MemberStatus) {
     let _ = write!(out, "  member {}: mii {}", m.name, opt(&m.mii_status));
+    if m.carrier == Some(false) {
+        out.push_str(", no carrier");
+    }
     if let Some(r) = m.role {
         let _ = write!(out, ", {}", serde_plain(&r));
     }

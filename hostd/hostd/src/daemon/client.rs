@@ -56,11 +56,69 @@ pub struct DaemonArgs {
     /// Do not pin the telemetry maps.
     #[arg(long)]
     pub telemetry_no_pin: bool,
+    /// lldpd's control socket [default: lldpcli's, /run/lldpd.socket].
+    #[arg(long, env = "HOSTD_LLDPD_SOCKET")]
+    pub lldpd_socket: Option<PathBuf>,
+    /// Neither read LLDP neighbours from lldpd nor configure it.
+    #[arg(long)]
+    pub no_lldp: bool,
+    /// Read LLDP neighbours, but do not configure what lldpd announces.
+    #[arg(long)]
+    pub no_lldp_announce: bool,
+    /// The system name lldpd announces [default: the host name].
+    #[arg(long)]
+    pub lldp_system_name: Option<String>,
+    /// The intended cabling (YAML/JSON, `nics: {eth0: {switch: S, port:
+    /// P}}`, as `hostd status --intent`), for documents without
+    /// `daemon.cabling`.
+    #[arg(long)]
+    pub cabling: Option<PathBuf>,
+    /// Status: quiet time after the last link event before reading.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub status_quiet: Duration,
+    /// Status: longest delay after the first link event.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub status_max_delay: Duration,
+    /// Status: poll the bonds this often ("0s": never; every second for a
+    /// while after any change, whatever this says).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub status_poll: Duration,
 }
 
 impl DaemonArgs {
-    fn config(&self, engine: crate::engine::Config, bus: Option<&str>) -> DaemonConfig {
-        DaemonConfig {
+    fn status(&self) -> Result<super::status::StatusConfig, String> {
+        let cabling = match &self.cabling {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("--cabling {}: {e}", p.display()))?;
+                Some(
+                    hostd_core::status::Intent::parse(&text)
+                        .map_err(|e| format!("--cabling {}: {e}", p.display()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(super::status::StatusConfig {
+            lldp: !self.no_lldp,
+            announce: !self.no_lldp && !self.no_lldp_announce,
+            lldpcli: crate::status::lldpd::Lldpcli {
+                socket: self.lldpd_socket.clone(),
+                ..crate::status::lldpd::Lldpcli::default()
+            },
+            system_name: self.lldp_system_name.clone(),
+            cabling,
+            quiet: self.status_quiet,
+            max_delay: self.status_max_delay,
+            poll: (!self.status_poll.is_zero()).then_some(self.status_poll),
+        })
+    }
+
+    fn config(
+        &self,
+        engine: crate::engine::Config,
+        bus: Option<&str>,
+    ) -> Result<DaemonConfig, String> {
+        Ok(DaemonConfig {
             engine,
             state_dir: self.state_dir.clone(),
             bus: match (self.no_dbus, bus) {
@@ -80,7 +138,8 @@ impl DaemonArgs {
             },
             resync: (!self.resync.is_zero()).then_some(self.resync),
             telemetry_pin_dir: (!self.telemetry_no_pin).then(|| self.telemetry_pin_dir.clone()),
-        }
+            status: self.status()?,
+        })
     }
 }
 
@@ -111,7 +170,13 @@ async fn shutdown_signal() {
 
 /// `hostd daemon`.
 pub fn daemon(engine: crate::engine::Config, bus: Option<&str>, args: &DaemonArgs) -> i32 {
-    let cfg = args.config(engine, bus);
+    let cfg = match args.config(engine, bus) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hostd daemon: {e}");
+            return exit::INVALID;
+        }
+    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -130,7 +195,13 @@ pub fn daemon(engine: crate::engine::Config, bus: Option<&str>, args: &DaemonArg
 
 /// `hostd boot`: apply the last confirmed document (never a pending one).
 pub fn boot(engine: crate::engine::Config, args: &DaemonArgs) -> i32 {
-    let cfg = args.config(engine, None);
+    let cfg = match args.config(engine, None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hostd boot: {e}");
+            return exit::INVALID;
+        }
+    };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {

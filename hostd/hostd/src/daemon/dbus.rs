@@ -5,9 +5,10 @@
 //! `ApplyWithProbes(s doc, u confirm_timeout_s, as probes, u probe_timeout_s) -> s`,
 //! `Confirm() -> s`, `Rollback() -> s`, `Show() -> s`, `Status() -> s`.
 //! Properties: `ConfirmedId` (s), `PendingDeadline` (t, Unix seconds, 0 when
-//! none), `Health` (s). Signals: `Drift(s id, s json)`, `Repaired(s id, s
-//! json)`, `FightDetected(s id, s json)`, `LacpChanged(s json)`,
-//! `LldpChanged(s json)`.
+//! none), `Health` (s), `Diagnosis` (s, the status findings as a JSON
+//! array). Signals: `Drift(s id, s json)`, `Repaired(s id, s json)`,
+//! `FightDetected(s id, s json)`, `LacpChanged(s json)`, `LldpChanged(s
+//! json)`.
 //!
 //! Reads (Plan, Show, Status, properties) are for everyone. Changes (Apply,
 //! ApplyWithProbes, Confirm, Rollback) only for uid 0 or members of the
@@ -224,7 +225,8 @@ impl Api {
         Ok(text(&self.d.show().await?))
     }
 
-    /// Status (bonds, LLDP, the daemon's own state), JSON.
+    /// Status (bonds, NICs, LLDP neighbours, findings, the daemon's own
+    /// state), JSON.
     async fn status(&self) -> Result<String> {
         Ok(text(&self.d.status().await?))
     }
@@ -245,6 +247,13 @@ impl Api {
     #[zbus(property)]
     async fn health(&self) -> String {
         self.d.health()
+    }
+
+    /// The LACP/LLDP findings (JSON array: severity, code, object,
+    /// message); `[]` when nothing is wrong.
+    #[zbus(property)]
+    async fn diagnosis(&self) -> String {
+        self.d.diagnosis()
     }
 
     /// A managed object differs from the document.
@@ -333,6 +342,7 @@ pub async fn serve(d: &Daemon, bus: &Bus) -> std::result::Result<Connection, Dae
                 }
                 Note::Lacp(v) => Api::lacp_changed(e, &v.to_string()).await,
                 Note::Lldp(v) => Api::lldp_changed(e, &v.to_string()).await,
+                Note::Diagnosis => iface.get().await.diagnosis_changed(e).await,
                 Note::Properties => {
                     let api = iface.get().await;
                     let a = api.confirmed_id_changed(e).await;

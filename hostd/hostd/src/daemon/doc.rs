@@ -3,9 +3,9 @@
 //! `daemon:` section (policy, confirmation probes), which is removed before
 //! the rest goes to the engine. Its id is a content hash.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
 
-use hostd_core::NetworkState;
+use hostd_core::{status::ExpectedPort, types::IfName, NetworkState};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -48,6 +48,11 @@ pub struct DaemonSection {
     /// How long the probes may take, in seconds (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_timeout: Option<u64>,
+    /// The intended cabling, NIC -> switch hostname and port name: the
+    /// status diagnosis checks each NIC's LLDP neighbour against it
+    /// (docs/status.md). Overrides the daemon's `--cabling` file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cabling: BTreeMap<String, ExpectedPort>,
 }
 
 /// Why a document is refused.
@@ -92,6 +97,10 @@ impl Document {
                     serde_json::from_value(section)
                         .map_err(|e| DocError::Syntax(format!("{SECTION}: {e}")))?
                 };
+                for nic in daemon.cabling.keys() {
+                    IfName::new(nic)
+                        .map_err(|e| DocError::Syntax(format!("{SECTION}.cabling.{nic}: {e}")))?;
+                }
                 for (i, p) in daemon.confirm_probes.iter().enumerate() {
                     p.parse::<Probe>().map_err(|e| {
                         DocError::Syntax(format!(
@@ -133,6 +142,14 @@ impl Document {
     /// Probe timeout.
     pub fn probe_timeout(&self) -> Duration {
         Duration::from_secs(self.daemon.probe_timeout.unwrap_or(30))
+    }
+
+    /// The intended cabling from the `daemon:` section (`None` when it has
+    /// none).
+    pub fn cabling(&self) -> Option<hostd_core::status::Intent> {
+        (!self.daemon.cabling.is_empty()).then(|| hostd_core::status::Intent {
+            nics: self.daemon.cabling.clone(),
+        })
     }
 
     /// The first 12 characters of the id, for logs.
@@ -222,6 +239,31 @@ mod tests {
         .expect_err("bad probe");
         assert!(e.to_string().contains("daemon.confirm-probes[0]"), "{e}");
         assert!(e.to_string().contains("udp:1"), "{e}");
+    }
+
+    #[test]
+    fn cabling_is_the_status_intent() {
+        let d = Document::parse(&format!(
+            "{BASE}daemon:\n  cabling:\n    eth0: {{ switch: leaf1a, port: Ethernet12 }}\n"
+        ))
+        .expect("parse");
+        let i = d.cabling().expect("cabling");
+        assert_eq!(i.nics["eth0"], ExpectedPort::new("leaf1a", "Ethernet12"));
+        assert_eq!(Document::parse(BASE).expect("parse").cabling(), None);
+        let e = Document::parse(&format!(
+            "{BASE}daemon: {{ cabling: {{ eth0: {{ switch: a }} }} }}\n"
+        ))
+        .expect_err("no port");
+        assert!(e.to_string().contains("port"), "{e}");
+        let e = Document::parse(&format!(
+            "{BASE}daemon: {{ cabling: {{ this-name-is-too-long0: {{ switch: a, port: b }} }} }}\n"
+        ))
+        .expect_err("bad NIC name");
+        assert!(
+            e.to_string()
+                .starts_with("daemon.cabling.this-name-is-too-long0:"),
+            "{e}"
+        );
     }
 
     #[test]

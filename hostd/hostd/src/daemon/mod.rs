@@ -14,7 +14,10 @@
 //!   [`Daemon::rollback`], the deadline timer, [`probe`]s);
 //! - [`dbus`]: the `org.hostnet.Hostd1` interface, authorised from the
 //!   caller's credentials;
-//! - [`status`]: the status source (integration point for LACP/LLDP);
+//! - [`status`] + [`status_loop`] + [`lldp_watch`]: the LACP/LLDP status
+//!   (`hostd::status`) kept current from link events, lldpd's watch stream
+//!   and polls; its changes are D-Bus signals and the `Diagnosis` property;
+//!   lldpd told to announce the host;
 //! - [`telemetry`]: the eBPF agent, supervised;
 //! - [`client`]: the CLI side, talking to a running daemon.
 
@@ -23,9 +26,12 @@ pub mod coalesce;
 pub mod dbus;
 pub mod doc;
 pub mod events;
+pub mod lldp_watch;
 pub mod probe;
 pub mod reconcile;
+pub mod signals;
 pub mod status;
+pub mod status_loop;
 pub mod store;
 pub mod telemetry;
 
@@ -39,14 +45,14 @@ use std::{
     time::Duration,
 };
 
-use hostd_core::{model::Observed, plan::PlanError};
+use hostd_core::plan::PlanError;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::engine::{self, ApplyOptions, Config};
 use coalesce::RepairLimits;
 use doc::{short, Document};
-use status::{ObservedStatus, StatusChange, StatusSource};
+use status::{HostStatusSource, Refresh, StatusChange, StatusConfig, StatusSource};
 use store::{DocRecord, PendingRecord, Store};
 
 /// Which bus the daemon serves on.
@@ -83,6 +89,8 @@ pub struct DaemonConfig {
     pub resync: Option<Duration>,
     /// Where the supervised telemetry agent pins its maps (None: no pinning).
     pub telemetry_pin_dir: Option<PathBuf>,
+    /// The LACP/LLDP status: lldpd, the cabling, coalescing and polling.
+    pub status: StatusConfig,
 }
 
 impl Default for DaemonConfig {
@@ -98,6 +106,7 @@ impl Default for DaemonConfig {
             limits: RepairLimits::default(),
             resync: Some(Duration::from_secs(600)),
             telemetry_pin_dir: Some(PathBuf::from(hostd_telemetry::DEFAULT_PIN_DIR)),
+            status: StatusConfig::default(),
         }
     }
 }
@@ -198,6 +207,8 @@ pub enum Note {
     Lacp(Value),
     /// LLDP status changed.
     Lldp(Value),
+    /// The status findings changed (the `Diagnosis` property).
+    Diagnosis,
     /// ConfirmedId, PendingDeadline or Health changed.
     Properties,
 }
@@ -312,7 +323,8 @@ impl Daemon {
     /// Loads the records from the state directory (a pending record is
     /// parsed, not acted on: [`Daemon::start`] does that).
     pub fn new(cfg: DaemonConfig) -> Result<Self, DaemonError> {
-        Self::with_status(cfg, Arc::new(ObservedStatus::default()))
+        let status = Arc::new(HostStatusSource::new(&cfg.status));
+        Self::with_status(cfg, status)
     }
 
     /// As [`Daemon::new`], with another status source.
@@ -393,6 +405,21 @@ impl Daemon {
             .as_ref()
             .map(|p| p.new.clone())
             .or_else(|| s.confirmed.clone())
+    }
+
+    /// The status source.
+    pub fn status_source(&self) -> Arc<dyn StatusSource> {
+        self.inner.status.clone()
+    }
+
+    /// The confirmed document.
+    pub fn confirmed_document(&self) -> Option<Document> {
+        lock(&self.inner.state).confirmed.clone()
+    }
+
+    /// The status findings (JSON array text): the `Diagnosis` property.
+    pub fn diagnosis(&self) -> String {
+        self.inner.status.diagnosis().to_string()
     }
 
     /// The confirmed document's id ("" when none).
@@ -488,12 +515,21 @@ impl Daemon {
         serde_json::to_value(obs.to_state()).map_err(|e| DaemonError::Internal(e.to_string()))
     }
 
-    /// `Status()`: the status source's view plus the daemon's own state.
+    /// `Status()`: the LACP/LLDP status (links read now, LLDP as lldpd
+    /// last reported), its findings, plus the daemon's own state. A change
+    /// this read finds is announced as the loop's would be.
     pub async fn status(&self) -> Result<Value, DaemonError> {
         let src = self.inner.status.clone();
-        let mut v = self
-            .with_engine(move |cfg| engine::show(cfg).map(|obs| src.status(&obs)))
-            .await??;
+        let (changes, mut v) = tokio::task::spawn_blocking(move || {
+            let c = src.refresh(&Refresh {
+                links: true,
+                ..Refresh::default()
+            });
+            (c, src.snapshot())
+        })
+        .await
+        .map_err(|e| DaemonError::Internal(format!("status task: {e}")))?;
+        self.announce_status(changes);
         if let Value::Object(m) = &mut v {
             m.insert("daemon".into(), self.daemon_status());
         }
@@ -528,13 +564,13 @@ impl Daemon {
         })
     }
 
-    /// Refreshes the status source from a new observation and announces
-    /// what changed.
-    pub(crate) fn status_refresh(&self, obs: &Observed) {
-        for c in self.inner.status.refresh(obs) {
+    /// Announces status changes (D-Bus signals, the Diagnosis property).
+    pub(crate) fn announce_status(&self, changes: Vec<StatusChange>) {
+        for c in changes {
             match c {
                 StatusChange::Lacp(v) => self.note(Note::Lacp(v)),
                 StatusChange::Lldp(v) => self.note(Note::Lldp(v)),
+                StatusChange::Diagnosis(_) => self.note(Note::Diagnosis),
             }
         }
     }
@@ -845,7 +881,22 @@ pub async fn run_daemon(daemon: Daemon, shutdown: impl Future) -> Result<(), Dae
     // Subscribe before start-up applies anything, so no change is missed.
     let sock =
         events::subscribe().map_err(|e| DaemonError::Host(format!("netlink events: {e}")))?;
-    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let (ev_tx, mut pump_rx) = mpsc::channel::<Vec<events::Event>>(1024);
+    let (rec_tx, ev_rx) = mpsc::channel(1024);
+    // The status loop sees the link events first (it must not wait behind
+    // a reconcile); the reconcile loop gets every batch.
+    let inbox = Arc::new(status::Inbox::default());
+    let forward = {
+        let inbox = inbox.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = pump_rx.recv().await {
+                inbox.push(&batch);
+                if rec_tx.send(batch).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
     let _conn = match &daemon.config().bus {
         Bus::Disabled => None,
         bus => Some(dbus::serve(&daemon, bus).await?),
@@ -856,12 +907,14 @@ pub async fn run_daemon(daemon: Daemon, shutdown: impl Future) -> Result<(), Dae
         daemon.set_health(Health::Error(format!("start-up: {e}")));
     }
     let (link_tx, _) = broadcast::channel(1024);
-    let tasks = [
+    let mut tasks = vec![
         tokio::spawn(events::pump(sock, ev_tx)),
+        forward,
         tokio::spawn(reconcile::run(daemon.clone(), ev_rx, link_tx.clone())),
         tokio::spawn(daemon.clone().deadline_timer()),
         tokio::spawn(telemetry::supervise(daemon.clone(), link_tx)),
     ];
+    tasks.extend(status_loop::spawn(&daemon, inbox));
     tracing::info!(
         confirmed = short(&daemon.confirmed_id()),
         pending_deadline = daemon.pending_deadline(),

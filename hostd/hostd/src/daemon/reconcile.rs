@@ -187,8 +187,9 @@ async fn reconcile_inner(
 ) -> Option<Instant> {
     let started = Instant::now();
     d.stats().reconciles.fetch_add(1, Ordering::Relaxed);
-    // One observation for the status source; then the plan (the engine
-    // observes again, with its own DNS and firewall reads).
+    // One observation for the ifindexes of the document's links (event
+    // scope); then the plan (the engine observes again, with its own DNS
+    // and firewall reads).
     let state = target.as_ref().map(|t| t.state.clone());
     let r = d
         .with_engine(move |cfg| {
@@ -206,7 +207,6 @@ async fn reconcile_inner(
     };
     match &obs {
         Ok(o) => {
-            d.status_refresh(o);
             if let Some(t) = &target {
                 *indexes = Some(
                     o.links
@@ -217,7 +217,7 @@ async fn reconcile_inner(
                 );
             }
         }
-        Err(e) => tracing::warn!(error = %e, "observing for status"),
+        Err(e) => tracing::warn!(error = %e, "observing the document's links"),
     }
     let finish = |d: &Daemon| {
         d.stats()

@@ -14,7 +14,12 @@ use std::{
     time::Duration,
 };
 
-use hostd_core::{status::lldp, types::IfName};
+use hostd_core::{
+    schema::{IfState, InterfaceType},
+    status::lldp,
+    types::IfName,
+    NetworkState,
+};
 
 /// An `lldpcli` failure.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,10 @@ pub enum LldpdError {
     /// The output did not parse.
     #[error("lldpcli output: {0}")]
     Parse(#[from] lldp::LldpError),
+    /// lldpd took the commands but does not announce what was asked
+    /// (another client's configuration raced with them).
+    #[error("lldpd does not announce what it was told: {}", .0.join("; "))]
+    NotInEffect(Vec<String>),
     /// A value hostd was asked to announce cannot be passed to lldpd.
     #[error("{field}: {value:?}: {why}")]
     Invalid {
@@ -124,6 +133,28 @@ impl Announce {
     }
 }
 
+/// The NICs a desired state manages (its ethernet interfaces, except those
+/// it wants absent), each with the bond it is a port of: what the daemon
+/// announces over LLDP. Sorted by name.
+pub fn managed_nics(state: &NetworkState) -> Vec<(IfName, Option<String>)> {
+    let mut out: Vec<(IfName, Option<String>)> = state
+        .interfaces
+        .iter()
+        .filter(|i| i.kind == InterfaceType::Ethernet && i.state != IfState::Absent)
+        .map(|nic| {
+            let bond = state.interfaces.iter().find_map(|b| {
+                b.link_aggregation
+                    .as_ref()
+                    .filter(|a| a.port.contains(&nic.name))
+                    .map(|_| b.name.as_str().to_owned())
+            });
+            (nic.name.clone(), bond)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    out
+}
+
 fn check_text(field: String, value: &str) -> Result<(), LldpdError> {
     let why = if value.is_empty() {
         "must not be empty"
@@ -139,6 +170,46 @@ fn check_text(field: String, value: &str) -> Result<(), LldpdError> {
         value: value.to_owned(),
         why,
     })
+}
+
+/// How what lldpd announces (`lldpcli -f json0 show interfaces`, parsed
+/// like neighbours: each local port with the chassis and port it
+/// announces) differs from `a`; empty when it announces `a`.
+pub fn announce_differences(a: &Announce, local: &lldp::Parsed) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &a.ports {
+        let nic = p.nic.as_str();
+        let Some(x) = local.on(nic).into_iter().next() else {
+            out.push(format!("{nic}: not an lldpd port"));
+            continue;
+        };
+        if let Some(name) = &a.system_name {
+            if x.system_name.as_deref() != Some(name.as_str()) {
+                out.push(format!(
+                    "{nic}: system name {:?}, not {name:?}",
+                    x.system_name.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        if a.port_id_ifname
+            && (x.port_id.subtype != hostd_core::status::IdSubtype::Ifname
+                || x.port_id.value != nic)
+        {
+            out.push(format!(
+                "{nic}: port id {} {:?}, not its name",
+                x.port_id.subtype.as_str(),
+                x.port_id.value
+            ));
+        }
+        if x.port_description.as_deref() != Some(p.description.as_str()) {
+            out.push(format!(
+                "{nic}: port description {:?}, not {:?}",
+                x.port_description.as_deref().unwrap_or(""),
+                p.description
+            ));
+        }
+    }
+    out
 }
 
 /// The `lldpcli` commands (argv after the program and socket) that make
@@ -249,6 +320,40 @@ impl Lldpcli {
         Ok(())
     }
 
+    /// What lldpd announces on each of its ports (`-f json0 show
+    /// interfaces`).
+    pub fn local_ports(&self) -> Result<lldp::Parsed, LldpdError> {
+        let args: Vec<String> = ["-f", "json0", "show", "interfaces"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        Ok(lldp::parse(&self.run(&args)?)?)
+    }
+
+    /// [`Lldpcli::announce`], then reads back what lldpd announces and
+    /// does it again (after `pause`, up to `attempts` times) while it
+    /// differs. lldpcli's `configure` is read-modify-write of lldpd's whole
+    /// configuration: a client racing with it (lldpd's own `lldpcli -s`
+    /// reading /etc/lldpd.d right after lldpd starts) can undo it.
+    pub fn announce_verified(
+        &self,
+        a: &Announce,
+        attempts: u32,
+        pause: Duration,
+    ) -> Result<u32, LldpdError> {
+        let mut diffs = Vec::new();
+        for attempt in 1..=attempts.max(1) {
+            self.announce(a)?;
+            diffs = announce_differences(a, &self.local_ports()?);
+            if diffs.is_empty() {
+                return Ok(attempt);
+            }
+            tracing::info!(attempt, differences = %diffs.join("; "), "lldpd does not announce what it was told yet");
+            std::thread::sleep(pause);
+        }
+        Err(LldpdError::NotInEffect(diffs))
+    }
+
     /// Waits up to `timeout` for lldpd to answer (after starting it).
     pub fn wait_ready(&self, timeout: Duration) -> Result<(), LldpdError> {
         let start = std::time::Instant::now();
@@ -297,6 +402,66 @@ mod tests {
         // The description stays one argument, spaces and all.
         let raw = announce_commands(&a).unwrap();
         assert_eq!(raw[4].last().unwrap(), "srv1 eth0 (bond0)");
+    }
+
+    #[test]
+    fn managed_nics_of_a_document() {
+        let state = NetworkState::parse(
+            "interfaces:
+  - { name: eth1, type: ethernet }
+  - { name: eth0, type: ethernet }
+  - { name: eth9, type: ethernet, state: absent }
+  - { name: eth2, type: ethernet, state: down }
+  - name: bond0
+    type: bond
+    link-aggregation: { mode: 802.3ad, port: [eth0, eth1] }
+  - { name: bond0.10, type: vlan, vlan: { base-iface: bond0, id: 10 } }
+",
+        )
+        .unwrap();
+        let got: Vec<(String, Option<String>)> = managed_nics(&state)
+            .into_iter()
+            .map(|(n, b)| (n.as_str().to_owned(), b))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("eth0".to_owned(), Some("bond0".to_owned())),
+                ("eth1".to_owned(), Some("bond0".to_owned())),
+                ("eth2".to_owned(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_lldpd_announces_compared_with_what_it_was_told() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../core/tests/fixtures-status/json0-local-interfaces.json"
+        ))
+        .unwrap();
+        let local = lldp::parse(&text).unwrap();
+        let mut a = Announce::managed("srv1", &[(nic("eth0"), Some("bond0".into()))]);
+        assert_eq!(announce_differences(&a, &local), Vec::<String>::new());
+        // eth1 kept lldpd's default description (its name).
+        a.ports.push(AnnouncePort {
+            nic: nic("eth1"),
+            description: "srv1 eth1".into(),
+        });
+        a.ports.push(AnnouncePort {
+            nic: nic("eth7"),
+            description: "srv1 eth7".into(),
+        });
+        a.system_name = Some("srv2".into());
+        assert_eq!(
+            announce_differences(&a, &local),
+            [
+                "eth0: system name \"srv1\", not \"srv2\"",
+                "eth1: system name \"srv1\", not \"srv2\"",
+                "eth1: port description \"eth1\", not \"srv1 eth1\"",
+                "eth7: not an lldpd port",
+            ]
+        );
     }
 
     #[test]

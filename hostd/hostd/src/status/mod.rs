@@ -10,9 +10,12 @@
 //! - [`cli`]: `hostd status [--intent FILE] [--lldpd-socket PATH] [--no-lldp]`.
 //!
 //! A [`Reader`] keeps its netlink socket: [`Reader::read_bonds`] (one link
-//! dump plus one procfs read per bond) is cheap enough to poll; LLDP costs
-//! an `lldpcli` process and is read separately ([`Reader::read`] does both).
-//! The model and the diagnosis are pure: `hostd_core::status`.
+//! dump plus one procfs read per bond) is cheap enough to poll, and
+//! [`Reader::poll_bonds`] (dumps filtered by the kernel to the bonds and
+//! their members) costs in proportion to the bonds, not to the host's
+//! links; LLDP costs an `lldpcli` process and is read separately
+//! ([`Reader::read`] does both). The model and the diagnosis are pure:
+//! `hostd_core::status`.
 
 pub mod cli;
 pub mod lldpd;
@@ -24,8 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hostd_core::status::{merge, procfs, HostStatus, LldpSource};
-use netlink_packet_route::{link::LinkMessage, RouteNetlinkMessage};
+use hostd_core::status::{lldp, merge, procfs, BondStatus, HostStatus, LldpSource};
+use netlink_packet_route::{
+    link::{InfoKind, LinkMessage},
+    RouteNetlinkMessage,
+};
 
 use crate::netlink::{NlError, Rtnl};
 
@@ -119,17 +125,14 @@ impl Reader {
     /// Bonds, members and NICs: one link dump, one procfs read per bond.
     /// No LLDP (`lldp` stays [`LldpSource::NotRead`]).
     pub fn read_bonds(&mut self) -> Result<HostStatus, StatusError> {
+        self.read_links().map(|(s, _)| s)
+    }
+
+    /// [`Reader::read_bonds`], with the ifindexes of what it reports on
+    /// (which link events concern the status).
+    pub fn read_links(&mut self) -> Result<(HostStatus, netlink::Indexes), StatusError> {
         let t0 = Instant::now();
-        let msgs = self
-            .nl
-            .dump(RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-        let links: Vec<LinkMessage> = msgs
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(l),
-                _ => None,
-            })
-            .collect();
+        let links = self.links(LinkMessage::default())?;
         let decoded = netlink::decode(&links);
         let t1 = Instant::now();
         let mut status = HostStatus {
@@ -137,6 +140,55 @@ impl Reader {
             nics: decoded.nics,
             ..HostStatus::default()
         };
+        self.fill_from_procfs(&mut status);
+        if let Some(keep) = &self.opts.nics {
+            status.nics.retain(|n| keep.contains(&n.name));
+        }
+        self.last = Timing {
+            netlink: t1 - t0,
+            procfs: t1.elapsed(),
+            lldp: Duration::ZERO,
+        };
+        Ok((status, decoded.indexes))
+    }
+
+    /// The bonds and their members only, for polling: one dump of the
+    /// links of kind bond and one of each bond's members, both filtered by
+    /// the kernel, and one procfs read per bond. Problems go to `notes`.
+    pub fn poll_bonds(&mut self) -> Result<(Vec<BondStatus>, Vec<String>), StatusError> {
+        let t0 = Instant::now();
+        let mut links = self.links(netlink::filtered_dump(Some(InfoKind::Bond), None))?;
+        let bonds: Vec<u32> = links.iter().map(|l| l.header.index).collect();
+        for b in bonds {
+            links.extend(self.links(netlink::filtered_dump(None, Some(b)))?);
+        }
+        let decoded = netlink::decode(&links);
+        let t1 = Instant::now();
+        let mut status = HostStatus {
+            bonds: decoded.bonds,
+            ..HostStatus::default()
+        };
+        self.fill_from_procfs(&mut status);
+        self.last = Timing {
+            netlink: t1 - t0,
+            procfs: t1.elapsed(),
+            lldp: Duration::ZERO,
+        };
+        Ok((status.bonds, status.notes))
+    }
+
+    fn links(&mut self, req: LinkMessage) -> Result<Vec<LinkMessage>, StatusError> {
+        let msgs = self.nl.dump(RouteNetlinkMessage::GetLink(req))?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn fill_from_procfs(&self, status: &mut HostStatus) {
         for b in &mut status.bonds {
             let path = self.procfs_dir.join(&b.name);
             match std::fs::read_to_string(&path) {
@@ -157,37 +209,14 @@ impl Reader {
                 )),
             }
         }
-        if let Some(keep) = &self.opts.nics {
-            status.nics.retain(|n| keep.contains(&n.name));
-        }
-        self.last = Timing {
-            netlink: t1 - t0,
-            procfs: t1.elapsed(),
-            lldp: Duration::ZERO,
-        };
-        Ok(status)
     }
 
     /// Adds lldpd's neighbours to `status`'s NICs. A failure is recorded in
     /// `status.lldp`, not returned: the rest of the status stands.
     pub fn add_lldp(&mut self, status: &mut HostStatus) {
         let t = Instant::now();
-        match self.opts.lldpcli.neighbors() {
-            Ok(parsed) => {
-                for nic in &mut status.nics {
-                    nic.lldp = parsed.on(&nic.name).into_iter().cloned().collect();
-                }
-                status
-                    .notes
-                    .extend(parsed.problems.into_iter().map(|p| format!("lldpcli: {p}")));
-                status.lldp = LldpSource::Read;
-            }
-            Err(e) => {
-                status.lldp = LldpSource::Unavailable {
-                    reason: e.to_string(),
-                }
-            }
-        }
+        let r = self.opts.lldpcli.neighbors().map_err(|e| e.to_string());
+        apply_lldp(status, &r);
         self.last.lldp = t.elapsed();
     }
 
@@ -198,6 +227,30 @@ impl Reader {
             self.add_lldp(&mut s);
         }
         Ok(s)
+    }
+}
+
+/// Puts the neighbours lldpd reported (or why it could not be asked) on
+/// `status`'s NICs; a parse problem becomes a note.
+pub fn apply_lldp(status: &mut HostStatus, lldp: &Result<lldp::Parsed, String>) {
+    match lldp {
+        Ok(parsed) => {
+            for nic in &mut status.nics {
+                nic.lldp = parsed.on(&nic.name).into_iter().cloned().collect();
+            }
+            status
+                .notes
+                .extend(parsed.problems.iter().map(|p| format!("lldpcli: {p}")));
+            status.lldp = LldpSource::Read;
+        }
+        Err(reason) => {
+            for nic in &mut status.nics {
+                nic.lldp.clear();
+            }
+            status.lldp = LldpSource::Unavailable {
+                reason: reason.clone(),
+            };
+        }
     }
 }
 

@@ -30,6 +30,54 @@ pub struct Links {
     pub bonds: Vec<BondStatus>,
     /// NICs: links without a kind (physical) and veth (the lab's NICs).
     pub nics: Vec<NicStatus>,
+    /// Index and name of every link the status reports on (bonds, members,
+    /// NICs), and of every other link of the dump: which link events can
+    /// change the status.
+    pub indexes: Indexes,
+}
+
+/// Which links the status is about, by ifindex.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Indexes {
+    /// Bonds, their members and NICs.
+    pub reported: HashMap<u32, String>,
+    /// Every other link seen (VLANs, bridges, a hypervisor's ports ...).
+    pub others: HashMap<u32, String>,
+}
+
+impl Indexes {
+    /// Whether an event of the link `index` (named `name` when the event
+    /// says) can change the status: a link it reports on, or one it has
+    /// not seen yet (a new link may be a NIC or a bond). A link seen as
+    /// something else (a VLAN, a bridge, a VM's port) cannot, unless it
+    /// was renamed to a name the status reports on.
+    pub fn concerns(&self, index: u32, name: Option<&str>) -> bool {
+        if self.reported.contains_key(&index) {
+            return true;
+        }
+        match self.others.get(&index) {
+            None => true,
+            Some(known) => {
+                name.is_some_and(|n| n != known && self.reported.values().any(|r| r == n))
+            }
+        }
+    }
+}
+
+/// An RTM_GETLINK dump request filtered by the kernel (`ip link show type
+/// KIND` / `ip link show master INDEX`): only the links of that kind, or
+/// enslaved to that link, are serialised, so a poll of the bonds costs in
+/// proportion to the bonds, not to every link of the host.
+pub fn filtered_dump(kind: Option<InfoKind>, controller: Option<u32>) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    if let Some(k) = kind {
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(k)]));
+    }
+    if let Some(c) = controller {
+        m.attributes.push(LinkAttribute::Controller(c));
+    }
+    m
 }
 
 fn mac6(b: &[u8]) -> Option<MacAddr> {
@@ -223,11 +271,21 @@ pub fn decode(links: &[LinkMessage]) -> Links {
     for s in &all {
         if let (Some(port), Some(c)) = (s.port, s.controller) {
             if let Some(&i) = bonds.get(&c) {
-                out.bonds[i].members.push(member_of(s.name, port));
+                let mut m = member_of(s.name, port);
+                m.carrier = s.carrier;
+                out.bonds[i].members.push(m);
+                out.indexes.reported.insert(s.index, s.name.to_owned());
             }
         }
+        if bonds.contains_key(&s.index) {
+            out.indexes.reported.insert(s.index, s.name.to_owned());
+        }
         let is_nic = !s.loopback && matches!(s.kind, None | Some(InfoKind::Veth));
+        if !is_nic && !out.indexes.reported.contains_key(&s.index) {
+            out.indexes.others.insert(s.index, s.name.to_owned());
+        }
         if is_nic {
+            out.indexes.reported.insert(s.index, s.name.to_owned());
             out.nics.push(NicStatus {
                 mtu: s.mtu,
                 carrier: s.carrier,
@@ -389,6 +447,15 @@ mod tests {
         assert_eq!(eth2.partner.as_ref().unwrap().system_mac, None);
         assert_eq!(eth2.permanent_mac.unwrap().to_string(), "da:55:92:29:17:43");
         assert_eq!(l.nics.len(), 3, "lo and the bond are not NICs");
+        assert!(b.members.iter().all(|m| m.carrier == Some(true)));
+        // Link events: of the bond, its members and NICs; of a new link;
+        // not of lo (seen, reported on by nothing) unless renamed to a NIC's
+        // name.
+        let ix = &l.indexes;
+        assert!([2, 3, 4, 5].iter().all(|i| ix.concerns(*i, None)));
+        assert!(!ix.concerns(1, Some("lo")));
+        assert!(ix.concerns(99, Some("vnet7")), "a link not seen yet");
+        assert!(ix.concerns(1, Some("eth0")));
         assert!(l.nics.iter().all(|n| n.bond.as_deref() == Some("bond0")
             && n.carrier == Some(true)
             && n.mtu == Some(1500)));

@@ -209,6 +209,18 @@ fn member_down_and_bond_down() {
         [(FindingCode::MemberDown, "bond0/eth0")]
     );
 
+    // The cable just pulled: the NIC lost carrier, the bond's MII check
+    // has not polled yet (MII still up): down already.
+    let mut pulled = with_bond(&text("proc-8023ad-negotiated.txt"));
+    pulled.bonds[0].members[1].carrier = Some(false);
+    let f = diagnose(&pulled, None);
+    assert_eq!(codes(&f), [(FindingCode::MemberDown, "bond0/eth1")]);
+    assert!(
+        f[0].message.contains("(no carrier, MII status up"),
+        "{}",
+        f[0].message
+    );
+
     let all_down =
         text("proc-active-backup-failover.txt").replace("MII Status: up", "MII Status: down");
     let f = diagnose(&with_bond(&all_down), None);
@@ -340,7 +352,7 @@ fn lldp_no_neighbor_missing_nic_and_unavailable() {
         codes(&f),
         [
             (FindingCode::NicMissing, "eth7"),
-            (FindingCode::LldpNoNeighbor, "eth2")
+            (FindingCode::NicNoLink, "eth2")
         ]
     );
     assert!(
@@ -349,6 +361,26 @@ fn lldp_no_neighbor_missing_nic_and_unavailable() {
         "{}",
         f[1].message
     );
+    // Without a link, the neighbour lldpd still remembers is not checked:
+    // eth1 hears sw1 Ethernet2, the intent says Ethernet3 for eth2, but a
+    // NIC without link gets the link finding only.
+    let mut stale = s.clone();
+    stale.nics[2].lldp = stale.nics[1].lldp.clone();
+    assert_eq!(
+        codes(&diagnose(&stale, Some(&i))),
+        [
+            (FindingCode::NicMissing, "eth7"),
+            (FindingCode::NicNoLink, "eth2")
+        ]
+    );
+    // And the link is checked when LLDP could not be read at all.
+    stale.lldp = LldpSource::Unavailable {
+        reason: "test".into(),
+    };
+    assert!(codes(&diagnose(&stale, Some(&i))).contains(&(FindingCode::NicNoLink, "eth2")));
+    // A bond member's link is the bond's finding.
+    stale.nics[2].bond = Some("bond0".into());
+    assert!(!codes(&diagnose(&stale, Some(&i))).contains(&(FindingCode::NicNoLink, "eth2")));
     s.nics[2].carrier = Some(true);
     let f = diagnose(&s, Some(&i));
     assert!(
