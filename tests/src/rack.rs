@@ -338,7 +338,19 @@ impl Rack {
             // only this switch's ports; -S: system description; -M 4: network
             // connectivity device. The hostname is set through lldpcli below.
             let descr = format!("lab switch {}", sw.name);
+            // In its own UTS namespace with the switch's name as hostname:
+            // lldpd announces its hostname, and `configure system hostname`
+            // below can be undone by lldpd's own start-up configuration
+            // client when it runs right after start (seen under load: a
+            // switch announcing the VM's hostname for minutes).
             ns.spawn(&[
+                "unshare",
+                "--uts",
+                "--",
+                "sh",
+                "-c",
+                "hostname \"$0\" && exec \"$@\"",
+                &sw.name,
                 "lldpd",
                 "-d",
                 "-u",
