@@ -657,13 +657,36 @@ pub fn to_interfaces(o: &OvsObserved) -> Vec<Interface> {
                 _ => Some(Datapath::System),
             },
         };
+        // Fake bridges of this bridge by tag: a port with that tag and no
+        // vlan_mode is the fake bridge's (`ovs-vsctl list-ports FAKE`).
+        let fake_tags: BTreeMap<i64, &str> = b
+            .refs
+            .iter()
+            .filter(|p| fake.contains(p.as_str()))
+            .filter_map(|f| match o.get(Table::Port, f)?.col(Table::Port, "tag") {
+                Col::Int(t) => Some((t, f.as_str())),
+                _ => None,
+            })
+            .collect();
         let mut ports = Vec::new();
+        let mut fake_ports: BTreeMap<&str, Vec<OvsPortConfig>> = BTreeMap::new();
         for pn in &b.refs {
             if pn == &b.name || fake.contains(pn.as_str()) {
                 continue;
             }
-            if let Some(p) = o.get(Table::Port, pn) {
-                ports.extend(port_config(o, p, false));
+            let Some(p) = o.get(Table::Port, pn) else {
+                continue;
+            };
+            let on_fake = match (p.col(Table::Port, "tag"), p.col(Table::Port, "vlan_mode")) {
+                (Col::Int(t), Col::Null) if p.refs.len() <= 1 => fake_tags.get(&t).copied(),
+                _ => None,
+            };
+            match on_fake {
+                Some(f) => fake_ports
+                    .entry(f)
+                    .or_default()
+                    .extend(port_config(o, p, true)),
+                None => ports.extend(port_config(o, p, false)),
             }
         }
         let mut i = Interface::new(name.clone(), InterfaceType::OvsBridge);
@@ -682,7 +705,7 @@ pub fn to_interfaces(o: &OvsObserved) -> Vec<Interface> {
             let mut i = Interface::new(fname, InterfaceType::OvsBridge);
             i.ovs_bridge = Some(super::schema::OvsBridgeConfig {
                 options: None,
-                port: Vec::new(),
+                port: fake_ports.remove(f.as_str()).unwrap_or_default(),
                 parent: Some(name.clone()),
                 tag: vid(&p.col(Table::Port, "tag")),
             });
