@@ -76,7 +76,10 @@ fn spec() -> RackSpec {
 /// The CloudStack layout (hostd/examples/cloudstack-ovs.yaml) with the
 /// kernel parts around it.
 fn document() -> NetworkState {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../hostd/examples/cloudstack-ovs.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../hostd/examples/cloudstack-ovs.yaml"
+    );
     let text = std::fs::read_to_string(path).expect("cloudstack-ovs.yaml");
     NetworkState::parse(&text).unwrap_or_else(|e| panic!("cloudstack-ovs.yaml: {e}"))
 }
@@ -122,12 +125,20 @@ fn ovs_lacp_negotiated(sb: &Sandbox) -> Option<(String, Vec<String>)> {
 
 fn check_traffic(rack: &Rack) {
     let srv1 = rack.server("srv1");
-    for (dst, what) in [("10.200.0.2", "srv2 on VLAN 200 via mgmt0"), ("10.30.0.3", "srv3 on VLAN 300 via trunk0.300")] {
-        let ok = try_wait_until(scaled(Duration::from_secs(30)), || traffic::reachable(srv1, dst));
+    for (dst, what) in [
+        ("10.200.0.2", "srv2 on VLAN 200 via mgmt0"),
+        ("10.30.0.3", "srv3 on VLAN 300 via trunk0.300"),
+    ] {
+        let ok = try_wait_until(scaled(Duration::from_secs(30)), || {
+            traffic::reachable(srv1, dst)
+        });
         assert!(ok.is_ok(), "srv1 cannot reach {what} ({dst})");
     }
     // The same subnets in the other VLAN: never answered.
-    for (dst, what) in [("10.200.0.3", "srv3's VLAN-200 subnet address, on VLAN 300"), ("10.30.0.2", "srv2's VLAN-300 subnet address, on VLAN 200")] {
+    for (dst, what) in [
+        ("10.200.0.3", "srv3's VLAN-200 subnet address, on VLAN 300"),
+        ("10.30.0.2", "srv2's VLAN-300 subnet address, on VLAN 200"),
+    ] {
         let s = traffic::ping(srv1, dst, 3, Duration::from_millis(200), None);
         assert!(
             matches!(&s, Ok(st) if st.received == 0) || s.is_err(),
@@ -139,7 +150,13 @@ fn check_traffic(rack: &Rack) {
 #[test]
 fn ovs_kernel_datapath() {
     let t0 = Instant::now();
-    kernel::require(&[Feature::Veth, Feature::Bridge, Feature::Bonding, Feature::Vlan8021q, Feature::OvsDatapath]);
+    kernel::require(&[
+        Feature::Veth,
+        Feature::Bridge,
+        Feature::Bonding,
+        Feature::Vlan8021q,
+        Feature::OvsDatapath,
+    ]);
     let rack = Rack::build(spec()).expect("rack");
     let srv1 = rack.server("srv1");
     for (srv, addrs) in [
@@ -152,14 +169,30 @@ fn ovs_kernel_datapath() {
         }
         ns.ip(&["link", "set", "eth0", "up"]);
     }
-    let mut sb = Sandbox::start_system(srv1.name()).expect("ovsdb-server + ovs-vswitchd (system datapath)");
-    eprintln!("kernel_ovs: OVS started after {:.1} s", t0.elapsed().as_secs_f64());
+    let mut sb =
+        Sandbox::start_system(srv1.name()).expect("ovsdb-server + ovs-vswitchd (system datapath)");
+    eprintln!(
+        "kernel_ovs: OVS started after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     // OpenStack's bridge: never touched.
-    sb.vsctl(&["add-br", "br-int", "--", "set", "Bridge", "br-int", "fail_mode=secure"])
-        .expect("foreign bridge");
+    sb.vsctl(&[
+        "add-br",
+        "br-int",
+        "--",
+        "set",
+        "Bridge",
+        "br-int",
+        "fail_mode=secure",
+    ])
+    .expect("foreign bridge");
     let foreign = |cfg: &Config| {
         let o = ovs_now(cfg);
-        o.bridges.iter().filter(|r| r.name == "br-int").cloned().collect::<Vec<_>>()
+        o.bridges
+            .iter()
+            .filter(|r| r.name == "br-int")
+            .cloned()
+            .collect::<Vec<_>>()
     };
     let cfg = config("main", &sb);
     let desired = document();
@@ -170,7 +203,9 @@ fn ovs_kernel_datapath() {
     // step, the first operation after the OVS steps, the last step.
     let k0 = kernel_now(srv1, &cfg);
     let o0 = ovs_now(&cfg);
-    let plan = srv1.enter(|| engine::plan_only(&cfg, &desired)).expect("plan");
+    let plan = srv1
+        .enter(|| engine::plan_only(&cfg, &desired))
+        .expect("plan");
     eprintln!("kernel_ovs: plan ({} steps):\n{plan}", plan.steps());
     let st = plan.ovs.clone().expect("ovs stages");
     let first_ovs = st.before_remove + usize::from(st.remove.is_some()) + st.before_steps + 1;
@@ -190,9 +225,16 @@ fn ovs_kernel_datapath() {
             })
             .expect_err("injected");
         assert!(matches!(e, Error::RolledBack { .. }), "step {n}: {e}");
-        assert_eq!(kernel_now(srv1, &cfg), k0, "kernel after rollback at step {n}");
+        assert_eq!(
+            kernel_now(srv1, &cfg),
+            k0,
+            "kernel after rollback at step {n}"
+        );
         assert_eq!(ovs_now(&cfg), o0, "OVSDB after rollback at step {n}");
-        eprintln!("kernel_ovs: rollback at step {n} verified ({:.1} s)", t.elapsed().as_secs_f64());
+        eprintln!(
+            "kernel_ovs: rollback at step {n} verified ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
     }
 
     // Apply.
@@ -206,7 +248,9 @@ fn ovs_kernel_datapath() {
         r.plan.ovs_steps(),
         t.elapsed().as_secs_f64()
     );
-    let again = srv1.enter(|| engine::plan_only(&cfg, &desired)).expect("re-plan");
+    let again = srv1
+        .enter(|| engine::plan_only(&cfg, &desired))
+        .expect("re-plan");
     assert!(again.is_empty(), "re-apply not empty:\n{again}");
 
     // LACP: OVS negotiated, and the switch's partner is OVS's system id.
@@ -215,33 +259,54 @@ fn ovs_kernel_datapath() {
         seen = ovs_lacp_negotiated(&sb);
         seen.as_ref().is_some_and(|(_, p)| p.is_empty())
     });
-    assert!(ok.is_ok(), "OVS bond0 LACP not negotiated: {seen:?}\n{}", sb.appctl(&["lacp/show"]).unwrap_or_default());
+    assert!(
+        ok.is_ok(),
+        "OVS bond0 LACP not negotiated: {seen:?}\n{}",
+        sb.appctl(&["lacp/show"]).unwrap_or_default()
+    );
     let (sys_id, _) = seen.expect("negotiated");
-    let sw = bonding::wait_lacp(rack.switch("sw1"), "Po1", &sys_id, scaled(Duration::from_secs(60)));
+    let sw = bonding::wait_lacp(
+        rack.switch("sw1"),
+        "Po1",
+        &sys_id,
+        scaled(Duration::from_secs(60)),
+    );
     eprintln!("kernel_ovs: LACP negotiated: switch Po1 {}", sw.summary());
 
     // Addresses and routes on OVS netdevs, the kernel VLAN, the Linux bond.
     let k1 = kernel_now(srv1, &cfg);
     let mgmt0 = k1.interface("mgmt0").expect("mgmt0 netdev");
-    assert!(mgmt0.ipv4.as_ref().is_some_and(|c| c.address.len() == 1), "{mgmt0:?}");
+    assert!(
+        mgmt0.ipv4.as_ref().is_some_and(|c| c.address.len() == 1),
+        "{mgmt0:?}"
+    );
     assert!(k1.interface("trunk0.300").is_some_and(|i| i.vlan.is_some()));
     let out = srv1.ip(&["-d", "link", "show", "lbond0"]);
-    assert!(out.contains("master ovs-system") && out.contains("bond mode active-backup"), "{out}");
+    assert!(
+        out.contains("master ovs-system") && out.contains("bond mode active-backup"),
+        "{out}"
+    );
     let routes = srv1.ip(&["route", "show", "10.99.0.0/24"]);
     assert!(routes.contains("via 10.200.0.254 dev mgmt0"), "{routes}");
     check_traffic(&rack);
 
     // show: OVS entries in place of the kernel's view of their netdevs.
     let mut shown = k1.clone();
-    hostd_core::ovs::doc::merge_into_shown(&mut shown, &engine::show_ovs(&cfg).expect("ovs").expect("some"));
+    hostd_core::ovs::doc::merge_into_shown(
+        &mut shown,
+        &engine::show_ovs(&cfg).expect("ovs").expect("some"),
+    );
     let m = shown.interface("mgmt0").expect("mgmt0 shown");
     assert_eq!(m.kind, hostd_core::schema::InterfaceType::OvsInterface);
     assert!(m.ipv4.is_some(), "{m:?}");
-    assert!(shown.interface("cloudbr100").is_some_and(|i| i.ovs_bridge.as_ref().is_some_and(|b| b.parent.is_some())));
+    assert!(shown
+        .interface("cloudbr100")
+        .is_some_and(|i| i.ovs_bridge.as_ref().is_some_and(|b| b.parent.is_some())));
 
     // ovs-vswitchd restarted while an apply waits for it: tear down, stop
     // it, apply (the first OVS step waits for cur_cfg), start it again.
-    srv1.enter(|| engine::teardown(&cfg, ApplyOptions::default())).expect("teardown");
+    srv1.enter(|| engine::teardown(&cfg, ApplyOptions::default()))
+        .expect("teardown");
     assert_eq!(foreign(&cfg), br_int, "foreign bridge after teardown");
     sb.kill_vswitchd();
     let t = Instant::now();
@@ -259,9 +324,14 @@ fn ovs_kernel_datapath() {
         });
         assert!(waiting.is_ok(), "the apply never waited for ovs-vswitchd");
         sb.start_vswitchd().expect("restart ovs-vswitchd");
-        h.join().expect("apply thread").unwrap_or_else(|e| panic!("apply across the restart: {e}"));
+        h.join()
+            .expect("apply thread")
+            .unwrap_or_else(|e| panic!("apply across the restart: {e}"));
     });
-    eprintln!("kernel_ovs: apply across an ovs-vswitchd restart: {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "kernel_ovs: apply across an ovs-vswitchd restart: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let ok = try_wait_until(scaled(Duration::from_secs(60)), || {
         ovs_lacp_negotiated(&sb).is_some_and(|(_, p)| p.is_empty())
     });
@@ -269,11 +339,24 @@ fn ovs_kernel_datapath() {
     check_traffic(&rack);
 
     // Teardown: hostd's rows and links gone, the foreign bridge intact.
-    srv1.enter(|| engine::teardown(&cfg, ApplyOptions::default())).expect("teardown");
+    srv1.enter(|| engine::teardown(&cfg, ApplyOptions::default()))
+        .expect("teardown");
     let o = ovs_now(&cfg);
-    assert_eq!(o.bridges.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["br-int"]);
+    assert_eq!(
+        o.bridges
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>(),
+        ["br-int"]
+    );
     assert_eq!(foreign(&cfg), br_int);
-    assert!(srv1.try_ip(&["link", "show", "lbond0"]).is_err(), "lbond0 deleted");
-    assert!(srv1.try_ip(&["link", "show", "trunk0.300"]).is_err(), "trunk0.300 deleted");
+    assert!(
+        srv1.try_ip(&["link", "show", "lbond0"]).is_err(),
+        "lbond0 deleted"
+    );
+    assert!(
+        srv1.try_ip(&["link", "show", "trunk0.300"]).is_err(),
+        "trunk0.300 deleted"
+    );
     eprintln!("kernel_ovs: done in {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -16,8 +16,8 @@ pub use crate::bond::{
     AdSelect, ArpAllTargets, ArpValidate, BondConfig, BondMode, BondOptions, FailOverMac, LacpRate,
     PrimaryReselect, XmitHashPolicy,
 };
-pub use crate::route::RouteProtocol;
 pub use crate::ovs::schema::{OvsBridgeConfig, OvsPatchConfig};
+pub use crate::route::RouteProtocol;
 use crate::types::{IfName, MacAddr, Mtu, VlanId};
 
 /// The whole desired state of one server's network.

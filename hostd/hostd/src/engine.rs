@@ -298,9 +298,7 @@ struct OvsRun {
 fn observed_internal(o: &hostd_core::ovs::OvsObserved) -> std::collections::BTreeSet<String> {
     o.interfaces
         .iter()
-        .filter(|r| {
-            r.columns.get("type") == Some(&hostd_core::ovs::Col::Str("internal".into()))
-        })
+        .filter(|r| r.columns.get("type") == Some(&hostd_core::ovs::Col::Str("internal".into())))
         .map(|r| r.name.clone())
         .collect()
 }
@@ -375,12 +373,13 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
     // OVS only for a document with OVS entries: otherwise OVSDB is never
     // read (a host without Open vSwitch).
     let ovs = if hostd_core::ovs::doc::has_ovs(desired) {
-        let session = crate::ovs::session::Session::connect(&cfg.ovs_db_socket, cfg.ovs.step_timeout)
-            .map_err(|e| {
-                Error::Ovs(format!(
-                    "the document has OVS entries, but ovsdb-server does not answer: {e}"
-                ))
-            })?;
+        let session =
+            crate::ovs::session::Session::connect(&cfg.ovs_db_socket, cfg.ovs.step_timeout)
+                .map_err(|e| {
+                    Error::Ovs(format!(
+                        "the document has OVS entries, but ovsdb-server does not answer: {e}"
+                    ))
+                })?;
         let (run, ops) = prepare_ovs(cfg, session, Some(desired), &before, &network)?;
         network = ops;
         Some(run)
@@ -663,18 +662,48 @@ fn run(
             Some(o) => run_stages(nl, cfg, dns, before, o, fault, progress, &mut done),
         };
         if let Err(cause) = executed {
-            return Err(undo_all(nl, cfg, dns, ovs.as_ref(), own, &intent, &done, cause));
+            return Err(undo_all(
+                nl,
+                cfg,
+                dns,
+                ovs.as_ref(),
+                own,
+                &intent,
+                &done,
+                cause,
+            ));
         }
         if let Some(o) = &ovs {
-            match o.session.verify(o.desired.as_ref(), cfg.ovs.verify_attempts) {
+            match o
+                .session
+                .verify(o.desired.as_ref(), cfg.ovs.verify_attempts)
+            {
                 Ok(rest) if rest.is_empty() => {}
                 Ok(rest) => {
                     let cause = format!("OVS verification failed, still to do:\n{rest}");
-                    return Err(undo_all(nl, cfg, dns, ovs.as_ref(), own, &intent, &done, cause));
+                    return Err(undo_all(
+                        nl,
+                        cfg,
+                        dns,
+                        ovs.as_ref(),
+                        own,
+                        &intent,
+                        &done,
+                        cause,
+                    ));
                 }
                 Err(e) => {
                     let cause = format!("OVS verification could not plan: {e}");
-                    return Err(undo_all(nl, cfg, dns, ovs.as_ref(), own, &intent, &done, cause));
+                    return Err(undo_all(
+                        nl,
+                        cfg,
+                        dns,
+                        ovs.as_ref(),
+                        own,
+                        &intent,
+                        &done,
+                        cause,
+                    ));
                 }
             }
         }
@@ -707,7 +736,16 @@ fn run(
                 now = v.now;
             }
             Err(cause) => {
-                return Err(undo_all(nl, cfg, dns, ovs.as_ref(), own, &intent, &done, cause))
+                return Err(undo_all(
+                    nl,
+                    cfg,
+                    dns,
+                    ovs.as_ref(),
+                    own,
+                    &intent,
+                    &done,
+                    cause,
+                ))
             }
         }
     }
@@ -828,10 +866,8 @@ fn run_stages(
         Stage::Ovs(o.stages.steps.clone()),
         Stage::Kernel(&o.staged.post),
     ];
-    let total = o.staged.pre.ops.len()
-        + o.staged.main.ops.len()
-        + o.staged.post.ops.len()
-        + o.stages.len();
+    let total =
+        o.staged.pre.ops.len() + o.staged.main.ops.len() + o.staged.post.ops.len() + o.stages.len();
     let mut offset = 0usize;
     let _ = &fault;
     for stage in stages {
@@ -846,9 +882,8 @@ fn run_stages(
                 #[cfg(feature = "fault-injection")]
                 let f = fault.and_then(|f| {
                     use crate::apply::Fault;
-                    let shift = |n: usize| {
-                        (n > offset && n <= offset + p.ops.len()).then(|| n - offset)
-                    };
+                    let shift =
+                        |n: usize| (n > offset && n <= offset + p.ops.len()).then(|| n - offset);
                     match f {
                         Fault::StopBefore(n) => shift(n).map(Fault::StopBefore),
                         Fault::Refuse(n) => shift(n).map(Fault::Refuse),
@@ -912,11 +947,7 @@ fn run_stages(
                     executed,
                 });
                 if let Err(e) = r {
-                    return Err(format!(
-                        "step {} failed: {}",
-                        offset + e.executed,
-                        e.cause
-                    ));
+                    return Err(format!("step {} failed: {}", offset + e.executed, e.cause));
                 }
                 offset += n;
                 if let Some(pr) = progress.as_mut() {

@@ -15,7 +15,9 @@ fn example() -> OvsState {
     // The example is a whole document (kernel parts too): its OVS entries.
     let d = hostd_core::NetworkState::parse(&std::fs::read_to_string(&p).expect("example"))
         .expect("parses");
-    hostd_core::ovs::doc::ovs_part(&d).expect("OVS entries").state
+    hostd_core::ovs::doc::ovs_part(&d)
+        .expect("OVS entries")
+        .state
 }
 
 fn state(yaml: &str) -> OvsState {

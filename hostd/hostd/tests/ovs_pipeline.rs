@@ -107,8 +107,16 @@ fn mixed_document_plan_apply_rollback_teardown() {
     let sb = Sandbox::start(true).expect("private OVS (openvswitch-switch installed?)");
     // Foreign rows: OpenStack's bridge, libvirt's vnet on a bridge of ours
     // is added after the first apply.
-    sb.vsctl(&["add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=dummy"])
-        .expect("foreign bridge");
+    sb.vsctl(&[
+        "add-br",
+        "br-int",
+        "--",
+        "set",
+        "Bridge",
+        "br-int",
+        "datapath_type=dummy",
+    ])
+    .expect("foreign bridge");
     let cfg = config("mixed", sb.db_socket());
     let desired = NetworkState::parse(DOC).expect("document");
     in_fresh_netns(|| {
@@ -122,11 +130,17 @@ fn mixed_document_plan_apply_rollback_teardown() {
         assert_eq!(stages.steps.len(), 2, "one step per bridge:\n{p}");
         assert!(stages.remove.is_none(), "{p}");
         let text = p.to_string();
-        assert!(text.contains(". ovs: bridge br0 (one transaction)"), "{text}");
+        assert!(
+            text.contains(". ovs: bridge br0 (one transaction)"),
+            "{text}"
+        );
         assert!(text.contains("create bridge lbr0"), "{text}");
         // Addresses and routes come after the OVS steps.
         let pos = |s: &str| text.find(s).unwrap_or_else(|| panic!("{s} in {text}"));
-        assert!(pos("ovs: bridge br1") < pos("add address 192.0.2.1/24 to eth0"), "{text}");
+        assert!(
+            pos("ovs: bridge br1") < pos("add address 192.0.2.1/24 to eth0"),
+            "{text}"
+        );
         assert!(pos("create bridge lbr0") < pos("ovs: bridge br0"), "{text}");
         let steps = p.steps();
         assert_eq!(steps, p.ops.len() + 2);
@@ -142,11 +156,12 @@ fn mixed_document_plan_apply_rollback_teardown() {
                 },
             )
             .expect_err("injected");
-            assert!(
-                matches!(e, Error::RolledBack { .. }),
-                "step {n}: {e}"
+            assert!(matches!(e, Error::RolledBack { .. }), "step {n}: {e}");
+            assert_eq!(
+                kernel_now(&cfg),
+                k0,
+                "kernel after rollback at step {n}: {e}"
             );
-            assert_eq!(kernel_now(&cfg), k0, "kernel after rollback at step {n}: {e}");
             assert_eq!(ovs_now(&cfg), o0, "OVS after rollback at step {n}: {e}");
         }
 
@@ -159,10 +174,18 @@ fn mixed_document_plan_apply_rollback_teardown() {
         let lbr0 = k1.interface("lbr0").expect("lbr0");
         assert!(lbr0.bridge.is_some());
         let list = sb.vsctl(&["list-br"]).expect("list-br");
-        assert_eq!(list.split_whitespace().collect::<Vec<_>>(), ["br-int", "br0", "br1", "br100"]);
-        assert_eq!(sb.vsctl(&["br-to-vlan", "br100"]).expect("vlan").trim(), "100");
         assert_eq!(
-            sb.vsctl(&["get", "Port", "mgmt0", "tag"]).expect("tag").trim(),
+            list.split_whitespace().collect::<Vec<_>>(),
+            ["br-int", "br0", "br1", "br100"]
+        );
+        assert_eq!(
+            sb.vsctl(&["br-to-vlan", "br100"]).expect("vlan").trim(),
+            "100"
+        );
+        assert_eq!(
+            sb.vsctl(&["get", "Port", "mgmt0", "tag"])
+                .expect("tag")
+                .trim(),
             "200"
         );
 
@@ -184,21 +207,36 @@ fn mixed_document_plan_apply_rollback_teardown() {
         let br100 = shown.interface("br100").expect("fake bridge shown");
         let fb = br100.ovs_bridge.as_ref().expect("ovs bridge");
         assert_eq!(fb.parent.as_ref().map(|p| p.as_str()), Some("br0"));
-        assert_eq!(fb.port.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["vm1"]);
+        assert_eq!(
+            fb.port.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["vm1"]
+        );
         assert!(shown.interface("br-int").is_some(), "foreign bridge shown");
         let y = serde_norway::to_string(&shown).expect("yaml");
         NetworkState::parse(&y).expect("show output parses back");
 
         // A failure in the last kernel stage (the route) after both OVS
         // steps changed something: change the document, fail at the end.
-        sb.vsctl(&["add-port", "br0", "vnet0", "--", "set", "Interface", "vnet0", "type=internal"])
-            .expect("libvirt's vnet on our bridge");
+        sb.vsctl(&[
+            "add-port",
+            "br0",
+            "vnet0",
+            "--",
+            "set",
+            "Interface",
+            "vnet0",
+            "type=internal",
+        ])
+        .expect("libvirt's vnet on our bridge");
         let o_before = ovs_now(&cfg);
         let k_before = kernel_now(&cfg);
         let changed = DOC
             .replace("tag: 200", "tag: 201")
             .replace("203.0.113.0/24", "203.0.113.0/25")
-            .replace("port: [{ name: patch-b }]", "port: [{ name: patch-b }, { name: d3 }]");
+            .replace(
+                "port: [{ name: patch-b }]",
+                "port: [{ name: patch-b }, { name: d3 }]",
+            );
         let changed = NetworkState::parse(&changed).expect("changed");
         let p2 = engine::plan_only(&cfg, &changed).expect("plan 2");
         let last = p2.steps();
@@ -216,7 +254,9 @@ fn mixed_document_plan_apply_rollback_teardown() {
         assert_eq!(kernel_now(&cfg), k_before, "kernel after late rollback");
         engine::apply(&cfg, &changed, ApplyOptions::default()).expect("apply changed");
         assert_eq!(
-            sb.vsctl(&["get", "Port", "mgmt0", "tag"]).expect("tag").trim(),
+            sb.vsctl(&["get", "Port", "mgmt0", "tag"])
+                .expect("tag")
+                .trim(),
             "201"
         );
 
@@ -227,7 +267,10 @@ fn mixed_document_plan_apply_rollback_teardown() {
         sb.vsctl(&["del-port", "br0", "vnet0"]).expect("del vnet0");
         engine::teardown(&cfg, ApplyOptions::default()).expect("teardown");
         assert_eq!(
-            sb.vsctl(&["list-br"]).expect("list-br").split_whitespace().collect::<Vec<_>>(),
+            sb.vsctl(&["list-br"])
+                .expect("list-br")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
             ["br-int"]
         );
         let k2 = kernel_now(&cfg);

@@ -367,7 +367,11 @@ pub fn validate_document(d: &NetworkState) -> Vec<Invalid> {
                     );
                 }
                 if kw.state == IfState::Absent {
-                    push(path.clone(), name.to_owned(), "the interface is declared absent");
+                    push(
+                        path.clone(),
+                        name.to_owned(),
+                        "the interface is declared absent",
+                    );
                 }
                 if let Some(first) = kernel_ctrl.get(name) {
                     push(
@@ -536,8 +540,7 @@ fn vid(c: &Col) -> Option<crate::types::VlanId> {
 
 fn port_config(o: &OvsObserved, p: &OvsRow, in_fake: bool) -> Option<OvsPortConfig> {
     use super::schema::{
-        Lacp, LacpTime, OvsBondConfig, OvsBondMember, OvsBondMode, OvsPortVlan, TrunkTag,
-        VlanMode,
+        Lacp, LacpTime, OvsBondConfig, OvsBondMember, OvsBondMode, OvsPortVlan, TrunkTag, VlanMode,
     };
     let name = crate::types::IfName::new(&p.name).ok()?;
     let tag = vid(&p.col(Table::Port, "tag"));
@@ -698,8 +701,7 @@ pub fn to_interfaces(o: &OvsObserved) -> Vec<Interface> {
         });
         out.push(i);
         for f in b.refs.iter().filter(|p| fake.contains(p.as_str())) {
-            let (Some(p), Ok(fname)) = (o.get(Table::Port, f), crate::types::IfName::new(f))
-            else {
+            let (Some(p), Ok(fname)) = (o.get(Table::Port, f), crate::types::IfName::new(f)) else {
                 continue;
             };
             let mut i = Interface::new(fname, InterfaceType::OvsBridge);
@@ -731,7 +733,9 @@ pub fn to_interfaces(o: &OvsObserved) -> Vec<Interface> {
             Col::Str(t) if t == "internal" => {}
             Col::Str(t) if t == "patch" => {
                 let peer = match r.col(Table::Interface, "options") {
-                    Col::Map(m) => m.get("peer").and_then(|p| crate::types::IfName::new(p).ok()),
+                    Col::Map(m) => m
+                        .get("peer")
+                        .and_then(|p| crate::types::IfName::new(p).ok()),
                     _ => None,
                 };
                 let Some(peer) = peer else { continue };
@@ -827,7 +831,10 @@ routes:
         assert_eq!(ob.port.len(), 3);
         // Serialized with `bridge:`, parsed back the same.
         let y = serde_norway::to_string(&d).expect("yaml");
-        assert!(y.contains("type: ovs-bridge\n  state: up\n  bridge:"), "{y}");
+        assert!(
+            y.contains("type: ovs-bridge\n  state: up\n  bridge:"),
+            "{y}"
+        );
         assert_eq!(NetworkState::parse(&y).expect("back"), d);
         let j = serde_json::to_string(&d).expect("json");
         assert_eq!(NetworkState::parse(&j).expect("back"), d);
@@ -855,7 +862,10 @@ routes:
             "interfaces:\n  - name: br0\n    type: linux-bridge\n    bridge: { port: [{ name: p, link-aggregation: {} }] }\n",
         )
         .expect_err("unknown field");
-        assert_eq!(e.path, "interfaces[0].bridge.port[0].link-aggregation", "{e}");
+        assert_eq!(
+            e.path, "interfaces[0].bridge.port[0].link-aggregation",
+            "{e}"
+        );
     }
 
     #[test]
@@ -914,9 +924,18 @@ interfaces:
                 "no {p}: {r} in {text:#?}"
             )
         };
-        has("interfaces[1].bridge.port[1].name", "cannot be a port of a Linux bridge");
-        has("interfaces[2].bridge.port[0].name", "already a port of a kernel bond or bridge");
-        has("interfaces[2].bridge.port[2].name", "an OVS port must be a NIC");
+        has(
+            "interfaces[1].bridge.port[1].name",
+            "cannot be a port of a Linux bridge",
+        );
+        has(
+            "interfaces[2].bridge.port[0].name",
+            "already a port of a kernel bond or bridge",
+        );
+        has(
+            "interfaces[2].bridge.port[2].name",
+            "an OVS port must be a NIC",
+        );
         has("interfaces[3].ipv4", "no netdev");
         has("interfaces[4].patch.peer", "cannot peer with itself");
         has("interfaces[5].vlan.base-iface", "without a netdev");
@@ -944,20 +963,38 @@ interfaces:
             .into_keys()
             .collect();
         let dep = dependents(&nd, &p, Some(&d));
-        assert!(dep.contains("mgmt0.300") && !dep.contains("bond1"), "{dep:?}");
+        assert!(
+            dep.contains("mgmt0.300") && !dep.contains("bond1"),
+            "{dep:?}"
+        );
         let s = stage(&plan, &p, &dep);
         let text = |p: &Plan| p.ops.iter().map(ToString::to_string).collect::<Vec<_>>();
         let (main, post) = (text(&s.main), text(&s.post));
         assert!(s.pre.is_empty(), "{:?}", text(&s.pre));
-        assert!(main.iter().any(|o| o.starts_with("create bond bond1")), "{main:?}");
+        assert!(
+            main.iter().any(|o| o.starts_with("create bond bond1")),
+            "{main:?}"
+        );
         assert!(main.iter().all(|o| !o.contains("mgmt0")), "{main:?}");
-        assert!(post.iter().any(|o| o.starts_with("create vlan mgmt0.300 on mgmt0")), "{post:?}");
+        assert!(
+            post.iter()
+                .any(|o| o.starts_with("create vlan mgmt0.300 on mgmt0")),
+            "{post:?}"
+        );
         assert!(post.contains(&"set mgmt0 up".to_owned()), "{post:?}");
-        assert!(post.contains(&"add address 192.0.2.10/24 to mgmt0".to_owned()), "{post:?}");
-        assert!(post.last().is_some_and(|o| o.starts_with("add route")), "{post:?}");
+        assert!(
+            post.contains(&"add address 192.0.2.10/24 to mgmt0".to_owned()),
+            "{post:?}"
+        );
+        assert!(
+            post.last().is_some_and(|o| o.starts_with("add route")),
+            "{post:?}"
+        );
         // eth0/eth1 (OVS bond members) are not released or enslaved.
         assert!(
-            plan.ops.iter().all(|o| !matches!(o, Op::SetController { iface, .. } if iface.as_str() == "eth0")),
+            plan.ops
+                .iter()
+                .all(|o| !matches!(o, Op::SetController { iface, .. } if iface.as_str() == "eth0")),
             "{plan}"
         );
     }

@@ -73,8 +73,15 @@ impl Session {
                     Err(StepError::Injected(i))
                 } else {
                     let label = format!("hostd step {}/{n}: {}", i + 1, step.title);
-                    exec::run_step(&self.ovs, step, label, opts.step_timeout, true, &deferred[i])
-                        .await
+                    exec::run_step(
+                        &self.ovs,
+                        step,
+                        label,
+                        opts.step_timeout,
+                        true,
+                        &deferred[i],
+                    )
+                    .await
                 };
                 if let Err(e) = r {
                     return Err(StepFailed {
@@ -83,7 +90,8 @@ impl Session {
                     });
                 }
             }
-            let late = exec::check_interfaces(&self.ovs, deferred.iter().flatten().map(String::as_str));
+            let late =
+                exec::check_interfaces(&self.ovs, deferred.iter().flatten().map(String::as_str));
             late.map_err(|e| StepFailed {
                 executed: n,
                 cause: format!("OVS, after the last step (patch peers): {e}"),
