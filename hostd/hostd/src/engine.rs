@@ -707,10 +707,11 @@ fn run(
                 }
             }
         }
-        let verify_before = match &ovs {
-            None => None,
-            Some(_) => Some(observe_dns(nl, dns).unwrap_or_else(|_| before.clone())),
-        };
+        // With OVS stages, the corrections are their own stage, rolled
+        // back against the observation taken just before them.
+        let verify_before = ovs
+            .as_ref()
+            .map(|_| observe_dns(nl, dns).unwrap_or_else(|_| before.clone()));
         let mut more = Vec::new();
         let verified = verify(nl, cfg, dns, &replan, &mut more, Some(&mut intent));
         match (&mut done[..], verify_before) {
