@@ -16,6 +16,7 @@ pub use crate::bond::{
     AdSelect, ArpAllTargets, ArpValidate, BondConfig, BondMode, BondOptions, FailOverMac, LacpRate,
     PrimaryReselect, XmitHashPolicy,
 };
+pub use crate::ovs::schema::{OvsBridgeConfig, OvsPatchConfig};
 pub use crate::route::RouteProtocol;
 use crate::types::{IfName, MacAddr, Mtu, VlanId};
 
@@ -57,6 +58,11 @@ pub enum InterfaceType {
     Loopback,
     /// Any other kind of link: shown, never managed.
     Unknown,
+    /// An Open vSwitch bridge (or fake bridge): rows in OVSDB, planned by
+    /// `crate::ovs`; its local internal port is a netdev of the same name.
+    OvsBridge,
+    /// An Open vSwitch internal port (a netdev), or a patch port (`patch`).
+    OvsInterface,
 }
 
 impl InterfaceType {
@@ -69,12 +75,20 @@ impl InterfaceType {
             Self::LinuxBridge => "linux-bridge",
             Self::Loopback => "loopback",
             Self::Unknown => "unknown",
+            Self::OvsBridge => "ovs-bridge",
+            Self::OvsInterface => "ovs-interface",
         }
     }
 
-    /// True for the link types hostd creates and deletes.
+    /// True for the link types hostd creates and deletes over netlink.
     pub fn is_virtual(self) -> bool {
         matches!(self, Self::Bond | Self::Vlan | Self::LinuxBridge)
+    }
+
+    /// True for the Open vSwitch entry types (OVSDB rows; their netdevs
+    /// are ovs-vswitchd's).
+    pub fn is_ovs(self) -> bool {
+        matches!(self, Self::OvsBridge | Self::OvsInterface)
     }
 }
 
@@ -92,38 +106,38 @@ pub enum IfState {
 }
 
 /// One interface.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+///
+/// `bridge:` means [`BridgeConfig`] for a `linux-bridge` and
+/// [`OvsBridgeConfig`] for an `ovs-bridge` (nmstate's shape for both), so
+/// this type's `Deserialize` is written by hand (see [`de_interface`]): it
+/// reads `bridge` as the type already read asks.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Interface {
     /// Kernel name.
     pub name: IfName,
     /// Type.
-    #[serde(rename = "type")]
     pub kind: InterfaceType,
     /// up (default), down or absent.
-    #[serde(default)]
     pub state: IfState,
-    /// MTU; unset keeps the current one (a VLAN follows its base's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// MTU; unset keeps the current one (a VLAN follows its base's). For
+    /// an OVS entry: its internal port's `mtu_request`.
     pub mtu: Option<Mtu>,
     /// Ethernet: identify the NIC by MAC; it is renamed to `name` if needed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<MacAddr>,
     /// IPv4 addresses; when present, the exact set on this interface.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<IpConfig>,
     /// IPv6 addresses (link-local ones are the kernel's and ignored).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<IpConfig>,
     /// Bond settings (type bond).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_aggregation: Option<BondConfig>,
     /// VLAN settings (type vlan).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<VlanConfig>,
     /// Bridge settings (type linux-bridge).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<BridgeConfig>,
+    /// OVS bridge settings (type ovs-bridge), written `bridge:`.
+    pub ovs_bridge: Option<OvsBridgeConfig>,
+    /// A patch port's peer (type ovs-interface).
+    pub patch: Option<OvsPatchConfig>,
 }
 
 impl Interface {
@@ -140,6 +154,229 @@ impl Interface {
             link_aggregation: None,
             vlan: None,
             bridge: None,
+            ovs_bridge: None,
+            patch: None,
+        }
+    }
+}
+
+mod de_interface {
+    //! `Interface`'s serde. Written by hand because `bridge:` has two shapes
+    //! chosen by `type`: the field is read straight into the right type when
+    //! `type` came first (the usual order, and error paths stay exact), and
+    //! buffered otherwise (then an error inside it names the path in its
+    //! message).
+    use std::fmt;
+
+    use serde::{
+        de::{self, MapAccess, Visitor},
+        Deserialize, Deserializer, Serialize, Serializer,
+    };
+
+    use super::*;
+
+    const FIELDS: &[&str] = &[
+        "name",
+        "type",
+        "state",
+        "mtu",
+        "mac-address",
+        "ipv4",
+        "ipv6",
+        "link-aggregation",
+        "vlan",
+        "bridge",
+        "patch",
+    ];
+
+    #[derive(Deserialize)]
+    #[serde(field_identifier, rename_all = "kebab-case")]
+    enum Field {
+        Name,
+        Type,
+        State,
+        Mtu,
+        MacAddress,
+        Ipv4,
+        Ipv6,
+        LinkAggregation,
+        Vlan,
+        Bridge,
+        Patch,
+    }
+
+    enum AnyBridge {
+        Linux(BridgeConfig),
+        Ovs(OvsBridgeConfig),
+    }
+
+    fn bridge_from_value<E: de::Error>(
+        kind: InterfaceType,
+        v: serde_json::Value,
+    ) -> Result<Option<AnyBridge>, E> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        let r = if kind == InterfaceType::OvsBridge {
+            serde_path_to_error::deserialize(v).map(AnyBridge::Ovs)
+        } else {
+            serde_path_to_error::deserialize(v).map(AnyBridge::Linux)
+        };
+        r.map(Some).map_err(|e| {
+            let p = e.path().to_string();
+            E::custom(format!("bridge.{p}: {}", e.inner()))
+        })
+    }
+
+    struct V;
+
+    impl<'de> Visitor<'de> for V {
+        type Value = Interface;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("struct Interface")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Interface, A::Error> {
+            macro_rules! once {
+                ($slot:ident, $name:literal) => {{
+                    if $slot.is_some() {
+                        return Err(de::Error::duplicate_field($name));
+                    }
+                    $slot = Some(map.next_value()?);
+                }};
+            }
+            let mut name: Option<IfName> = None;
+            let mut kind: Option<InterfaceType> = None;
+            let mut state: Option<IfState> = None;
+            let mut mtu: Option<Option<Mtu>> = None;
+            let mut mac: Option<Option<MacAddr>> = None;
+            let mut ipv4: Option<Option<IpConfig>> = None;
+            let mut ipv6: Option<Option<IpConfig>> = None;
+            let mut la: Option<Option<BondConfig>> = None;
+            let mut vlan: Option<Option<VlanConfig>> = None;
+            let mut patch: Option<Option<OvsPatchConfig>> = None;
+            let mut bridge: Option<Option<AnyBridge>> = None;
+            let mut pending: Option<serde_json::Value> = None;
+            while let Some(key) = map.next_key::<Field>()? {
+                match key {
+                    Field::Name => once!(name, "name"),
+                    Field::Type => once!(kind, "type"),
+                    Field::State => once!(state, "state"),
+                    Field::Mtu => once!(mtu, "mtu"),
+                    Field::MacAddress => once!(mac, "mac-address"),
+                    Field::Ipv4 => once!(ipv4, "ipv4"),
+                    Field::Ipv6 => once!(ipv6, "ipv6"),
+                    Field::LinkAggregation => once!(la, "link-aggregation"),
+                    Field::Vlan => once!(vlan, "vlan"),
+                    Field::Patch => once!(patch, "patch"),
+                    Field::Bridge => {
+                        if bridge.is_some() || pending.is_some() {
+                            return Err(de::Error::duplicate_field("bridge"));
+                        }
+                        match kind {
+                            Some(InterfaceType::OvsBridge) => {
+                                bridge = Some(
+                                    map.next_value::<Option<OvsBridgeConfig>>()?
+                                        .map(AnyBridge::Ovs),
+                                )
+                            }
+                            Some(_) => {
+                                bridge = Some(
+                                    map.next_value::<Option<BridgeConfig>>()?
+                                        .map(AnyBridge::Linux),
+                                )
+                            }
+                            None => pending = Some(map.next_value()?),
+                        }
+                    }
+                }
+            }
+            let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+            let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
+            if let Some(v) = pending {
+                bridge = Some(bridge_from_value(kind, v)?);
+            }
+            let (bridge, ovs_bridge) = match bridge.flatten() {
+                Some(AnyBridge::Linux(b)) => (Some(b), None),
+                Some(AnyBridge::Ovs(b)) => (None, Some(b)),
+                None => (None, None),
+            };
+            Ok(Interface {
+                name,
+                kind,
+                state: state.unwrap_or_default(),
+                mtu: mtu.flatten(),
+                mac_address: mac.flatten(),
+                ipv4: ipv4.flatten(),
+                ipv6: ipv6.flatten(),
+                link_aggregation: la.flatten(),
+                vlan: vlan.flatten(),
+                bridge,
+                ovs_bridge,
+                patch: patch.flatten(),
+            })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Interface {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_struct("Interface", FIELDS, V)
+        }
+    }
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum BridgeOut<'a> {
+        Linux(&'a BridgeConfig),
+        Ovs(&'a OvsBridgeConfig),
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Out<'a> {
+        name: &'a IfName,
+        #[serde(rename = "type")]
+        kind: InterfaceType,
+        state: IfState,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mtu: Option<Mtu>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mac_address: Option<MacAddr>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ipv4: Option<&'a IpConfig>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ipv6: Option<&'a IpConfig>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        link_aggregation: Option<&'a BondConfig>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vlan: Option<&'a VlanConfig>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bridge: Option<BridgeOut<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<&'a OvsPatchConfig>,
+    }
+
+    impl Serialize for Interface {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            Out {
+                name: &self.name,
+                kind: self.kind,
+                state: self.state,
+                mtu: self.mtu,
+                mac_address: self.mac_address,
+                ipv4: self.ipv4.as_ref(),
+                ipv6: self.ipv6.as_ref(),
+                link_aggregation: self.link_aggregation.as_ref(),
+                vlan: self.vlan.as_ref(),
+                bridge: match (&self.bridge, &self.ovs_bridge) {
+                    (Some(b), _) => Some(BridgeOut::Linux(b)),
+                    (None, Some(b)) => Some(BridgeOut::Ovs(b)),
+                    (None, None) => None,
+                },
+                patch: self.patch.as_ref(),
+            }
+            .serialize(s)
         }
     }
 }

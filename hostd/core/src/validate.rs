@@ -336,6 +336,9 @@ pub fn validate(state: &NetworkState) -> Result<(), ValidationErrors> {
         }
     }
 
+    // The OVS entries (crate::ovs::doc), in the document's paths.
+    e.0.extend(crate::ovs::doc::validate_document(state));
+
     if let Some(t) = &state.telemetry {
         if let Err(errs) = t.validate() {
             e.0.extend(errs.0);
@@ -475,6 +478,9 @@ fn check_section(e: &mut Errs, p: &str, iface: &Interface) {
     }
     if iface.bridge.is_some() && kind != InterfaceType::LinuxBridge {
         wrong(e, "bridge");
+    }
+    if iface.patch.is_some() && kind != InterfaceType::OvsInterface {
+        wrong(e, "patch");
     }
     if iface.state == IfState::Absent {
         return;

@@ -4,6 +4,9 @@
 //!
 //! 1. hostd: observe, plan, one transaction per step, wait for cur_cfg,
 //!    verify (`Ovs::apply`); then the no-op re-apply;
+//!    1b. the same through the whole pipeline (`engine::apply` of a main
+//!    document, as `hostd apply` runs it, in a fresh network namespace:
+//!    netlink observation, kernel plan with the OVS stages, both verified);
 //! 2. one `ovs-vsctl` invocation doing the same (one transaction, waits for
 //!    ovs-vswitchd as it does by default);
 //! 3. one `ovs-vsctl` call per port (what ifupdown2 / os-net-config do).
@@ -33,6 +36,45 @@ fn desired(ports: usize) -> OvsState {
         y.push_str(&format!("  - {{ name: p{i}, type: ovs-interface }}\n"));
     }
     OvsState::parse(&y).expect("bench state")
+}
+
+/// The same entries as a main document (`hostd apply FILE`).
+fn document(ports: usize) -> hostd_core::NetworkState {
+    let d = desired(ports);
+    let y = serde_norway::to_string(&d).expect("yaml");
+    hostd_core::NetworkState::parse(&y).expect("bench document")
+}
+
+/// `engine::apply` of `doc` twice (apply, then the no-op), on a thread in a
+/// fresh network namespace; returns both times.
+fn engine_run(sb: &Sandbox, doc: &hostd_core::NetworkState) -> (Duration, Duration, usize) {
+    use hostd::engine::{self, ApplyOptions, Config};
+    let dir = std::env::temp_dir().join(format!("ovs-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = Config {
+        state_file: dir.join("owned.json"),
+        resolv_conf: dir.join("resolv.conf"),
+        dns_backend: hostd::engine::DnsBackend::File,
+        ovs_db_socket: sb.db_socket(),
+        ..Config::default()
+    };
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            let t = Instant::now();
+            let r = engine::apply(&cfg, doc, ApplyOptions::default()).expect("engine apply");
+            let apply = t.elapsed();
+            let t = Instant::now();
+            let again = engine::apply(&cfg, doc, ApplyOptions::default()).expect("engine re-apply");
+            assert!(again.plan.is_empty(), "{}", again.plan);
+            (apply, t.elapsed(), r.plan.ovs_steps())
+        })
+        .join()
+        .expect("netns thread")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    r
 }
 
 fn vsctl_base() -> Vec<String> {
@@ -137,6 +179,17 @@ async fn main() {
     drop(ovs);
     drop(sb);
 
+    // 1b. The whole pipeline (`hostd apply` of a main document).
+    let sb = Sandbox::start(true).expect("sandbox");
+    settle(&sb);
+    let (engine_apply, engine_noop, steps) = engine_run(&sb, &document(ports));
+    println!(
+        "hostd apply, whole pipeline (engine, {steps} OVS steps): {}; no-op re-apply: {}",
+        secs(engine_apply),
+        secs(engine_noop)
+    );
+    drop(sb);
+
     // 2. One ovs-vsctl transaction.
     let sb = Sandbox::start(true).expect("sandbox");
     settle(&sb);
@@ -175,5 +228,10 @@ async fn main() {
         "ratio hostd / one ovs-vsctl transaction: {:.2} (goal <= 1.5); per-port calls / hostd: {:.0}x (goal >= 50x)",
         hostd_apply.as_secs_f64() / one_txn.as_secs_f64(),
         per_port.as_secs_f64() / hostd_apply.as_secs_f64()
+    );
+    println!(
+        "ratio whole pipeline / one ovs-vsctl transaction: {:.2}; per-port calls / whole pipeline: {:.0}x",
+        engine_apply.as_secs_f64() / one_txn.as_secs_f64(),
+        per_port.as_secs_f64() / engine_apply.as_secs_f64()
     );
 }

@@ -80,6 +80,10 @@ pub struct Cli {
     /// unless this is given.
     #[arg(long, env = "HOSTD_RESOLV_CONF", global = true)]
     pub resolv_conf: Option<PathBuf>,
+    /// ovsdb-server's socket: read for documents with OVS entries (and by
+    /// `show` and `teardown` when it exists).
+    #[arg(long, env = "HOSTD_OVSDB_SOCKET", default_value = crate::ovs::DEFAULT_DB_SOCKET, global = true)]
+    pub ovsdb_socket: PathBuf,
     /// D-Bus address of the daemon's bus [default: the system bus].
     #[arg(long, env = "HOSTD_BUS_ADDRESS", global = true)]
     pub bus_address: Option<String>,
@@ -161,7 +165,9 @@ fn code_of(e: &Error) -> i32 {
         Error::Parse(_) | Error::Plan(PlanError::Invalid(_)) => exit::INVALID,
         Error::Plan(_) | Error::Conflict(_) => exit::CONFLICT,
         Error::Firewall(_) => exit::FIREWALL,
-        Error::Read { .. } | Error::Observe(_) | Error::Resolved(_) => exit::HOST,
+        Error::Read { .. } | Error::Observe(_) | Error::Resolved(_) | Error::Ovs(_) => exit::HOST,
+        Error::OvsPlan(hostd_core::ovs::OvsPlanError::Invalid(_)) => exit::INVALID,
+        Error::OvsPlan(_) => exit::CONFLICT,
         Error::Store(crate::store::StoreError::Locked { .. }) => exit::LOCKED,
         Error::Store(_) => exit::STORE,
         Error::RolledBack { .. } => exit::ROLLED_BACK,
@@ -196,6 +202,7 @@ pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
             .resolv_conf
             .clone()
             .unwrap_or(defaults.resolv_conf.clone()),
+        ovs_db_socket: cli.ovsdb_socket.clone(),
         ..defaults
     };
     #[cfg(not(feature = "fault-injection"))]
@@ -213,7 +220,11 @@ pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
     let result: Result<i32, Error> = (|| match &cli.command {
         Command::Show => {
             let obs = engine::show(&cfg)?;
-            let state = obs.to_state();
+            let mut state = obs.to_state();
+            // OVS rows, when ovsdb-server runs (docs/ovs.md).
+            if let Some(o) = engine::show_ovs(&cfg)? {
+                hostd_core::ovs::doc::merge_into_shown(&mut state, &o);
+            }
             let text = match cli.output {
                 Output::Json => serde_json::to_string_pretty(&state)
                     .map(|s| s + "\n")
@@ -306,8 +317,12 @@ fn finish(out: Output, report: &engine::Report) -> Result<i32, Error> {
         return Ok(exit::INTERNAL);
     }
     if report.executed {
+        let ovs = match report.plan.ovs_steps() {
+            0 => String::new(),
+            n => format!(" and {n} OVS step(s)"),
+        };
         eprintln!(
-            "hostd: applied {} operations and verified in {:.3} s ({} verification attempt(s))",
+            "hostd: applied {} operations{ovs} and verified in {:.3} s ({} verification attempt(s))",
             report.plan.ops.len(),
             report.elapsed.as_secs_f64(),
             report.verify_attempts

@@ -25,6 +25,20 @@
 //!
 //! The firewall is read (`nft -j -t list ruleset`) before anything is
 //! touched, so `plan` shows what would happen to it ([`StatePlan`]).
+//!
+//! A document with OVS entries (`ovs-bridge`, `ovs-interface`) also plans
+//! the OVS rows (`hostd_core::ovs::plan_ovs`, against OVSDB read at
+//! [`Config::ovs_db_socket`]) and runs in stages
+//! (`hostd_core::ovs::doc::stage`): kernel removals on OVS netdevs, the OVS
+//! `remove` step, the kernel operations that do not depend on OVS (a Linux
+//! bond OVS takes as a port), the other OVS steps (each waited for until
+//! ovs-vswitchd applied it), then the kernel operations on OVS netdevs
+//! (addresses, a VLAN on an internal port) and every address, route and DNS
+//! operation. Verification re-plans both sides; a failure rolls back every
+//! stage done, in reverse order, each exactly (kernel: the acknowledged
+//! operations against the observation taken before that stage; OVS: the
+//! rows its steps touched). A document without OVS entries never reads
+//! OVSDB. See docs/ovs.md.
 
 use std::{
     path::{Path, PathBuf},
@@ -68,6 +82,11 @@ pub struct Config {
     pub verify_delay: Duration,
     /// How the firewall step runs `nft`.
     pub nft: Nft,
+    /// ovsdb-server's socket, read only for documents with OVS entries
+    /// (and by `teardown` when it exists).
+    pub ovs_db_socket: PathBuf,
+    /// How the OVS steps wait for ovs-vswitchd and verify.
+    pub ovs: crate::ovs::ApplyOptions,
 }
 
 impl Default for Config {
@@ -79,6 +98,8 @@ impl Default for Config {
             verify_attempts: 20,
             verify_delay: Duration::from_millis(50),
             nft: Nft::default(),
+            ovs_db_socket: PathBuf::from(crate::ovs::DEFAULT_DB_SOCKET),
+            ovs: crate::ovs::ApplyOptions::default(),
         }
     }
 }
@@ -163,6 +184,14 @@ pub enum Error {
     /// interfaces that are neither declared nor NICs); nothing was touched.
     #[error("{0}")]
     Conflict(ValidationErrors),
+    /// The document has OVS entries and OVSDB could not be read; nothing
+    /// was touched.
+    #[error("OVSDB: {0}")]
+    Ovs(String),
+    /// The OVS part cannot be planned (a name held by a row hostd did not
+    /// create); nothing was touched.
+    #[error("{0}")]
+    OvsPlan(#[from] hostd_core::ovs::OvsPlanError),
     /// hostd's nftables table could not be read before anything was
     /// touched (`nft` missing or failing).
     #[error("reading the firewall: {0}")]
@@ -242,6 +271,78 @@ pub fn show(cfg: &Config) -> Result<Observed, Error> {
     observe_now(&mut nl, &dns_target(cfg, None)?)
 }
 
+/// The OVS rows, when ovsdb-server answers at [`Config::ovs_db_socket`]
+/// (`hostd show`); `None` when its socket does not exist.
+pub fn show_ovs(cfg: &Config) -> Result<Option<hostd_core::ovs::OvsObserved>, Error> {
+    if !cfg.ovs_db_socket.exists() {
+        return Ok(None);
+    }
+    let s = crate::ovs::session::Session::connect(&cfg.ovs_db_socket, cfg.ovs.step_timeout)
+        .map_err(Error::Ovs)?;
+    s.observe().map(Some).map_err(Error::Ovs)
+}
+
+/// The OVS part of a run: the session, the rows before, the plan, and the
+/// kernel plan cut around its steps.
+struct OvsRun {
+    session: crate::ovs::session::Session,
+    /// `None`: teardown.
+    desired: Option<hostd_core::ovs::OvsState>,
+    plan: hostd_core::ovs::OvsPlan,
+    staged: hostd_core::ovs::doc::Staged,
+    stages: crate::state_plan::OvsStages,
+}
+
+/// Names of the OVS internal interfaces OVSDB holds (netdevs of the system
+/// and netdev datapaths).
+fn observed_internal(o: &hostd_core::ovs::OvsObserved) -> std::collections::BTreeSet<String> {
+    o.interfaces
+        .iter()
+        .filter(|r| r.columns.get("type") == Some(&hostd_core::ovs::Col::Str("internal".into())))
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// Reads OVSDB, plans the OVS part, and cuts the kernel plan `network`
+/// (planned against `before`) around it. `desired` None: teardown.
+fn prepare_ovs(
+    cfg: &Config,
+    session: crate::ovs::session::Session,
+    desired: Option<&NetworkState>,
+    before: &Observed,
+    network: &Plan,
+) -> Result<(OvsRun, Plan), Error> {
+    use hostd_core::ovs::doc;
+    let ovs_before = session.observe().map_err(Error::Ovs)?;
+    let part = desired.and_then(doc::ovs_part);
+    let plan = match &part {
+        Some(p) => hostd_core::ovs::plan_ovs(&p.state, &ovs_before)?,
+        None => hostd_core::ovs::plan_ovs_teardown(&ovs_before)?,
+    };
+    let mut netdevs = observed_internal(&ovs_before);
+    if let Some(p) = &part {
+        netdevs.extend(doc::netdevs(&p.state).into_keys());
+    }
+    let predicted = match desired {
+        Some(d) => doc::predict(before, d),
+        None => before.clone(),
+    };
+    let dep = doc::dependents(&netdevs, &predicted, desired);
+    let staged = doc::stage(network, &predicted, &dep);
+    let (ops, stages) = crate::state_plan::OvsStages::new(&staged, &plan);
+    let _ = cfg;
+    Ok((
+        OvsRun {
+            session,
+            desired: part.map(|p| p.state),
+            plan,
+            staged,
+            stages,
+        },
+        ops,
+    ))
+}
+
 /// Reads what hostd's nftables table holds now.
 pub fn firewall_now(nft: &Nft) -> Result<FirewallNow, Error> {
     read_firewall(nft).map(|cur| FirewallNow::from_current(&cur))
@@ -257,6 +358,7 @@ struct Prepared {
     own: Ownership,
     before: Observed,
     network: Plan,
+    ovs: Option<OvsRun>,
     firewall: Option<(FirewallPlan, Option<Ruleset>, Current)>,
 }
 
@@ -276,12 +378,28 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
     );
     hostd_core::validate::check_telemetry_interfaces(desired, &before).map_err(Error::Conflict)?;
     let t = Instant::now();
-    let network = plan_validated(desired, &before, &own)?;
+    let mut network = plan_validated(desired, &before, &own)?;
     tracing::debug!(
         ms = t.elapsed().as_secs_f64() * 1e3,
         ops = network.ops.len(),
         "planned"
     );
+    // OVS only for a document with OVS entries: otherwise OVSDB is never
+    // read (a host without Open vSwitch).
+    let ovs = if hostd_core::ovs::doc::has_ovs(desired) {
+        let session =
+            crate::ovs::session::Session::connect(&cfg.ovs_db_socket, cfg.ovs.step_timeout)
+                .map_err(|e| {
+                    Error::Ovs(format!(
+                        "the document has OVS entries, but ovsdb-server does not answer: {e}"
+                    ))
+                })?;
+        let (run, ops) = prepare_ovs(cfg, session, Some(desired), &before, &network)?;
+        network = ops;
+        Some(run)
+    } else {
+        None
+    };
     let firewall = match &desired.firewall {
         Some(spec) => {
             let cur = read_firewall(&cfg.nft)?;
@@ -301,6 +419,7 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
         own,
         before,
         network,
+        ovs,
         firewall,
     })
 }
@@ -309,7 +428,9 @@ fn prepare(cfg: &Config, nl: &mut Rtnl, desired: &NetworkState) -> Result<Prepar
 pub fn plan_only(cfg: &Config, desired: &NetworkState) -> Result<StatePlan, Error> {
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
     let p = prepare(cfg, &mut nl, desired)?;
-    Ok(StatePlan::new(p.network, p.firewall.map(|(f, _, _)| f)))
+    let mut sp = StatePlan::new(p.network, p.firewall.map(|(f, _, _)| f));
+    sp.ovs = p.ovs.map(|o| o.stages);
+    Ok(sp)
 }
 
 /// Plans, applies, verifies; rolls back on failure. The firewall step runs
@@ -328,6 +449,7 @@ pub fn apply(
         own,
         before,
         network,
+        ovs,
         firewall,
     } = prepare(cfg, &mut nl, desired)?;
     let fw = firewall.map(|(plan, ruleset, current)| FirewallStep {
@@ -341,6 +463,7 @@ pub fn apply(
         &dns,
         &before,
         network,
+        ovs,
         fw,
         &own,
         |p, now| own.after_apply(desired, p, now),
@@ -358,7 +481,21 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
     let mut nl = Rtnl::open().map_err(Error::Observe)?;
     let dns = dns_target(cfg, None)?;
     let before = observe_now(&mut nl, &dns)?;
-    let p = plan_teardown(&before, &own)?;
+    let mut p = plan_teardown(&before, &own)?;
+    // OVS: the rows hostd created, when ovsdb-server runs (its socket
+    // exists and answers); otherwise nothing OVS is read or touched.
+    let ovs = match ovs_for_teardown(cfg) {
+        Some(session) => {
+            let (run, ops) = prepare_ovs(cfg, session, None, &before, &p)?;
+            if run.plan.is_empty() {
+                None
+            } else {
+                p = ops;
+                Some(run)
+            }
+        }
+        None => None,
+    };
     // Without an `nft` binary hostd cannot have made a table: nothing to remove.
     let fw = match read_firewall(&cfg.nft) {
         Ok(current) => Some(FirewallStep {
@@ -380,6 +517,7 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
         &dns,
         &before,
         p,
+        ovs,
         fw,
         &own,
         // Links hostd created that teardown did not delete (none expected)
@@ -396,6 +534,20 @@ pub fn teardown(cfg: &Config, opts: ApplyOptions<'_>) -> Result<Report, Error> {
         opts,
         |now| plan_teardown(now, &own),
     )
+}
+
+/// A session for teardown when ovsdb-server's socket exists and answers.
+fn ovs_for_teardown(cfg: &Config) -> Option<crate::ovs::session::Session> {
+    if !cfg.ovs_db_socket.exists() {
+        return None;
+    }
+    match crate::ovs::session::Session::connect(&cfg.ovs_db_socket, cfg.ovs.step_timeout) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "ovsdb-server does not answer: OVS left alone");
+            None
+        }
+    }
 }
 
 /// The firewall part of a run: its plan, the ruleset to install (`None`:
@@ -450,6 +602,7 @@ fn run(
     dns: &DnsTarget,
     before: &Observed,
     p: Plan,
+    ovs: Option<OvsRun>,
     fw: Option<FirewallStep>,
     own: &Ownership,
     next_own: impl Fn(&Plan, &Observed) -> Ownership,
@@ -458,11 +611,22 @@ fn run(
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let fw_changes = fw.as_ref().is_some_and(|f| f.plan.action.changes());
-    let whole = |p: Plan| StatePlan::new(p, fw.as_ref().map(|f| f.plan.clone()));
+    let stages = ovs.as_ref().map(|o| o.stages.clone());
+    let ovs_steps = stages.as_ref().map_or(0, |s| s.len());
+    let whole = |p: Plan| {
+        let mut sp = StatePlan::new(p, fw.as_ref().map(|f| f.plan.clone()));
+        sp.ovs = stages.clone();
+        sp
+    };
     #[cfg(feature = "fault-injection")]
     let fault = opts.fault;
-    if opts.dry_run || (p.is_empty() && !fw_changes) {
-        if !opts.dry_run {
+    #[cfg(not(feature = "fault-injection"))]
+    let fault: Option<()> = None;
+    let ApplyOptions {
+        dry_run, progress, ..
+    } = opts;
+    if dry_run || (p.is_empty() && ovs_steps == 0 && !fw_changes) {
+        if !dry_run {
             let next = next_own(&p, before);
             if next != *own {
                 store::save(&cfg.state_file, &next)?;
@@ -482,39 +646,102 @@ fn run(
     let mut attempts = 0;
     let mut corrections = Vec::new();
     let mut now = before.clone();
-    // Every operation the kernel acknowledged, in order: what a rollback undoes.
-    let mut sent: Vec<Op> = Vec::new();
-    if !p.is_empty() {
+    // What was done, stage by stage: what a rollback undoes, in reverse.
+    let mut done: Vec<Done> = Vec::new();
+    if !p.is_empty() || ovs_steps > 0 {
         store::save(&cfg.state_file, &intent)?;
-        tracing::info!(ops = p.ops.len(), "applying");
-        let out = execute(
-            nl,
-            before,
-            &p,
-            ExecOptions {
-                dns,
-                #[cfg(feature = "fault-injection")]
-                fault,
-                progress: opts.progress,
-            },
-        );
-        sent.extend(out.acked);
-        if let Some(f) = out.failure {
-            return Err(roll_back(
+        tracing::info!(ops = p.ops.len(), ovs_steps, "applying");
+        let executed = match &ovs {
+            None => {
+                let out = execute(
+                    nl,
+                    before,
+                    &p,
+                    ExecOptions {
+                        dns,
+                        #[cfg(feature = "fault-injection")]
+                        fault,
+                        progress,
+                    },
+                );
+                done.push(Done::Kernel {
+                    before: before.clone(),
+                    sent: out.acked,
+                });
+                match out.failure {
+                    Some(f) => Err(describe(&f)),
+                    None => Ok(()),
+                }
+            }
+            Some(o) => run_stages(nl, cfg, dns, before, o, fault, progress, &mut done),
+        };
+        if let Err(cause) = executed {
+            return Err(undo_all(
                 nl,
                 cfg,
                 dns,
-                before,
+                ovs.as_ref(),
                 own,
                 &intent,
-                &sent,
-                describe(&f),
+                &done,
+                cause,
             ));
         }
-        match verify(nl, cfg, dns, &replan, &mut sent, Some(&mut intent)) {
+        if let Some(o) = &ovs {
+            match o
+                .session
+                .verify(o.desired.as_ref(), cfg.ovs.verify_attempts)
+            {
+                Ok(rest) if rest.is_empty() => {}
+                Ok(rest) => {
+                    let cause = format!("OVS verification failed, still to do:\n{rest}");
+                    return Err(undo_all(
+                        nl,
+                        cfg,
+                        dns,
+                        ovs.as_ref(),
+                        own,
+                        &intent,
+                        &done,
+                        cause,
+                    ));
+                }
+                Err(e) => {
+                    let cause = format!("OVS verification could not plan: {e}");
+                    return Err(undo_all(
+                        nl,
+                        cfg,
+                        dns,
+                        ovs.as_ref(),
+                        own,
+                        &intent,
+                        &done,
+                        cause,
+                    ));
+                }
+            }
+        }
+        // With OVS stages, the corrections are their own stage, rolled
+        // back against the observation taken just before them.
+        let verify_before = ovs
+            .as_ref()
+            .map(|_| observe_dns(nl, dns).unwrap_or_else(|_| before.clone()));
+        let mut more = Vec::new();
+        let verified = verify(nl, cfg, dns, &replan, &mut more, Some(&mut intent));
+        match (&mut done[..], verify_before) {
+            // One stage: its corrections are rolled back with it, against
+            // the same observation, as before OVS existed.
+            ([Done::Kernel { sent, .. }], None) => sent.extend(more),
+            (_, vb) => done.push(Done::Kernel {
+                before: vb.unwrap_or_else(|| before.clone()),
+                sent: more,
+            }),
+        }
+        match verified {
             Ok(v) => {
                 tracing::info!(
                     ops = p.ops.len(),
+                    ovs_steps,
                     attempts = v.attempts,
                     corrections = v.corrections.len(),
                     "applied and verified"
@@ -523,12 +750,23 @@ fn run(
                 corrections = v.corrections;
                 now = v.now;
             }
-            Err(cause) => return Err(roll_back(nl, cfg, dns, before, own, &intent, &sent, cause)),
+            Err(cause) => {
+                return Err(undo_all(
+                    nl,
+                    cfg,
+                    dns,
+                    ovs.as_ref(),
+                    own,
+                    &intent,
+                    &done,
+                    cause,
+                ))
+            }
         }
     }
     let mut fw_applied = None;
     if let Some(step) = fw.as_ref().filter(|_| fw_changes) {
-        let n = p.ops.len() + 1;
+        let n = p.ops.len() + ovs_steps + 1;
         // Saved before the transaction, to put a replaced table back.
         let saved = if step.current.present && step.plan.action == FirewallAction::Replace {
             cfg.nft
@@ -565,11 +803,7 @@ fn run(
                     &FirewallNow::from_current(&step.current),
                     saved.as_deref(),
                 );
-                let net_back = if sent.is_empty() {
-                    Ok(0)
-                } else {
-                    rollback(nl, cfg, dns, before, &sent)
-                };
+                let net_back = undo(nl, cfg, dns, ovs.as_ref(), &done);
                 let back = match (net_back, fw_back) {
                     (Ok(n), Ok(())) => Ok(n),
                     (net, fwb) => {
@@ -603,21 +837,197 @@ fn run(
     })
 }
 
-/// Rolls the network back after a failed step or verification and builds
-/// the error to report.
+/// One stage done: what its rollback needs.
+enum Done {
+    /// Kernel operations acknowledged, and the observation taken before
+    /// them (the state their rollback restores).
+    Kernel { before: Observed, sent: Vec<Op> },
+    /// OVS steps of `plan` run (`executed`, the failed one included), and
+    /// the rows before them.
+    Ovs {
+        before: hostd_core::ovs::OvsObserved,
+        plan: hostd_core::ovs::OvsPlan,
+        executed: usize,
+    },
+}
+
+#[cfg(feature = "fault-injection")]
+type FaultOpt = Option<crate::apply::Fault>;
+#[cfg(not(feature = "fault-injection"))]
+type FaultOpt = Option<()>;
+
+/// Runs the stages of a document with OVS entries (see the module docs).
+/// Steps are numbered across the stages as `hostd plan` prints them; the
+/// fault hook counts the same way.
 #[allow(clippy::too_many_arguments, reason = "internal")]
-fn roll_back(
+fn run_stages(
     nl: &mut Rtnl,
     cfg: &Config,
     dns: &DnsTarget,
     before: &Observed,
+    o: &OvsRun,
+    fault: FaultOpt,
+    mut progress: Option<&mut dyn FnMut(usize, usize)>,
+    done: &mut Vec<Done>,
+) -> Result<(), String> {
+    enum Stage<'a> {
+        Kernel(&'a Plan),
+        Ovs(Vec<hostd_core::ovs::OvsStep>),
+    }
+    let stages = [
+        Stage::Kernel(&o.staged.pre),
+        Stage::Ovs(o.stages.remove.iter().cloned().collect()),
+        Stage::Kernel(&o.staged.main),
+        Stage::Ovs(o.stages.steps.clone()),
+        Stage::Kernel(&o.staged.post),
+    ];
+    let total =
+        o.staged.pre.ops.len() + o.staged.main.ops.len() + o.staged.post.ops.len() + o.stages.len();
+    let mut offset = 0usize;
+    let _ = &fault;
+    for stage in stages {
+        match stage {
+            Stage::Kernel(p) if p.is_empty() => {}
+            Stage::Kernel(p) => {
+                let obs = if done.is_empty() {
+                    before.clone()
+                } else {
+                    observe_dns(nl, dns)?
+                };
+                #[cfg(feature = "fault-injection")]
+                let f = fault.and_then(|f| {
+                    use crate::apply::Fault;
+                    let shift =
+                        |n: usize| (n > offset && n <= offset + p.ops.len()).then(|| n - offset);
+                    match f {
+                        Fault::StopBefore(n) => shift(n).map(Fault::StopBefore),
+                        Fault::Refuse(n) => shift(n).map(Fault::Refuse),
+                    }
+                });
+                let off = offset;
+                let mut prog = |d: usize, _t: usize| {
+                    if let Some(pr) = progress.as_mut() {
+                        pr(off + d, total)
+                    }
+                };
+                let out = execute(
+                    nl,
+                    &obs,
+                    p,
+                    ExecOptions {
+                        dns,
+                        #[cfg(feature = "fault-injection")]
+                        fault: f,
+                        progress: Some(&mut prog),
+                    },
+                );
+                done.push(Done::Kernel {
+                    before: obs,
+                    sent: out.acked,
+                });
+                if let Some(f) = out.failure {
+                    return Err(format!(
+                        "step {} ({}) failed: {}",
+                        f.step + offset,
+                        f.op,
+                        f.error
+                    ));
+                }
+                offset += p.ops.len();
+            }
+            Stage::Ovs(steps) if steps.is_empty() => {}
+            Stage::Ovs(steps) => {
+                let ob = o.session.observe()?;
+                #[cfg(feature = "fault-injection")]
+                let fail_before = match fault {
+                    Some(crate::apply::Fault::StopBefore(n))
+                        if n > offset && n <= offset + steps.len() =>
+                    {
+                        Some(n - offset - 1)
+                    }
+                    _ => None,
+                };
+                #[cfg(not(feature = "fault-injection"))]
+                let fail_before = None;
+                let n = steps.len();
+                let plan = hostd_core::ovs::OvsPlan { steps };
+                let r = o.session.run_steps(&plan.steps, &cfg.ovs, fail_before);
+                let executed = match &r {
+                    Ok(()) => n,
+                    Err(e) => e.executed,
+                };
+                done.push(Done::Ovs {
+                    before: ob,
+                    plan,
+                    executed,
+                });
+                if let Err(e) = r {
+                    return Err(format!("step {} failed: {}", offset + e.executed, e.cause));
+                }
+                offset += n;
+                if let Some(pr) = progress.as_mut() {
+                    pr(offset, total);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rolls back every stage in `done`, last first; returns the operations
+/// the rollbacks ran (kernel operations, plus one per OVS row restored).
+fn undo(
+    nl: &mut Rtnl,
+    cfg: &Config,
+    dns: &DnsTarget,
+    ovs: Option<&OvsRun>,
+    done: &[Done],
+) -> Result<usize, String> {
+    let mut n = 0;
+    let mut errs = Vec::new();
+    for d in done.iter().rev() {
+        match d {
+            Done::Kernel { sent, .. } if sent.is_empty() => {}
+            Done::Kernel { before, sent } => match rollback(nl, cfg, dns, before, sent) {
+                Ok(k) => n += k,
+                Err(e) => errs.push(e),
+            },
+            Done::Ovs { executed: 0, .. } => {}
+            Done::Ovs {
+                before,
+                plan,
+                executed,
+            } => match ovs {
+                Some(o) => match o.session.rollback(before, plan, *executed, &cfg.ovs) {
+                    Ok(()) => n += plan.touched_by(*executed).0.len(),
+                    Err(e) => errs.push(format!("OVS rollback: {e}")),
+                },
+                None => errs.push("OVS rollback: no OVSDB session".into()),
+            },
+        }
+    }
+    if errs.is_empty() {
+        Ok(n)
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+/// Rolls everything done back after a failed step or verification and
+/// builds the error to report.
+#[allow(clippy::too_many_arguments, reason = "internal")]
+fn undo_all(
+    nl: &mut Rtnl,
+    cfg: &Config,
+    dns: &DnsTarget,
+    ovs: Option<&OvsRun>,
     own: &Ownership,
     intent: &Ownership,
-    sent: &[Op],
+    done: &[Done],
     cause: String,
 ) -> Error {
     tracing::warn!(%cause, "rolling back");
-    let back = rollback(nl, cfg, dns, before, sent);
+    let back = undo(nl, cfg, dns, ovs, done);
     rollback_outcome(cfg, own, intent, cause, back)
 }
 

@@ -12,6 +12,7 @@ use std::fmt;
 
 use hostd_core::{
     firewall::{render, Current, FirewallSpec, Ruleset},
+    ovs::{OvsPlan, OvsStep},
     plan::Op,
     Plan,
 };
@@ -182,11 +183,70 @@ impl fmt::Display for FirewallPlan {
     }
 }
 
-/// A whole plan: network operations, then the firewall step.
+/// The OVS steps of a plan, and where they sit between the kernel
+/// operations (`hostd_core::ovs::doc::stage`): `ops[..before_remove]`, the
+/// `remove` step, `ops[before_remove..before_remove + before_steps]`, the
+/// other steps, the rest of `ops`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OvsStages {
+    /// Kernel operations before the `remove` step.
+    pub before_remove: usize,
+    /// The OVSDB transaction removing ports and bridges, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<OvsStep>,
+    /// Kernel operations after `remove`, before `steps`.
+    pub before_steps: usize,
+    /// The other OVSDB transactions (one per bridge), each waited for
+    /// until ovs-vswitchd applied it.
+    #[serde(default)]
+    pub steps: Vec<OvsStep>,
+}
+
+impl OvsStages {
+    /// Builds the stages from a staged kernel plan and the OVS plan; returns
+    /// the kernel operations in execution order too.
+    pub fn new(staged: &hostd_core::ovs::doc::Staged, ovs: &OvsPlan) -> (Plan, Self) {
+        let mut steps = ovs.steps.clone();
+        let remove = match steps.first() {
+            Some(s) if s.title == "remove" => Some(steps.remove(0)),
+            _ => None,
+        };
+        let mut ops = staged.pre.ops.clone();
+        ops.extend(staged.main.ops.iter().cloned());
+        ops.extend(staged.post.ops.iter().cloned());
+        (
+            Plan { ops },
+            Self {
+                before_remove: staged.pre.ops.len(),
+                remove,
+                before_steps: staged.main.ops.len(),
+                steps,
+            },
+        )
+    }
+
+    /// Number of OVS steps.
+    pub fn len(&self) -> usize {
+        usize::from(self.remove.is_some()) + self.steps.len()
+    }
+
+    /// True when there is no OVS step.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A whole plan: network operations (kernel, with the OVS steps between
+/// them when the document has OVS entries), then the firewall step.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct StatePlan {
-    /// The network operations, in execution order (as [`Plan::ops`]).
+    /// The kernel operations, in execution order (as [`Plan::ops`]).
     pub ops: Vec<Op>,
+    /// The OVS steps; `None` when the document has no OVS entries (OVSDB
+    /// is neither read nor touched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ovs: Option<OvsStages>,
     /// The firewall step; `None` when the document has no `firewall`
     /// section (the firewall is left alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,13 +258,19 @@ impl StatePlan {
     pub fn new(network: Plan, firewall: Option<FirewallPlan>) -> Self {
         Self {
             ops: network.ops,
+            ovs: None,
             firewall,
         }
     }
 
-    /// True when nothing would change, network or firewall.
+    /// Steps OVS runs.
+    pub fn ovs_steps(&self) -> usize {
+        self.ovs.as_ref().map_or(0, OvsStages::len)
+    }
+
+    /// True when nothing would change, network, OVS or firewall.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty() && !self.firewall_changes()
+        self.ops.is_empty() && self.ovs_steps() == 0 && !self.firewall_changes()
     }
 
     /// True when the firewall step changes the kernel.
@@ -215,8 +281,16 @@ impl StatePlan {
     /// Steps the plan executes: network operations, plus one for a
     /// firewall change (the step `HOSTD_FAIL_AT_STEP` counts).
     pub fn steps(&self) -> usize {
-        self.ops.len() + usize::from(self.firewall_changes())
+        self.ops.len() + self.ovs_steps() + usize::from(self.firewall_changes())
     }
+}
+
+fn write_ovs_step(f: &mut fmt::Formatter<'_>, n: usize, s: &OvsStep) -> fmt::Result {
+    writeln!(f, "{n:>4}. ovs: {} (one transaction)", s.title)?;
+    for op in &s.ops {
+        writeln!(f, "        {op}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for StatePlan {
@@ -224,11 +298,30 @@ impl fmt::Display for StatePlan {
         if self.is_empty() {
             writeln!(f, "no changes")?;
         }
-        for (i, op) in self.ops.iter().enumerate() {
-            writeln!(f, "{:>4}. {op}", i + 1)?;
+        let mut n = 0;
+        let mut ops = self.ops.iter();
+        let mut kernel = |f: &mut fmt::Formatter<'_>, count: usize, n: &mut usize| {
+            for op in ops.by_ref().take(count) {
+                *n += 1;
+                writeln!(f, "{n:>4}. {op}")?;
+            }
+            Ok::<(), fmt::Error>(())
+        };
+        if let Some(o) = &self.ovs {
+            kernel(f, o.before_remove, &mut n)?;
+            if let Some(s) = &o.remove {
+                n += 1;
+                write_ovs_step(f, n, s)?;
+            }
+            kernel(f, o.before_steps, &mut n)?;
+            for s in &o.steps {
+                n += 1;
+                write_ovs_step(f, n, s)?;
+            }
         }
+        kernel(f, usize::MAX, &mut n)?;
         match &self.firewall {
-            Some(fw) if fw.action.changes() => writeln!(f, "{:>4}. {fw}", self.ops.len() + 1),
+            Some(fw) if fw.action.changes() => writeln!(f, "{:>4}. {fw}", n + 1),
             Some(fw) => writeln!(f, "      {fw}"),
             None => Ok(()),
         }

@@ -12,7 +12,12 @@ use hostd_ovsdb::sandbox::Sandbox;
 fn example() -> OvsState {
     let p =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cloudstack-ovs.yaml");
-    OvsState::parse(&std::fs::read_to_string(&p).expect("example")).expect("parses")
+    // The example is a whole document (kernel parts too): its OVS entries.
+    let d = hostd_core::NetworkState::parse(&std::fs::read_to_string(&p).expect("example"))
+        .expect("parses");
+    hostd_core::ovs::doc::ovs_part(&d)
+        .expect("OVS entries")
+        .state
 }
 
 fn state(yaml: &str) -> OvsState {
@@ -93,7 +98,7 @@ async fn cloudstack_layout_applies_converges_and_reapplies_nothing() {
         .collect();
     ifaces.sort();
     // (ovs-vsctl does not list the bridge's own local interface.)
-    assert_eq!(ifaces, ["eth0", "eth1", "mgmt0"]);
+    assert_eq!(ifaces, ["eth0", "eth1", "mgmt0", "trunk0"]);
     // Every interface got an OpenFlow port from ovs-vswitchd.
     let o = ovs.observe();
     for i in &o.interfaces {
@@ -341,7 +346,8 @@ async fn vswitchd_restarted_during_apply() {
         "mgmt0",
         "cloudbr100",
         "cloudbr1",
-        "eth2",
+        "lbond0",
+        "trunk0",
     ]);
     assert!(fails.is_empty(), "{fails:?}");
 }

@@ -20,6 +20,9 @@ pub struct Sandbox {
     dir: PathBuf,
     ovsdb: Option<Child>,
     vswitchd: Option<Child>,
+    /// `Some(ns)`: ovs-vswitchd runs in network namespace `ns` with the
+    /// kernel (system) datapath (the lab VM); `None`: dummy datapath.
+    system_netns: Option<String>,
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<(), String> {
@@ -39,6 +42,18 @@ impl Sandbox {
     /// Starts ovsdb-server, initialises the `Open_vSwitch` row, and, if
     /// `vswitchd`, ovs-vswitchd.
     pub fn start(vswitchd: bool) -> Result<Self, String> {
+        Self::start_with(vswitchd, None)
+    }
+
+    /// Starts ovsdb-server here and ovs-vswitchd inside network namespace
+    /// `netns` (`ip netns exec`) with the kernel datapath (module
+    /// `openvswitch`): its internal ports are netdevs of that namespace and
+    /// its system ports that namespace's NICs.
+    pub fn start_system(netns: &str) -> Result<Self, String> {
+        Self::start_with(true, Some(netns.to_owned()))
+    }
+
+    fn start_with(vswitchd: bool, system_netns: Option<String>) -> Result<Self, String> {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("hostd-ovs-{}-{n}", std::process::id()));
@@ -48,6 +63,7 @@ impl Sandbox {
             dir,
             ovsdb: None,
             vswitchd: None,
+            system_netns,
         };
         let db = sb.dir.join("conf.db");
         let st = Command::new("ovsdb-tool")
@@ -114,15 +130,28 @@ impl Sandbox {
         self.dir.join("ovs-vswitchd.ctl")
     }
 
-    /// Starts ovs-vswitchd (dummy datapath) and waits for its control socket.
+    /// Starts ovs-vswitchd (dummy datapath, or the kernel one in the
+    /// namespace of [`Sandbox::start_system`]) and waits for its control
+    /// socket.
     pub fn start_vswitchd(&mut self) -> Result<(), String> {
         let ctl = self.vswitchd_ctl();
         let _ = std::fs::remove_file(&ctl);
-        let child = self
-            .command("ovs-vswitchd")
-            .arg(format!("unix:{}", self.db_socket().display()))
-            .arg("--enable-dummy=override")
-            .arg("--disable-system")
+        let mut cmd = match &self.system_netns {
+            Some(ns) => {
+                let mut c = self.command("ip");
+                c.args(["netns", "exec", ns, "ovs-vswitchd"]);
+                c.arg(format!("unix:{}", self.db_socket().display()));
+                c
+            }
+            None => {
+                let mut c = self.command("ovs-vswitchd");
+                c.arg(format!("unix:{}", self.db_socket().display()))
+                    .arg("--enable-dummy=override")
+                    .arg("--disable-system");
+                c
+            }
+        };
+        let child = cmd
             .arg(format!("--unixctl={}", ctl.display()))
             .arg(format!(
                 "--log-file={}",
@@ -145,6 +174,28 @@ impl Sandbox {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Runs `ovs-appctl -t CTL ARGS` against ovs-vswitchd (tests only).
+    pub fn appctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .command("ovs-appctl")
+            .arg("-t")
+            .arg(self.vswitchd_ctl())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("ovs-appctl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ovs-appctl {}: {}: {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Runs `ovs-vsctl --db=unix:SOCK ARGS` (tests and the benchmark only:

@@ -11,6 +11,10 @@
 //!   port with the measured loss.
 //! - `kvm2`: the trunk layout (802.3ad over LAG Po2, MTU 9000, 1000 VLANs
 //!   into one VLAN-aware bridge), with a VM port on VLAN 600.
+//! - `kvm3`: the CloudStack layout on Open vSwitch (a private ovsdb-server
+//!   and ovs-vswitchd with the kernel datapath): an OVS bond negotiating
+//!   LACP with LAG Po3 of the pair, tagged internal ports reaching VLANs 200
+//!   and 300 (and not the other one).
 //!
 //! For each: what hostd planned and applied, that a second apply changes
 //! nothing, the state `hostd show` reads back, LACP negotiated with the
@@ -41,6 +45,8 @@ const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../hostd/examples")
 struct Hostd {
     bin: PathBuf,
     dir: PathBuf,
+    /// ovsdb-server's socket (`HOSTD_OVSDB_SOCKET`), for kvm3.
+    ovsdb: Option<PathBuf>,
 }
 
 impl Hostd {
@@ -52,6 +58,9 @@ impl Hostd {
         cmd.args(args)
             .env("HOSTD_STATE_FILE", state)
             .env("HOSTD_RESOLV_CONF", resolv);
+        if let Some(sock) = &self.ovsdb {
+            cmd.env("HOSTD_OVSDB_SOCKET", sock);
+        }
         let out = cmd
             .output()
             .with_context(|| format!("running {bin} {args:?} in {}", ns.role()))?;
@@ -150,10 +159,13 @@ fn rack_spec() -> RackSpec {
                     PortSpec::new("Ethernet8", VlanMembership::access(10)),
                     PortSpec::new("Ethernet9", VlanMembership::access(600)),
                     PortSpec::new("Ethernet10", VlanMembership::access(601)),
+                    PortSpec::new("Ethernet14", VlanMembership::access(200)),
+                    PortSpec::new("Ethernet15", VlanMembership::access(300)),
                 ],
                 lags: vec![
                     lag("Po1", "Ethernet1", VlanMembership::trunk([50, 51, 100])),
                     lag("Po2", "Ethernet2", VlanMembership::trunk(100..=1099)),
+                    lag("Po3", "Ethernet11", VlanMembership::trunk([100, 200, 300])),
                 ],
                 lldp: true,
             },
@@ -196,6 +208,17 @@ fn rack_spec() -> RackSpec {
                     NicSpec::cabled("eth1", "sw2", "Ethernet2"),
                 ],
             ),
+            ServerSpec::new(
+                "kvm3",
+                vec![
+                    NicSpec::cabled("eth0", "sw1", "Ethernet11"),
+                    NicSpec::cabled("eth1", "sw2", "Ethernet11"),
+                    NicSpec::cabled("eth2", "sw1", "Ethernet13"),
+                    NicSpec::cabled("eth3", "sw2", "Ethernet13"),
+                ],
+            ),
+            ServerSpec::new("p200", vec![NicSpec::cabled("eth0", "sw1", "Ethernet14")]),
+            ServerSpec::new("p300", vec![NicSpec::cabled("eth0", "sw1", "Ethernet15")]),
             // Peers: the VLAN 100 gateway / storage target, the management
             // gateway, and two hosts behind the trunk's VLANs 600 and 601.
             ServerSpec::new("gw100", vec![NicSpec::cabled("eth0", "sw1", "Ethernet7")]),
@@ -236,7 +259,11 @@ fn main() -> anyhow::Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("hostd-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let hostd = Hostd { bin, dir };
+    let hostd = Hostd {
+        bin,
+        dir,
+        ovsdb: None,
+    };
     let examples = Path::new(EXAMPLES);
 
     println!("kernel: {}", lab::kernel::release());
@@ -252,6 +279,10 @@ fn main() -> anyhow::Result<()> {
         ("gw10", &["192.0.2.1/24"][..]),
         ("p600", &["10.6.0.2/24"][..]),
         ("p601", &["10.6.0.3/24"][..]),
+        // VLAN 200 and 300 peers of kvm3; each also holds an address of
+        // the other's subnet, which kvm3 must not reach across VLANs.
+        ("p200", &["10.200.0.2/24", "10.30.0.2/24"][..]),
+        ("p300", &["10.30.0.3/24", "10.200.0.3/24"][..]),
     ] {
         let mut lines = vec!["link set eth0 up".to_owned()];
         lines.extend(addrs.iter().map(|a| format!("addr add {a} dev eth0")));
@@ -332,6 +363,69 @@ fn main() -> anyhow::Result<()> {
         "10.6.0.2",
     )?;
     isolated(&vm, "VM on kvm2 br0 -> 10.6.0.3 (VLAN 601)", "10.6.0.3")?;
+
+    println!("\n== kvm3: CloudStack KVM on Open vSwitch (hostd/examples/cloudstack-ovs.yaml)");
+    let kvm3 = rack.server("kvm3");
+    let t = Instant::now();
+    let ovs = hostd_ovsdb::sandbox::Sandbox::start_system(kvm3.name())
+        .map_err(|e| anyhow::anyhow!("starting ovsdb-server + ovs-vswitchd: {e}"))?;
+    println!(
+        "  private ovsdb-server + ovs-vswitchd (kernel datapath) in kvm3, started in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let hostd_ovs = Hostd {
+        bin: hostd.bin.clone(),
+        dir: hostd.dir.clone(),
+        ovsdb: Some(ovs.db_socket()),
+    };
+    hostd_ovs.apply(kvm3, &examples.join("cloudstack-ovs.yaml"))?;
+    hostd_ovs.show(kvm3, 45)?;
+    let mut sys_id = None;
+    lab::wait_until(
+        "kvm3 bond0 (OVS) LACP negotiated",
+        scaled(Duration::from_secs(60)),
+        || {
+            let text = |c: &str| ovs.appctl(&[c]).unwrap_or_default();
+            let st = hostd_core::ovs::status::merge(
+                &text("bond/show"),
+                &text("lacp/show"),
+                &text("lacp/show-stats"),
+            );
+            sys_id = st
+                .iter()
+                .find(|b| b.name == "bond0" && b.lacp_status.as_deref() == Some("negotiated"))
+                .and_then(|b| b.lacp.as_ref())
+                .and_then(|l| l.sys_id.clone());
+            sys_id.is_some()
+        },
+    );
+    let sys_id = sys_id.context("OVS LACP system id")?;
+    println!("  OVS bond0 LACP negotiated (OVS system id {sys_id})");
+    for sw in ["sw1", "sw2"] {
+        let st = wait_lacp(
+            rack.switch(sw),
+            "Po3",
+            &sys_id,
+            scaled(Duration::from_secs(60)),
+        );
+        println!("  {sw} Po3 sees OVS as its LACP partner: {}", st.summary());
+    }
+    traffic(
+        kvm3,
+        "kvm3 mgmt0 (OVS internal, VLAN 200) -> 10.200.0.2",
+        "10.200.0.2",
+    )?;
+    traffic(
+        kvm3,
+        "kvm3 trunk0.300 (kernel VLAN on an OVS internal port) -> 10.30.0.3",
+        "10.30.0.3",
+    )?;
+    isolated(kvm3, "kvm3 mgmt0 -> 10.200.0.3 (on VLAN 300)", "10.200.0.3")?;
+    isolated(
+        kvm3,
+        "kvm3 trunk0.300 -> 10.30.0.2 (on VLAN 200)",
+        "10.30.0.2",
+    )?;
 
     println!("\n== LLDP: what the servers hear from the switch pair");
     for srv in ["ovm1", "kvm2"] {

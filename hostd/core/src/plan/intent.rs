@@ -271,7 +271,30 @@ impl Intent {
             }
         }
 
+        // OVS (crate::ovs::doc): the netdevs of its entries, and the
+        // interfaces it takes as ports, whose controller (`ovs-system`) is
+        // ovs-vswitchd's.
+        let (ovs_netdevs, ovs_claimed) = match crate::ovs::doc::ovs_part(desired) {
+            Some(p) => (
+                crate::ovs::doc::netdevs(&p.state),
+                crate::ovs::doc::ovs_claimed(&p.state),
+            ),
+            None => Default::default(),
+        };
+
         for (i, w) in desired.interfaces.iter().enumerate() {
+            if w.kind.is_ovs() {
+                // Rows are the OVS planner's; the netdev's state and
+                // addresses are the kernel's (MTU: `mtu_request`).
+                if w.state == IfState::Absent || !ovs_netdevs.contains_key(w.name.as_str()) {
+                    continue;
+                }
+                let mut li = LinkIntent::keep(w.name.clone(), w.kind, format!("interfaces[{i}]"));
+                li.state = Some(w.state);
+                set_addresses(&mut li, w, &owned_addresses(own, w.name.as_str()));
+                intent.links.push(li);
+                continue;
+            }
             let mut li = LinkIntent::keep(w.name.clone(), w.kind, format!("interfaces[{i}]"));
             li.state = Some(w.state);
             if let Some(mac) = w.mac_address {
@@ -288,7 +311,11 @@ impl Intent {
                 continue;
             }
             let claim = claims.get(w.name.as_str());
-            li.controller = Some(claim.map(|(c, _)| c.clone()));
+            li.controller = if ovs_claimed.contains(w.name.as_str()) {
+                None
+            } else {
+                Some(claim.map(|(c, _)| c.clone()))
+            };
             li.port_vlans = claim.and_then(|(_, v)| v.map(port_vlan_set));
             if claim.is_none_or(|(c, _)| c.kind != CtrlKind::Bond) {
                 li.mtu = target_mtu(&by_name, w);
@@ -302,19 +329,7 @@ impl Intent {
             if let Some(v) = w.bridge.as_ref().and_then(|b| b.vlan.as_ref()) {
                 li.port_vlans = Some(port_vlan_set(v));
             }
-            let wanted = addresses_of(w);
-            for (v4, cfg) in [(true, &w.ipv4), (false, &w.ipv6)] {
-                let fam = |a: &IpNet| matches!(a, IpNet::V4(_)) == v4;
-                let set: BTreeSet<IpNet> = wanted.iter().filter(|a| fam(a)).copied().collect();
-                match (cfg.is_some(), v4) {
-                    (true, true) => li.addrs.exact_v4 = Some(set),
-                    (true, false) => li.addrs.exact_v6 = Some(set),
-                    (false, _) => li
-                        .addrs
-                        .remove
-                        .extend(owned.iter().filter(|a| fam(a) && !wanted.contains(a))),
-                }
-            }
+            set_addresses(&mut li, w, &owned);
             intent.links.push(li);
         }
 
@@ -389,6 +404,24 @@ impl Intent {
             .map(|k| RouteRemoval::Owned(k.clone()))
             .collect();
         intent
+    }
+}
+
+/// The addresses a declared interface must have: the exact sets of the
+/// families it lists; of the others, hostd's own addresses go.
+fn set_addresses(li: &mut LinkIntent, w: &Interface, owned: &BTreeSet<IpNet>) {
+    let wanted = addresses_of(w);
+    for (v4, cfg) in [(true, &w.ipv4), (false, &w.ipv6)] {
+        let fam = |a: &IpNet| matches!(a, IpNet::V4(_)) == v4;
+        let set: BTreeSet<IpNet> = wanted.iter().filter(|a| fam(a)).copied().collect();
+        match (cfg.is_some(), v4) {
+            (true, true) => li.addrs.exact_v4 = Some(set),
+            (true, false) => li.addrs.exact_v6 = Some(set),
+            (false, _) => li
+                .addrs
+                .remove
+                .extend(owned.iter().filter(|a| fam(a) && !wanted.contains(a))),
+        }
     }
 }
 

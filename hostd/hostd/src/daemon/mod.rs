@@ -158,6 +158,9 @@ impl From<engine::Error> for DaemonError {
         match e {
             E::Parse(_) | E::Plan(PlanError::Invalid(_)) => Self::Invalid(m),
             E::Plan(_) | E::Conflict(_) => Self::Conflict(m),
+            E::OvsPlan(hostd_core::ovs::OvsPlanError::Invalid(_)) => Self::Invalid(m),
+            E::OvsPlan(_) => Self::Conflict(m),
+            E::Ovs(_) => Self::Host(m),
             E::Firewall(_) => Self::Firewall(m),
             E::Read { .. } | E::Observe(_) | E::Resolved(_) => Self::Host(m),
             E::Store(_) => Self::Store(m),

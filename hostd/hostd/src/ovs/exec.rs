@@ -319,7 +319,7 @@ fn step_ops(ovs: &Ovs, step: &OvsStep, comment: String) -> Result<Txn, StepError
 /// Runs one step: one transaction with `next_cfg += 1`; waits for
 /// ovs-vswitchd unless `wait` is false; checks the added interfaces.
 #[instrument(skip_all, fields(step = %step.title))]
-async fn run_step(
+pub(crate) async fn run_step(
     ovs: &Ovs,
     step: &OvsStep,
     label: String,
@@ -366,7 +366,7 @@ async fn run_step(
     Ok(())
 }
 
-fn check_interfaces<'a>(
+pub(crate) fn check_interfaces<'a>(
     ovs: &Ovs,
     names: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), StepError> {
@@ -384,7 +384,7 @@ fn check_interfaces<'a>(
 /// Patch interfaces whose peer a later step adds: ovs-vswitchd reports
 /// "No usable peer" until then, so their check waits for the last step.
 /// Returns, per step, the names to defer.
-fn deferred_patches(plan: &OvsPlan) -> Vec<BTreeSet<String>> {
+pub(crate) fn deferred_patches(plan: &OvsPlan) -> Vec<BTreeSet<String>> {
     let mut added: BTreeMap<&str, (usize, Option<&str>)> = BTreeMap::new();
     for (i, s) in plan.steps.iter().enumerate() {
         for op in &s.ops {
@@ -424,7 +424,7 @@ fn replan(desired: Option<&OvsState>, o: &OvsObserved) -> Result<OvsPlan, OvsPla
 
 /// Restores the rows the first `executed` steps of `plan` touched to
 /// `before`, and verifies.
-async fn rollback(
+pub(crate) async fn rollback(
     ovs: &Ovs,
     before: &OvsObserved,
     plan: &OvsPlan,

@@ -5,6 +5,8 @@
 //!
 //! - [`observe`]: the `hostd-ovsdb` cache -> [`OvsObserved`].
 //! - [`exec`]: a step -> OVSDB operations; the apply/verify/rollback loop.
+//! - [`session`]: a blocking facade for the engine (`hostd apply` with OVS
+//!   entries in the document).
 //! - [`status`]: `bond/show`, `lacp/show`, `lacp/show-stats` over
 //!   ovs-vswitchd's control socket, and `Interface.lacp_current`.
 //!
@@ -13,6 +15,7 @@
 
 pub mod exec;
 pub mod observe;
+pub mod session;
 pub mod status;
 
 use std::{path::Path, time::Duration};
