@@ -5,6 +5,7 @@
 //!
 //! Requests: `{"op": "list"}`, `{"op": "show", "agent": A}`,
 //! `{"op": "stats"}`, `{"op": "token", "agent": A, "ttl_s": N}`,
+//! `{"op": "tokens", "agents": [A...], "ttl_s": N}`,
 //! `{"op": "desired", "agents": [A|"*"], "document": D, "confirm_within_s": N}`,
 //! `{"op": "intent", "agent": A, "intent": TEXT}`, `{"op": "fabric", "config": TEXT}`,
 //! `{"op": "revoke", "agent": A}`, `{"op": "renew", "agents": [...]}`,
@@ -49,6 +50,11 @@ pub async fn handle(ctl: &Controller, req: &Value) -> Result<Value, CtlError> {
         "token" => blocking(|c, r| {
             let ttl = r.get("ttl_s").and_then(Value::as_u64).unwrap_or(3600);
             c.token(s(r, "agent")?, Duration::from_secs(ttl)).map(Value::String)
+        })
+        .await,
+        "tokens" => blocking(|c, r| {
+            let ttl = r.get("ttl_s").and_then(Value::as_u64).unwrap_or(3600);
+            c.tokens(&strings(r, "agents"), Duration::from_secs(ttl)).map(|t| json!(t))
         })
         .await,
         "desired" => blocking(|c, r| {

@@ -147,6 +147,8 @@ struct Inner {
     conn_ids: AtomicU64,
     stats: Stats,
     fabric: Mutex<FabricState>,
+    /// Completed group commits (the flusher's ticks).
+    flushed: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -224,6 +226,7 @@ impl Controller {
                     cfg: fabric_cfg,
                     sides: BTreeMap::new(),
                 }),
+                flushed: tokio::sync::watch::channel(0).0,
             }),
         })
     }
@@ -280,6 +283,7 @@ impl Controller {
                 loop {
                     t.tick().await;
                     me.flush().await;
+                    me.inner.flushed.send_modify(|n| *n += 1);
                 }
             })
         };
@@ -298,6 +302,14 @@ impl Controller {
         flusher.abort();
         self.flush().await;
         r.map_err(|e| CtlError::Invalid(format!("serving: {e}")))
+    }
+
+    /// Waits until what is marked now is on disk (the second group
+    /// commit from now has completed).
+    async fn durable(&self) {
+        let mut rx = self.inner.flushed.subscribe();
+        let target = *rx.borrow() + 2;
+        let _ = rx.wait_for(|n| *n >= target).await;
     }
 
     fn mark(&self, id: &str) {
@@ -421,6 +433,30 @@ impl Controller {
             0o600,
         )?;
         Ok(token)
+    }
+
+    /// Bootstrap tokens for many agents at once (one sync for all).
+    pub fn tokens(&self, agents: &[String], ttl: Duration) -> Result<Vec<String>, CtlError> {
+        let mut out = Vec::with_capacity(agents.len());
+        for agent in agents {
+            fleet::pki::check_agent_id(agent)?;
+            let token: String = (0..32)
+                .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+                .collect();
+            let rec = TokenRecord {
+                sha256: sha256_hex(&token),
+                expires: unix_ms() / 1000 + ttl.as_secs(),
+            };
+            crate::store::write_file(
+                &self.inner.store.path(&format!("tokens/{agent}.json")),
+                &serde_json::to_vec(&rec).unwrap_or_default(),
+                0o600,
+                false,
+            )?;
+            out.push(token);
+        }
+        crate::store::sync_dir(&self.inner.store.path("tokens"))?;
+        Ok(out)
     }
 
     /// Sets the desired document of `agents` (`["*"]`: every enrolled
@@ -887,7 +923,7 @@ impl Enrolment for Controller {
         let cert = self
             .renew(&r.agent_id, &r.csr_pem)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.flush().await;
+        self.durable().await;
         self.inner.stats.enrolments.fetch_add(1, Ordering::Relaxed);
         tracing::info!(agent = %r.agent_id, "enrolled");
         Ok(Response::new(EnrolResponse {

@@ -195,6 +195,11 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Makes everything written under `dir` durable (one `syncfs`).
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    syncfs(dir)
+}
+
 /// `syncfs(2)` on the filesystem holding `dir`.
 fn syncfs(dir: &Path) -> Result<(), StoreError> {
     let f = std::fs::File::open(dir).map_err(io(dir))?;

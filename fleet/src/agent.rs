@@ -90,6 +90,10 @@ pub struct AgentConfig {
     pub connect_timeout: Duration,
     /// Heartbeat period.
     pub heartbeat: Duration,
+    /// Bounds the extra connections (enrolment, confirmation) of the
+    /// agents sharing it: the load generator runs 10,000 agents in one
+    /// process under one file descriptor limit.
+    pub connect_permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl AgentConfig {
@@ -107,6 +111,7 @@ impl AgentConfig {
             failover: FailoverPolicy::default(),
             connect_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_secs(15),
+            connect_permits: None,
         }
     }
 }
@@ -447,6 +452,10 @@ impl Shared {
         let mut fo = Failover::new(self.cfg.controllers.len(), self.cfg.failover.clone());
         loop {
             let addr = &self.cfg.controllers[fo.current()];
+            let _permit = match &self.cfg.connect_permits {
+                Some(p) => p.clone().acquire_owned().await.ok(),
+                None => None,
+            };
             let r = async {
                 let ch = tls::connect(&self.tls, addr, &self.cfg.server_name, self.cfg.connect_timeout)
                     .await
@@ -686,6 +695,10 @@ impl Shared {
                     break;
                 }
                 let attempt = async {
+                    let _permit = match &self.cfg.connect_permits {
+                        Some(p) => p.clone().acquire_owned().await.ok(),
+                        None => None,
+                    };
                     let ch = tls::connect(&self.tls, addr, &self.cfg.server_name, self.cfg.connect_timeout.min(left))
                         .await
                         .map_err(|e| e.to_string())?;

@@ -21,6 +21,7 @@ pub mod agent;
 pub mod failover;
 pub mod pki;
 pub mod queue;
+pub mod sim;
 pub mod tls;
 
 /// The generated protocol.

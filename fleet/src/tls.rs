@@ -209,6 +209,11 @@ impl AgentTls {
             .with_custom_certificate_verifier(trust.clone())
             .with_client_cert_resolver(cert.clone());
         config.alpn_protocols = vec![b"h2".to_vec()];
+        // No resumption: a resumed session carries the identity of the
+        // session it resumes (an enrolment's: none; a certificate since
+        // renewed or revoked), and every connection must show the
+        // certificate in force.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Self {
             cert,
             trust,
@@ -349,6 +354,10 @@ pub fn server_config(
             source,
         })?;
     c.alpn_protocols = vec![b"h2".to_vec()];
+    // No resumption (see AgentTls::new): every handshake verifies the
+    // client certificate against the bundle and revocations in force.
+    c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    c.send_tls13_tickets = 0;
     Ok(Arc::new(c))
 }
 
@@ -410,12 +419,18 @@ pub async fn accept(
     let stream = tokio::time::timeout(timeout, acceptor.accept(tcp))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
-    let info = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| CertInfo::from_der(c).ok());
+    let certs = stream.get_ref().1.peer_certificates();
+    let info = match certs.and_then(|c| c.first()) {
+        None => None,
+        Some(c) => match CertInfo::from_der(c) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                tracing::warn!(error = %e, "client certificate unreadable after verification");
+                None
+            }
+        },
+    };
+    tracing::debug!(certs = certs.map_or(0, <[_]>::len), agent = ?info.as_ref().map(|i| &i.common_name), "accepted");
     let peer = PeerIdentity {
         agent: info.as_ref().map(|i| i.common_name.clone()),
         serial: info.as_ref().map(|i| i.serial.clone()),
@@ -456,4 +471,29 @@ pub async fn connect(
         .keep_alive_while_idle(true)
         .connect_with_connector(svc)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swapped_client_cert_is_offered() {
+        let ca = pki::Ca::generate("t", Duration::from_secs(600)).unwrap();
+        let k = pki::new_key().unwrap();
+        let cert = ca
+            .sign_agent(&pki::csr_pem(&k, "a1").unwrap(), "a1", Duration::from_secs(600), 0)
+            .unwrap();
+        let t = AgentTls::new(ca.cert_pem()).unwrap();
+        assert!(t.cert.resolve(&[], &[SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
+        t.cert.set(certified_key(&cert, &k.serialize_pem()).unwrap());
+        let ck = t
+            .cert
+            .resolve(&[], &[SignatureScheme::ECDSA_NISTP256_SHA256])
+            .expect("a certificate");
+        assert!(ck
+            .key
+            .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+            .is_some());
+    }
 }
