@@ -131,8 +131,11 @@ type Tx = mpsc::Sender<Result<ControllerMessage, Status>>;
 struct Entry {
     rec: AgentRecord,
     stream: Option<(u64, Tx)>,
-    /// Changed since the last flush.
+    /// Changed since the last completed flush.
     unflushed: bool,
+    /// Bumped on every change (a flush clears `unflushed` only if no
+    /// change came in while it wrote).
+    version: u64,
     /// Report position made durable (acked to the agent).
     durable: (u64, u64),
 }
@@ -323,31 +326,34 @@ impl Controller {
         if ids.is_empty() {
             return;
         }
-        let recs: Vec<AgentRecord> = {
+        let recs: Vec<(u64, AgentRecord)> = {
             let mut a = lock(&self.inner.agents);
             ids.iter()
                 .filter_map(|id| {
                     a.get_mut(id).map(|e| {
-                        e.unflushed = false;
-                        e.rec.clone()
+                        (e.version, e.rec.clone())
                     })
                 })
                 .collect()
         };
         let store = self.inner.store.clone();
         let n = recs.len() as u64;
-        let positions: Vec<(String, u64, u64)> = recs
+        let positions: Vec<(String, u64, u64, u64)> = recs
             .iter()
-            .map(|r| (r.id.clone(), r.reports.epoch, r.reports.last_seq))
+            .map(|(v, r)| (r.id.clone(), *v, r.reports.epoch, r.reports.last_seq))
             .collect();
+        let recs: Vec<AgentRecord> = recs.into_iter().map(|(_, r)| r).collect();
         let res = tokio::task::spawn_blocking(move || store.flush(&recs)).await;
         match res {
             Ok(Ok(())) => {
                 self.inner.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 self.inner.stats.records_written.fetch_add(n, Ordering::Relaxed);
                 let mut a = lock(&self.inner.agents);
-                for (id, epoch, seq) in positions {
+                for (id, version, epoch, seq) in positions {
                     if let Some(e) = a.get_mut(&id) {
+                        if e.version == version {
+                            e.unflushed = false;
+                        }
                         if e.durable != (epoch, seq) && seq > 0 {
                             e.durable = (epoch, seq);
                             if let Some((_, tx)) = &e.stream {
@@ -366,13 +372,15 @@ impl Controller {
         }
     }
 
-    /// Loads an agent into memory (re-reading its record unless this
-    /// controller holds unwritten changes).
+    /// Loads an agent into memory. The record is re-read from the store
+    /// (another controller of the list may have changed it) unless this
+    /// controller owns it now: it holds the agent's stream, or changes
+    /// not yet written.
     fn load(&self, id: &str) -> Result<bool, StoreError> {
-        let has_unflushed = lock(&self.inner.agents)
+        let owned = lock(&self.inner.agents)
             .get(id)
-            .is_some_and(|e| e.unflushed);
-        if has_unflushed {
+            .is_some_and(|e| e.unflushed || e.stream.is_some());
+        if owned {
             return Ok(true);
         }
         let rec = self.inner.store.agent(id)?;
@@ -392,6 +400,7 @@ impl Controller {
                                 rec,
                                 stream: None,
                                 unflushed: false,
+                                version: 0,
                                 durable,
                             },
                         );
@@ -409,6 +418,7 @@ impl Controller {
             let e = a.get_mut(id)?;
             let r = f(e);
             e.unflushed = true;
+            e.version += 1;
             r
         };
         self.mark(id);
@@ -912,6 +922,7 @@ impl Enrolment for Controller {
                 },
                 stream: None,
                 unflushed: true,
+                version: 1,
                 durable: (0, 0),
             });
             existed
