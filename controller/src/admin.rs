@@ -28,7 +28,11 @@ fn s<'a>(v: &'a Value, k: &str) -> Result<&'a str, CtlError> {
 fn strings(v: &Value, k: &str) -> Vec<String> {
     v.get(k)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -43,42 +47,57 @@ pub async fn handle(ctl: &Controller, req: &Value) -> Result<Value, CtlError> {
         let r = req2.clone();
         tokio::task::spawn_blocking(move || f(&c, &r))
     };
-    let r = match op {
-        "list" => blocking(|c, _| c.list()).await,
-        "show" => blocking(|c, r| c.show(s(r, "agent")?)).await,
-        "stats" => return Ok(ctl.stats_json()),
-        "token" => blocking(|c, r| {
-            let ttl = r.get("ttl_s").and_then(Value::as_u64).unwrap_or(3600);
-            c.token(s(r, "agent")?, Duration::from_secs(ttl)).map(Value::String)
-        })
-        .await,
-        "tokens" => blocking(|c, r| {
-            let ttl = r.get("ttl_s").and_then(Value::as_u64).unwrap_or(3600);
-            c.tokens(&strings(r, "agents"), Duration::from_secs(ttl)).map(|t| json!(t))
-        })
-        .await,
-        "desired" => blocking(|c, r| {
-            let within = r.get("confirm_within_s").and_then(Value::as_u64).unwrap_or(0) as u32;
-            let g = c.set_desired(&strings(r, "agents"), s(r, "document")?, within, "admin")?;
-            Ok(json!({ "set": g.len(), "generations": g.iter().take(20).collect::<Vec<_>>() }))
-        })
-        .await,
-        "intent" => blocking(|c, r| c.set_intent(s(r, "agent")?, s(r, "intent")?)).await,
-        "fabric" => blocking(|c, r| c.set_fabric(s(r, "config")?).map(|()| json!("ok"))).await,
-        "revoke" => blocking(|c, r| c.revoke(s(r, "agent")?)).await,
-        "renew" => return Ok(json!({ "asked": ctl.renew_now(&strings(req, "agents")) })),
-        "ca-rotate" => blocking(|c, r| {
-            let v = r.get("validity_s").and_then(Value::as_u64).unwrap_or(10 * 365 * 86400);
-            c.ca_rotate(Duration::from_secs(v))
-        })
-        .await,
-        "ca-retire" => blocking(|c, _| c.ca_retire()).await,
-        "flush" => {
-            ctl.flush().await;
-            return Ok(json!("ok"));
-        }
-        other => return Err(CtlError::Invalid(format!("request.op: unknown {other:?}"))),
-    };
+    let r =
+        match op {
+            "list" => blocking(|c, _| c.list()).await,
+            "show" => blocking(|c, r| c.show(s(r, "agent")?)).await,
+            "stats" => return Ok(ctl.stats_json()),
+            "token" => {
+                blocking(|c, r| {
+                    let ttl = r.get("ttl_s").and_then(Value::as_u64).unwrap_or(3600);
+                    c.token(s(r, "agent")?, Duration::from_secs(ttl))
+                        .map(Value::String)
+                })
+                .await
+            }
+            "tokens" => {
+                blocking(|c, r| {
+                    let ttl = r.get("ttl_s").and_then(Value::as_u64).unwrap_or(3600);
+                    c.tokens(&strings(r, "agents"), Duration::from_secs(ttl))
+                        .map(|t| json!(t))
+                })
+                .await
+            }
+            "desired" => blocking(|c, r| {
+                let within = r
+                    .get("confirm_within_s")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0) as u32;
+                let g = c.set_desired(&strings(r, "agents"), s(r, "document")?, within, "admin")?;
+                Ok(json!({ "set": g.len(), "generations": g.iter().take(20).collect::<Vec<_>>() }))
+            })
+            .await,
+            "intent" => blocking(|c, r| c.set_intent(s(r, "agent")?, s(r, "intent")?)).await,
+            "fabric" => blocking(|c, r| c.set_fabric(s(r, "config")?).map(|()| json!("ok"))).await,
+            "revoke" => blocking(|c, r| c.revoke(s(r, "agent")?)).await,
+            "renew" => return Ok(json!({ "asked": ctl.renew_now(&strings(req, "agents")) })),
+            "ca-rotate" => {
+                blocking(|c, r| {
+                    let v = r
+                        .get("validity_s")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(10 * 365 * 86400);
+                    c.ca_rotate(Duration::from_secs(v))
+                })
+                .await
+            }
+            "ca-retire" => blocking(|c, _| c.ca_retire()).await,
+            "flush" => {
+                ctl.flush().await;
+                return Ok(json!("ok"));
+            }
+            other => return Err(CtlError::Invalid(format!("request.op: unknown {other:?}"))),
+        };
     r.map_err(|e| CtlError::Invalid(format!("task: {e}")))?
 }
 
@@ -114,7 +133,10 @@ pub async fn serve(ctl: Controller, path: &Path) -> Result<(), CtlError> {
 /// One request to a running controller.
 pub async fn call(path: &Path, req: &Value) -> Result<Value, CtlError> {
     let conn = tokio::net::UnixStream::connect(path).await.map_err(|e| {
-        CtlError::Invalid(format!("{}: {e} (is `controller serve` running?)", path.display()))
+        CtlError::Invalid(format!(
+            "{}: {e} (is `controller serve` running?)",
+            path.display()
+        ))
     })?;
     let (r, mut w) = conn.into_split();
     let mut line = req.to_string();
@@ -130,7 +152,10 @@ pub async fn call(path: &Path, req: &Value) -> Result<Value, CtlError> {
         Ok(v.get("result").cloned().unwrap_or(Value::Null))
     } else {
         Err(CtlError::Invalid(
-            v.get("error").and_then(Value::as_str).unwrap_or("error").to_owned(),
+            v.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("error")
+                .to_owned(),
         ))
     }
 }

@@ -98,10 +98,12 @@ impl SwitchDriver for LinuxDriver {
         binding: &DriverBinding,
         servers: &[SwitchIntent],
     ) -> Result<SwitchAction, String> {
-        let agent = binding
-            .agent
-            .clone()
-            .ok_or_else(|| format!("drivers[{:?}].agent: a Linux switch needs its hostd agent", binding.hostnames))?;
+        let agent = binding.agent.clone().ok_or_else(|| {
+            format!(
+                "drivers[{:?}].agent: a Linux switch needs its hostd agent",
+                binding.hostnames
+            )
+        })?;
         let names: Vec<&str> = binding.hostnames.iter().map(String::as_str).collect();
         let state = intent::linux_switch(facts, &names, servers).map_err(|e| e.to_string())?;
         let document = serde_norway::to_string(&state).map_err(|e| e.to_string())?;
@@ -191,7 +193,10 @@ pub fn switch_actions(
                 .collect();
             let r = match driver(&b.driver) {
                 Some(d) => d.configure(&cfg.switches, b, &on),
-                None => Err(format!("driver {:?}: unknown (implemented: linux)", b.driver)),
+                None => Err(format!(
+                    "driver {:?}: unknown (implemented: linux)",
+                    b.driver
+                )),
             };
             (b.clone(), r)
         })

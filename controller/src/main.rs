@@ -155,7 +155,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let v = match admin::call(&sock, &req).await {
                 Ok(v) => v,
                 Err(_) => {
-                    let mut cfg = server::Config::new(cli.state_dir.clone(), "127.0.0.1:0".parse()?);
+                    let mut cfg =
+                        server::Config::new(cli.state_dir.clone(), "127.0.0.1:0".parse()?);
                     cfg.name = "offline".into();
                     let ctl = server::Controller::open(cfg)?;
                     match cmd {
@@ -167,21 +168,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print(&v);
         }
         Cmd::Token { agent, ttl_s } => {
-            let v = call(&cli, json!({ "op": "token", "agent": agent, "ttl_s": ttl_s })).await?;
+            let v = call(
+                &cli,
+                json!({ "op": "token", "agent": agent, "ttl_s": ttl_s }),
+            )
+            .await?;
             println!("{}", v.as_str().unwrap_or_default());
         }
-        Cmd::Desired { file, agents, confirm_within_s } => {
+        Cmd::Desired {
+            file,
+            agents,
+            confirm_within_s,
+        } => {
             let doc = read(file)?;
             print(&call(&cli, json!({ "op": "desired", "agents": agents, "document": doc, "confirm_within_s": confirm_within_s })).await?);
         }
         Cmd::Intent { agent, file } => {
-            print(&call(&cli, json!({ "op": "intent", "agent": agent, "intent": read(file)? })).await?);
+            print(
+                &call(
+                    &cli,
+                    json!({ "op": "intent", "agent": agent, "intent": read(file)? }),
+                )
+                .await?,
+            );
         }
         Cmd::Fabric { file } => {
             print(&call(&cli, json!({ "op": "fabric", "config": read(file)? })).await?);
         }
-        Cmd::Revoke { agent } => print(&call(&cli, json!({ "op": "revoke", "agent": agent })).await?),
-        Cmd::Renew { agents } => print(&call(&cli, json!({ "op": "renew", "agents": agents })).await?),
+        Cmd::Revoke { agent } => {
+            print(&call(&cli, json!({ "op": "revoke", "agent": agent })).await?)
+        }
+        Cmd::Renew { agents } => {
+            print(&call(&cli, json!({ "op": "renew", "agents": agents })).await?)
+        }
         Cmd::Ca { cmd } => {
             let op = match cmd {
                 CaCmd::Rotate => "ca-rotate",

@@ -245,11 +245,16 @@ impl Controller {
     }
 
     /// Serves the channel until `shutdown`; flushes on the way out.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), CtlError> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), CtlError> {
         let (cert, key) = {
             let cas = lock(&self.inner.cas);
-            cas.signer
-                .issue_server(&self.inner.cfg.server_names, Duration::from_secs(365 * 24 * 3600))?
+            cas.signer.issue_server(
+                &self.inner.cfg.server_names,
+                Duration::from_secs(365 * 24 * 3600),
+            )?
         };
         let sc = tls::server_config(&cert, &key, self.inner.verifier.clone())?;
         let acceptor = tokio_rustls::TlsAcceptor::from(sc);
@@ -272,7 +277,10 @@ impl Controller {
                             let _ = ctx.send(Ok(c)).await;
                         }
                         Err(e) => {
-                            me.inner.stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            me.inner
+                                .stats
+                                .handshake_failures
+                                .fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(error = %e, "handshake refused");
                         }
                     }
@@ -299,7 +307,10 @@ impl Controller {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(svc_f)
             .add_service(svc_e)
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::ReceiverStream::new(crx), shutdown)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::ReceiverStream::new(crx),
+                shutdown,
+            )
             .await;
         accept_loop.abort();
         flusher.abort();
@@ -329,11 +340,7 @@ impl Controller {
         let recs: Vec<(u64, AgentRecord)> = {
             let mut a = lock(&self.inner.agents);
             ids.iter()
-                .filter_map(|id| {
-                    a.get_mut(id).map(|e| {
-                        (e.version, e.rec.clone())
-                    })
-                })
+                .filter_map(|id| a.get_mut(id).map(|e| (e.version, e.rec.clone())))
                 .collect()
         };
         let store = self.inner.store.clone();
@@ -347,7 +354,10 @@ impl Controller {
         match res {
             Ok(Ok(())) => {
                 self.inner.stats.flushes.fetch_add(1, Ordering::Relaxed);
-                self.inner.stats.records_written.fetch_add(n, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .records_written
+                    .fetch_add(n, Ordering::Relaxed);
                 let mut a = lock(&self.inner.agents);
                 for (id, version, epoch, seq) in positions {
                     if let Some(e) = a.get_mut(&id) {
@@ -496,7 +506,9 @@ impl Controller {
                 return Err(CtlError::NoAgent(id));
             }
             let r = self.with_agent(&id, |e| {
-                if e.rec.desired.as_ref().is_some_and(|d| d.document == document && d.confirm_within_s == confirm_within_s) {
+                if e.rec.desired.as_ref().is_some_and(|d| {
+                    d.document == document && d.confirm_within_s == confirm_within_s
+                }) {
                     return (e.rec.desired.as_ref().map_or(0, |d| d.generation), None);
                 }
                 let generation = e
@@ -712,7 +724,9 @@ impl Controller {
     pub fn set_fabric(&self, text: &str) -> Result<(), CtlError> {
         let cfg: FabricConfig = serde_norway::from_str(text)
             .map_err(|e| CtlError::Invalid(format!("fabric.yaml: {e}")))?;
-        self.inner.store.write("fabric.yaml", text.as_bytes(), 0o644)?;
+        self.inner
+            .store
+            .write("fabric.yaml", text.as_bytes(), 0o644)?;
         lock(&self.inner.fabric).cfg = cfg;
         Ok(())
     }
@@ -887,7 +901,8 @@ fn agent_of(req: &Request<impl Sized>) -> Result<String, Status> {
 impl Enrolment for Controller {
     async fn enrol(&self, req: Request<EnrolRequest>) -> Result<Response<EnrolResponse>, Status> {
         let r = req.into_inner();
-        fleet::pki::check_agent_id(&r.agent_id).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        fleet::pki::check_agent_id(&r.agent_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let rel = format!("tokens/{}.json", r.agent_id);
         let tok: Option<TokenRecord> = self
             .inner
@@ -895,9 +910,9 @@ impl Enrolment for Controller {
             .read(&rel)
             .map_err(|e| Status::internal(e.to_string()))?
             .and_then(|s| serde_json::from_str(&s).ok());
-        let ok = tok.as_ref().is_some_and(|t| {
-            t.sha256 == sha256_hex(&r.token) && t.expires >= unix_ms() / 1000
-        });
+        let ok = tok
+            .as_ref()
+            .is_some_and(|t| t.sha256 == sha256_hex(&r.token) && t.expires >= unix_ms() / 1000);
         if !ok {
             tracing::warn!(agent = %r.agent_id, "enrolment refused: bad or expired token");
             return Err(Status::permission_denied(format!(
@@ -910,7 +925,8 @@ impl Enrolment for Controller {
             .store
             .remove(&rel)
             .map_err(|e| Status::internal(e.to_string()))?;
-        self.load(&r.agent_id).map_err(|e| Status::internal(e.to_string()))?;
+        self.load(&r.agent_id)
+            .map_err(|e| Status::internal(e.to_string()))?;
         let existed = {
             let mut a = lock(&self.inner.agents);
             let existed = a.contains_key(&r.agent_id);
@@ -929,7 +945,8 @@ impl Enrolment for Controller {
         };
         if existed {
             // Re-enrolment: the old certificates are revoked.
-            self.revoke(&r.agent_id).map_err(|e| Status::internal(e.to_string()))?;
+            self.revoke(&r.agent_id)
+                .map_err(|e| Status::internal(e.to_string()))?;
         }
         let cert = self
             .renew(&r.agent_id, &r.csr_pem)
@@ -968,8 +985,13 @@ impl Fleet for Controller {
                 hello.agent_id
             )));
         }
-        if !self.load(&agent).map_err(|e| Status::internal(e.to_string()))? {
-            return Err(Status::permission_denied(format!("agent {agent} is not enrolled")));
+        if !self
+            .load(&agent)
+            .map_err(|e| Status::internal(e.to_string()))?
+        {
+            return Err(Status::permission_denied(format!(
+                "agent {agent} is not enrolled"
+            )));
         }
         let (tx, rx) = mpsc::channel(64);
         let conn = self.inner.conn_ids.fetch_add(1, Ordering::Relaxed);
@@ -1007,7 +1029,10 @@ impl Fleet for Controller {
             let _ = tx.send(Ok(msg(Down::Desired(d)))).await;
         }
         self.inner.stats.streams.fetch_add(1, Ordering::Relaxed);
-        self.inner.stats.open_streams.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .open_streams
+            .fetch_add(1, Ordering::Relaxed);
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -1020,7 +1045,9 @@ impl Fleet for Controller {
                     Some(Up::Renew(r)) => match me.renew(&agent, &r.csr_pem) {
                         Ok(pem) => {
                             me.inner.stats.renewals.fetch_add(1, Ordering::Relaxed);
-                            let _ = tx.send(Ok(msg(Down::Certificate(Certificate { cert_pem: pem })))).await;
+                            let _ = tx
+                                .send(Ok(msg(Down::Certificate(Certificate { cert_pem: pem }))))
+                                .await;
                         }
                         Err(e) => tracing::warn!(agent = %agent, error = %e, "renewal refused"),
                     },
@@ -1039,7 +1066,9 @@ impl Fleet for Controller {
                 }
             }
         });
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn confirm_path(
@@ -1048,8 +1077,13 @@ impl Fleet for Controller {
     ) -> Result<Response<ConfirmPathResponse>, Status> {
         let agent = agent_of(&req)?;
         let g = req.into_inner().generation;
-        if !self.load(&agent).map_err(|e| Status::internal(e.to_string()))? {
-            return Err(Status::permission_denied(format!("agent {agent} is not enrolled")));
+        if !self
+            .load(&agent)
+            .map_err(|e| Status::internal(e.to_string()))?
+        {
+            return Err(Status::permission_denied(format!(
+                "agent {agent} is not enrolled"
+            )));
         }
         let r = self
             .with_agent(&agent, |e| match &e.rec.desired {
@@ -1070,7 +1104,10 @@ impl Fleet for Controller {
             })
             .ok_or_else(|| Status::internal("agent vanished"))?;
         if r.confirm {
-            self.inner.stats.confirmations.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .stats
+                .confirmations
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(Response::new(r))
     }

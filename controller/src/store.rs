@@ -359,7 +359,13 @@ mod tests {
         // No temp files left.
         let left: Vec<_> = std::fs::read_dir(d.join("agents"))
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
             .collect();
         assert!(left.is_empty());
         std::fs::remove_dir_all(&d).unwrap();

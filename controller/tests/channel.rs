@@ -45,7 +45,12 @@ struct Running {
 }
 
 impl Running {
-    fn start(dir: &std::path::Path, name: &str, addr: SocketAddr, tweak: impl FnOnce(&mut Config)) -> Self {
+    fn start(
+        dir: &std::path::Path,
+        name: &str,
+        addr: SocketAddr,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut cfg = Config::new(dir.to_owned(), addr);
         cfg.name = name.into();
         cfg.flush_every = Duration::from_millis(20);
@@ -61,10 +66,17 @@ impl Running {
         // Listening?
         let t0 = Instant::now();
         while std::net::TcpStream::connect(addr).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "controller {name} does not listen");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "controller {name} does not listen"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
-        Self { rt: Some(rt), ctl, addr }
+        Self {
+            rt: Some(rt),
+            ctl,
+            addr,
+        }
     }
     fn kill(&mut self) {
         if let Some(rt) = self.rt.take() {
@@ -95,13 +107,17 @@ impl Proxy {
         let (c, g) = (cut.clone(), gen.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut down, _)) = l.accept().await else { continue };
+                let Ok((mut down, _)) = l.accept().await else {
+                    continue;
+                };
                 if c.load(Ordering::SeqCst) {
                     continue; // dropped: connection reset
                 }
                 let mut rx = g.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
                         _ = rx.changed() => {}
@@ -122,13 +138,22 @@ impl Proxy {
 async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f() {
-        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     t0.elapsed()
 }
 
-fn agent_cfg(id: &str, controllers: Vec<String>, bundle: &str, token: &str, dir: Option<PathBuf>) -> AgentConfig {
+fn agent_cfg(
+    id: &str,
+    controllers: Vec<String>,
+    bundle: &str,
+    token: &str,
+    dir: Option<PathBuf>,
+) -> AgentConfig {
     let mut c = AgentConfig::new(id, controllers);
     c.bootstrap_bundle = Some(bundle.to_owned());
     c.bootstrap_token = Some(token.to_owned());
@@ -178,12 +203,21 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
     // --- enrolment: a bad token is refused, a good one works once.
     let token = a.ctl.token("srv1", Duration::from_secs(600)).unwrap();
     let bad = Agent::new(
-        agent_cfg("srv1", vec![a.addr.to_string()], &bundle, "not-the-token", None),
+        agent_cfg(
+            "srv1",
+            vec![a.addr.to_string()],
+            &bundle,
+            "not-the-token",
+            None,
+        ),
         Arc::new(SimHost::default()),
     )
     .unwrap();
     let err = bad.run(std::future::pending()).await.unwrap_err();
-    assert!(err.to_string().contains("no valid bootstrap token"), "{err}");
+    assert!(
+        err.to_string().contains("no valid bootstrap token"),
+        "{err}"
+    );
 
     // The real agent: keys in its own directory (0600), two controllers.
     let agent_dir = dir.join("agent-srv1");
@@ -193,8 +227,10 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
     let host = SimHost::new(SimConfig {
         report_every: None,
         report_bytes: 0,
-        inventory: Some(json!({ "nics": [{ "name": "eth0", "mac": "02:00:00:00:01:00",
-            "lldp": { "system-name": "sw1", "port": "Ethernet1" } }] })),
+        inventory: Some(
+            json!({ "nics": [{ "name": "eth0", "mac": "02:00:00:00:01:00",
+            "lldp": { "system-name": "sw1", "port": "Ethernet1" } }] }),
+        ),
         // A document naming "cut-management" cuts the agent off.
         on_apply: Some(Arc::new(move |doc: &str| {
             if doc.contains("cut-management") {
@@ -219,7 +255,10 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
     })
     .await;
     let mode = std::fs::metadata(agent_dir.join("agent-key.pem")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
     // The token is gone: used once.
     assert!(!dir.join("tokens/srv1.json").exists());
 
@@ -230,23 +269,45 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
     .await;
 
     // --- a desired state, commit-confirmed, confirmed over a new connection.
-    let g = a.ctl.set_desired(&["srv1".into()], "interfaces: []\n# v1\n", 10, "test").unwrap()[0].1;
-    wait_for("confirmed v1", Duration::from_secs(20), || host.confirmed().contains("v1")).await;
-    wait_for("controller sees v1 confirmed", Duration::from_secs(10), || {
-        show(&a.ctl, "srv1")["confirmed_generation"] == json!(g)
+    let g = a
+        .ctl
+        .set_desired(&["srv1".into()], "interfaces: []\n# v1\n", 10, "test")
+        .unwrap()[0]
+        .1;
+    wait_for("confirmed v1", Duration::from_secs(20), || {
+        host.confirmed().contains("v1")
     })
+    .await;
+    wait_for(
+        "controller sees v1 confirmed",
+        Duration::from_secs(10),
+        || show(&a.ctl, "srv1")["confirmed_generation"] == json!(g),
+    )
     .await;
 
     // --- a state that cuts the agent off: not confirmed, reverts by itself.
     let t0 = Instant::now();
-    let g2 = a.ctl.set_desired(&["srv1".into()], "interfaces: []\n# cut-management\n", 3, "test").unwrap()[0].1;
+    let g2 = a
+        .ctl
+        .set_desired(
+            &["srv1".into()],
+            "interfaces: []\n# cut-management\n",
+            3,
+            "test",
+        )
+        .unwrap()[0]
+        .1;
     wait_for("reverted", Duration::from_secs(20), || host.reverts() == 1).await;
     let revert_s = t0.elapsed().as_secs_f64();
     assert!(host.confirmed().contains("v1"), "back to v1");
-    wait_for("controller sees the revert", Duration::from_secs(20), || {
-        let v = show(&a.ctl, "srv1");
-        v["reverted_generation"] == json!(g2) && v["summary"]["state"] == json!("reverted")
-    })
+    wait_for(
+        "controller sees the revert",
+        Duration::from_secs(20),
+        || {
+            let v = show(&a.ctl, "srv1");
+            v["reverted_generation"] == json!(g2) && v["summary"]["state"] == json!("reverted")
+        },
+    )
     .await;
     // Not pushed again: no second revert.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -262,12 +323,23 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
             let t = tls::AgentTls::new(&bundle).unwrap();
             t.cert.set(tls::certified_key(&cert, &key).unwrap());
             let r = async {
-                let ch = tls::connect(&t, &a_addr.to_string(), fleet::DEFAULT_SERVER_NAME, Duration::from_secs(3))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let ch = tls::connect(
+                    &t,
+                    &a_addr.to_string(),
+                    fleet::DEFAULT_SERVER_NAME,
+                    Duration::from_secs(3),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 let (tx, rx) = tokio::sync::mpsc::channel(4);
-                tx.send(AgentMessage { body: Some(fleet::proto::agent_message::Body::Hello(Hello {
-                    agent_id: "srv9".into(), ..Hello::default() })) }).await.unwrap();
+                tx.send(AgentMessage {
+                    body: Some(fleet::proto::agent_message::Body::Hello(Hello {
+                        agent_id: "srv9".into(),
+                        ..Hello::default()
+                    })),
+                })
+                .await
+                .unwrap();
                 let mut s = FleetClient::new(ch)
                     .stream(tokio_stream::wrappers::ReceiverStream::new(rx))
                     .await
@@ -281,14 +353,22 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
     };
     let k = pki::new_key().unwrap();
     let csr = pki::csr_pem(&k, "srv9").unwrap();
-    let wrong = other.sign_agent(&csr, "srv9", Duration::from_secs(600), 0).unwrap();
+    let wrong = other
+        .sign_agent(&csr, "srv9", Duration::from_secs(600), 0)
+        .unwrap();
     let e = refused(wrong, k.serialize_pem()).await;
     assert_ne!(e, "ACCEPTED", "a certificate of another CA");
-    let expired = cas.signer.sign_agent(&csr, "srv9", Duration::from_secs(600), -7200).unwrap();
+    let expired = cas
+        .signer
+        .sign_agent(&csr, "srv9", Duration::from_secs(600), -7200)
+        .unwrap();
     let e2 = refused(expired, k.serialize_pem()).await;
     assert_ne!(e2, "ACCEPTED", "an expired certificate");
     // A valid certificate of an agent that never enrolled: refused by the service.
-    let valid = cas.signer.sign_agent(&csr, "srv9", Duration::from_secs(600), 0).unwrap();
+    let valid = cas
+        .signer
+        .sign_agent(&csr, "srv9", Duration::from_secs(600), 0)
+        .unwrap();
     let e3 = refused(valid, k.serialize_pem()).await;
     assert!(e3.contains("not enrolled"), "{e3}");
     eprintln!("refused: other CA: {e}; expired: {e2}; not enrolled: {e3}");
@@ -300,7 +380,10 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
         let r = reporter.clone();
         tokio::spawn(async move {
             for i in 0..3000u32 {
-                r.push(fleet::proto::ReportKind::Synthetic, format!("{{\"i\":{i}}}"));
+                r.push(
+                    fleet::proto::ReportKind::Synthetic,
+                    format!("{{\"i\":{i}}}"),
+                );
                 if i % 50 == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -309,10 +392,16 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(a.ctl.renew_now(&[]), 1);
-    wait_for("renewed", Duration::from_secs(10), || stats.renewals.load(Ordering::Relaxed) == 1).await;
+    wait_for("renewed", Duration::from_secs(10), || {
+        stats.renewals.load(Ordering::Relaxed) == 1
+    })
+    .await;
     let rot = a.ctl.ca_rotate(Duration::from_secs(86400)).unwrap();
     assert_eq!(rot["bundle_sent"], json!(1));
-    wait_for("renewed by the new CA", Duration::from_secs(10), || stats.renewals.load(Ordering::Relaxed) == 2).await;
+    wait_for("renewed by the new CA", Duration::from_secs(10), || {
+        stats.renewals.load(Ordering::Relaxed) == 2
+    })
+    .await;
     pump.await.unwrap();
     wait_for("all reports acknowledged", Duration::from_secs(20), || {
         let (last, acked, _, _) = reporter.counts();
@@ -323,8 +412,16 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
     assert_eq!(v["reports"]["lost"], json!(0), "{}", v["reports"]);
     assert_eq!(v["reports"]["dropped_by_agent"], json!(0));
     assert_eq!(reporter.counts().2, 0, "nothing dropped from the queue");
-    assert_eq!(stats.connects.load(Ordering::Relaxed), connects_before, "the stream stayed up");
-    assert_eq!(stats.bundles.load(Ordering::Relaxed), 2, "at enrolment and at the rotation");
+    assert_eq!(
+        stats.connects.load(Ordering::Relaxed),
+        connects_before,
+        "the stream stayed up"
+    );
+    assert_eq!(
+        stats.bundles.load(Ordering::Relaxed),
+        2,
+        "at enrolment and at the rotation"
+    );
     // The new certificate is the new CA's and works on a new connection:
     // retire the old CA, reconnect through a failover below.
     a.ctl.ca_retire().unwrap();
@@ -336,10 +433,16 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
         stats.controller.load(Ordering::Relaxed) == 2
     })
     .await;
-    eprintln!("failover to the second controller: {:.2} s", t_fail.as_secs_f64());
+    eprintln!(
+        "failover to the second controller: {:.2} s",
+        t_fail.as_secs_f64()
+    );
     assert!(t_fail < Duration::from_secs(10));
     wait_for("B sees srv1", Duration::from_secs(10), || {
-        b.ctl.show("srv1").map(|v| v["summary"]["connected"] == json!(true)).unwrap_or(false)
+        b.ctl
+            .show("srv1")
+            .map(|v| v["summary"]["connected"] == json!(true))
+            .unwrap_or(false)
     })
     .await;
     // B knows the desired and confirmed generations (shared store).
@@ -352,7 +455,10 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
     })
     .await;
     eprintln!("fail-back after {:.2} s", t_back.as_secs_f64());
-    assert!(t_back >= Duration::from_secs(2), "not before the fail-back delay");
+    assert!(
+        t_back >= Duration::from_secs(2),
+        "not before the fail-back delay"
+    );
     assert!(stats.failbacks.load(Ordering::Relaxed) >= 1);
 
     // --- revoked: the agent's certificates stop working.
@@ -367,7 +473,10 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
         stats.failures.load(Ordering::Relaxed) >= failures + 3
     })
     .await;
-    assert_eq!(a3.ctl.show("srv1").unwrap()["summary"]["connected"], json!(false));
+    assert_eq!(
+        a3.ctl.show("srv1").unwrap()["summary"]["connected"],
+        json!(false)
+    );
     let _ = stop.send(());
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -457,9 +457,14 @@ impl Shared {
                 None => None,
             };
             let r = async {
-                let ch = tls::connect(&self.tls, addr, &self.cfg.server_name, self.cfg.connect_timeout)
-                    .await
-                    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                let ch = tls::connect(
+                    &self.tls,
+                    addr,
+                    &self.cfg.server_name,
+                    self.cfg.connect_timeout,
+                )
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                 EnrolmentClient::new(ch)
                     .enrol(EnrolRequest {
                         agent_id: self.cfg.id.clone(),
@@ -498,9 +503,14 @@ impl Shared {
     /// Err = lost.
     async fn session(self: Arc<Self>, idx: usize, fo: &mut Failover) -> Result<(), String> {
         let addr = self.cfg.controllers[idx].clone();
-        let ch = tls::connect(&self.tls, &addr, &self.cfg.server_name, self.cfg.connect_timeout)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let ch = tls::connect(
+            &self.tls,
+            &addr,
+            &self.cfg.server_name,
+            self.cfg.connect_timeout,
+        )
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
         let (tx, rx) = mpsc::channel::<AgentMessage>(64);
         let hello = {
             let p = lock(&self.persisted).clone();
@@ -541,7 +551,9 @@ impl Shared {
         };
         fo.connected();
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
-        self.stats.controller.store(idx as u64 + 1, Ordering::Relaxed);
+        self.stats
+            .controller
+            .store(idx as u64 + 1, Ordering::Relaxed);
         tracing::info!(controller = %addr, "connected");
         let mut heartbeat = tokio::time::interval(self.cfg.heartbeat);
         heartbeat.tick().await;
@@ -593,7 +605,8 @@ impl Shared {
 
     async fn start_renewal(&self, tx: &mpsc::Sender<AgentMessage>) -> Result<(), String> {
         // One renewal at a time: the timer is pushed back until it answers.
-        self.renew_at.store(unix_ms() / 1000 + 30, Ordering::Relaxed);
+        self.renew_at
+            .store(unix_ms() / 1000 + 30, Ordering::Relaxed);
         let key = pki::new_key().map_err(|e| e.to_string())?;
         let csr = pki::csr_pem(&key, &self.cfg.id).map_err(|e| e.to_string())?;
         *lock(&self.renewing) = Some(key);
@@ -678,7 +691,8 @@ impl Shared {
         // Confirm over a new connection: each attempt is a fresh TCP + TLS
         // connection, routed by the state just applied.
         let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(u64::from(d.confirm_within_s)).saturating_sub(Duration::from_millis(500));
+            + Duration::from_secs(u64::from(d.confirm_within_s))
+                .saturating_sub(Duration::from_millis(500));
         let mut wait = Duration::from_millis(200);
         let mut last_err = String::new();
         while tokio::time::Instant::now() < deadline {
@@ -699,9 +713,14 @@ impl Shared {
                         Some(p) => p.clone().acquire_owned().await.ok(),
                         None => None,
                     };
-                    let ch = tls::connect(&self.tls, addr, &self.cfg.server_name, self.cfg.connect_timeout.min(left))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let ch = tls::connect(
+                        &self.tls,
+                        addr,
+                        &self.cfg.server_name,
+                        self.cfg.connect_timeout.min(left),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
                     FleetClient::new(ch)
                         .confirm_path(ConfirmPathRequest { generation: g })
                         .await

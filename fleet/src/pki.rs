@@ -12,8 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::{pem::PemObject, CertificateDer};
 
@@ -193,10 +192,7 @@ impl Ca {
         csr.params = p;
         let issuer =
             Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(rc("the CA as issuer"))?;
-        Ok(csr
-            .signed_by(&issuer)
-            .map_err(rc("signing the CSR"))?
-            .pem())
+        Ok(csr.signed_by(&issuer).map_err(rc("signing the CSR"))?.pem())
     }
 
     /// A server certificate and key for a controller (`names`: DNS names
@@ -240,8 +236,8 @@ pub struct CertInfo {
 impl CertInfo {
     /// Reads a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
-        let (_, c) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| PkiError::Parse(e.to_string()))?;
+        let (_, c) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| PkiError::Parse(e.to_string()))?;
         let common_name = c
             .subject()
             .iter_common_name()
@@ -298,7 +294,9 @@ mod tests {
         let ca2 = Ca::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
         ca2.sign_agent(&csr, "srv1", Duration::from_secs(60), 0)
             .unwrap();
-        assert!(ca.sign_agent("garbage", "srv1", Duration::from_secs(60), 0).is_err());
+        assert!(ca
+            .sign_agent("garbage", "srv1", Duration::from_secs(60), 0)
+            .is_err());
         assert!(check_agent_id("Bad_Id").is_err());
     }
 }

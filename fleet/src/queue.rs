@@ -118,7 +118,10 @@ mod tests {
         }
         // Oldest two dropped and counted.
         assert_eq!(q.dropped(), 2);
-        assert_eq!(q.after(0).iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(
+            q.after(0).iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
         // An ack of another epoch is ignored; ours drops what it covers.
         q.ack(6, 5);
         assert_eq!(q.len(), 3);

@@ -63,7 +63,9 @@ impl SimHost {
     /// The document in force (pending or confirmed).
     pub fn current(&self) -> String {
         let s = lock(&self.state);
-        s.pending.as_ref().map_or(s.confirmed.clone(), |p| p.1.clone())
+        s.pending
+            .as_ref()
+            .map_or(s.confirmed.clone(), |p| p.1.clone())
     }
     /// The confirmed document.
     pub fn confirmed(&self) -> String {

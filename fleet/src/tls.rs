@@ -292,8 +292,8 @@ impl ClientCertVerifier for AgentVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let v = self.inner.load_full();
         let ok = v.verify_client_cert(end_entity, intermediates, now)?;
-        let info = CertInfo::from_der(end_entity)
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let info =
+            CertInfo::from_der(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
         let revoked = self
             .revoked
             .read()
@@ -482,11 +482,20 @@ mod tests {
         let ca = pki::Ca::generate("t", Duration::from_secs(600)).unwrap();
         let k = pki::new_key().unwrap();
         let cert = ca
-            .sign_agent(&pki::csr_pem(&k, "a1").unwrap(), "a1", Duration::from_secs(600), 0)
+            .sign_agent(
+                &pki::csr_pem(&k, "a1").unwrap(),
+                "a1",
+                Duration::from_secs(600),
+                0,
+            )
             .unwrap();
         let t = AgentTls::new(ca.cert_pem()).unwrap();
-        assert!(t.cert.resolve(&[], &[SignatureScheme::ECDSA_NISTP256_SHA256]).is_none());
-        t.cert.set(certified_key(&cert, &k.serialize_pem()).unwrap());
+        assert!(t
+            .cert
+            .resolve(&[], &[SignatureScheme::ECDSA_NISTP256_SHA256])
+            .is_none());
+        t.cert
+            .set(certified_key(&cert, &k.serialize_pem()).unwrap());
         let ck = t
             .cert
             .resolve(&[], &[SignatureScheme::ECDSA_NISTP256_SHA256])

@@ -108,7 +108,10 @@ fn start_controller(dir: &Path, port: u16, threads: usize) -> anyhow::Result<Chi
     let t0 = Instant::now();
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         if t0.elapsed() > Duration::from_secs(30) {
-            bail!("the controller did not start (see {})", dir.join("controller.log").display());
+            bail!(
+                "the controller did not start (see {})",
+                dir.join("controller.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -145,7 +148,10 @@ async fn main() -> anyhow::Result<()> {
     // confirms): raise the soft limit to the hard one.
     // SAFETY: plain getrlimit/setrlimit on a local struct.
     unsafe {
-        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
             r.rlim_cur = r.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &r);
@@ -153,10 +159,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let n = args.agents;
     let tmp = args.dir.is_none();
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("fleet-bench-{}", std::process::id())));
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("fleet-bench-{}", std::process::id()))
+    });
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let bundle = controller::server::init(&dir, Duration::from_secs(86400 * 365))?;
@@ -165,12 +170,21 @@ async fn main() -> anyhow::Result<()> {
     let hz = ticks_per_s();
     let mut out = serde_json::Map::new();
     out.insert("agents".into(), json!(n));
-    out.insert("cpus".into(), json!(std::thread::available_parallelism().map(|x| x.get()).unwrap_or(0)));
+    out.insert(
+        "cpus".into(),
+        json!(std::thread::available_parallelism()
+            .map(|x| x.get())
+            .unwrap_or(0)),
+    );
 
     // 1. Enrolment: tokens (admin), then every agent enrols over TLS
     // without a client certificate (CSR + token; the controller signs).
     let ids: Vec<String> = (0..n).map(|i| format!("sim{i:05}")).collect();
-    let tokens = call(&dir, json!({ "op": "tokens", "agents": ids, "ttl_s": 3600 })).await?;
+    let tokens = call(
+        &dir,
+        json!({ "op": "tokens", "agents": ids, "ttl_s": 3600 }),
+    )
+    .await?;
     let tokens: Vec<String> = serde_json::from_value(tokens)?;
     let permits = Arc::new(tokio::sync::Semaphore::new(2000));
     let addr = format!("127.0.0.1:{}", args.port);
@@ -221,13 +235,19 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let cs = call(&dir, json!({ "op": "stats" })).await?;
     let handshakes = cs["handshakes"].as_u64().unwrap_or(0);
-    out.insert("enrol_and_connect_s".into(), json!(all_connected.as_secs_f64()));
+    out.insert(
+        "enrol_and_connect_s".into(),
+        json!(all_connected.as_secs_f64()),
+    );
     out.insert(
         "handshakes_per_s".into(),
         json!(handshakes as f64 / all_connected.as_secs_f64()),
     );
     out.insert("handshakes".into(), json!(handshakes));
-    eprintln!("{n} agents enrolled and connected in {:.1} s ({handshakes} TLS handshakes)", all_connected.as_secs_f64());
+    eprintln!(
+        "{n} agents enrolled and connected in {:.1} s ({handshakes} TLS handshakes)",
+        all_connected.as_secs_f64()
+    );
 
     // 2. Steady state: reports and heartbeats only.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -238,13 +258,26 @@ async fn main() -> anyhow::Result<()> {
     let (c1, rss1) = proc_usage(pid);
     let cs1 = call(&dir, json!({ "op": "stats" })).await?;
     let el = s0.elapsed().as_secs_f64();
-    out.insert("steady_cpu_percent".into(), json!(100.0 * (c1 - c0) as f64 / hz / el));
+    out.insert(
+        "steady_cpu_percent".into(),
+        json!(100.0 * (c1 - c0) as f64 / hz / el),
+    );
     out.insert("steady_rss_mib".into(), json!(rss1 as f64 / 1024.0));
     out.insert(
         "steady_reports_per_s".into(),
-        json!((cs1["reports_received"].as_u64().unwrap_or(0).saturating_sub(r0)) as f64 / el),
+        json!(
+            (cs1["reports_received"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(r0)) as f64
+                / el
+        ),
     );
-    eprintln!("steady: {:.1} % CPU, {:.0} MiB RSS", 100.0 * (c1 - c0) as f64 / hz / el, rss1 as f64 / 1024.0);
+    eprintln!(
+        "steady: {:.1} % CPU, {:.0} MiB RSS",
+        100.0 * (c1 - c0) as f64 / hz / el,
+        rss1 as f64 / 1024.0
+    );
 
     // 3. Push a desired state to all; each agent applies it pending and
     // confirms over a new connection.
@@ -256,22 +289,43 @@ async fn main() -> anyhow::Result<()> {
     let mut peak_rss = 0;
     let confirmed = wait("every agent confirmed", Duration::from_secs(600), || {
         peak_rss = peak_rss.max(proc_usage(pid).1);
-        count(&stats, |s| s.confirmed_generation.load(Ordering::Relaxed) >= 1) == n
+        count(&stats, |s| {
+            s.confirmed_generation.load(Ordering::Relaxed) >= 1
+        }) == n
     })
     .await?;
     let (p1, rss_push) = proc_usage(pid);
     out.insert("push_set_s".into(), json!(set_s));
-    out.insert("push_all_confirmed_s".into(), json!(confirmed.as_secs_f64()));
-    out.insert("push_cpu_percent".into(), json!(100.0 * (p1 - p0) as f64 / hz / confirmed.as_secs_f64()));
-    out.insert("push_peak_rss_mib".into(), json!(peak_rss.max(rss_push) as f64 / 1024.0));
+    out.insert(
+        "push_all_confirmed_s".into(),
+        json!(confirmed.as_secs_f64()),
+    );
+    out.insert(
+        "push_cpu_percent".into(),
+        json!(100.0 * (p1 - p0) as f64 / hz / confirmed.as_secs_f64()),
+    );
+    out.insert(
+        "push_peak_rss_mib".into(),
+        json!(peak_rss.max(rss_push) as f64 / 1024.0),
+    );
     out.insert("push_set".into(), set["set"].clone());
-    eprintln!("push: {} set in {set_s:.1} s, all confirmed after {:.1} s", set["set"], confirmed.as_secs_f64());
+    eprintln!(
+        "push: {} set in {set_s:.1} s, all confirmed after {:.1} s",
+        set["set"],
+        confirmed.as_secs_f64()
+    );
     // The controller's view agrees.
     let cs2 = call(&dir, json!({ "op": "stats" })).await?;
-    out.insert("controller_confirmations".into(), cs2["confirmations"].clone());
+    out.insert(
+        "controller_confirmations".into(),
+        cs2["confirmations"].clone(),
+    );
 
     // 4. Reconnect storm: kill -9, restart, every agent back.
-    let before: Vec<u64> = stats.iter().map(|s| s.connects.load(Ordering::Relaxed)).collect();
+    let before: Vec<u64> = stats
+        .iter()
+        .map(|s| s.connects.load(Ordering::Relaxed))
+        .collect();
     ctl.kill().context("killing the controller")?;
     let _ = ctl.wait();
     let t = Instant::now();
@@ -288,9 +342,15 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let (_, rss_storm) = proc_usage(ctl.id());
     out.insert("storm_controller_start_s".into(), json!(restart_s));
-    out.insert("storm_all_reconnected_s".into(), json!(back.as_secs_f64() + restart_s));
+    out.insert(
+        "storm_all_reconnected_s".into(),
+        json!(back.as_secs_f64() + restart_s),
+    );
     out.insert("storm_rss_mib".into(), json!(rss_storm as f64 / 1024.0));
-    eprintln!("reconnect storm: all {n} back {:.1} s after the restart began", back.as_secs_f64() + restart_s);
+    eprintln!(
+        "reconnect storm: all {n} back {:.1} s after the restart began",
+        back.as_secs_f64() + restart_s
+    );
 
     // Reports: none lost (each agent's acknowledged seqs are gap-free at
     // the controller; dropped ones would be counted).
@@ -298,7 +358,10 @@ async fn main() -> anyhow::Result<()> {
     let cs3 = call(&dir, json!({ "op": "stats" })).await?;
     out.insert("reports_lost".into(), cs3["reports_lost"].clone());
     out.insert("reports_received".into(), cs3["reports_received"].clone());
-    out.insert("reports_dropped_by_agents".into(), json!(reporters.iter().map(|r| r.counts().2).sum::<u64>()));
+    out.insert(
+        "reports_dropped_by_agents".into(),
+        json!(reporters.iter().map(|r| r.counts().2).sum::<u64>()),
+    );
     let (_, own_rss) = proc_usage(std::process::id());
     out.insert("loadgen_rss_mib".into(), json!(own_rss as f64 / 1024.0));
 

@@ -424,7 +424,13 @@ fn host_view(c: &Compiled, uplink: &str) -> HostView {
                 .unwrap();
             wire = wire_of_port_vlan(port.vlan.as_ref().expect("uplink port has VLANs"));
             // The bridge's own VLANs (`bridge vlan ... self`), as a wire.
-            let own = br.bridge.as_ref().unwrap().vlan.as_ref().map(wire_of_port_vlan);
+            let own = br
+                .bridge
+                .as_ref()
+                .unwrap()
+                .vlan
+                .as_ref()
+                .map(wire_of_port_vlan);
             for v in s
                 .interfaces
                 .iter()

@@ -56,6 +56,9 @@ pub struct DaemonArgs {
     /// Do not pin the telemetry maps.
     #[arg(long)]
     pub telemetry_no_pin: bool,
+    /// The fleet channel (docs/fleet.md).
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetArgs,
 }
 
 impl DaemonArgs {
@@ -119,7 +122,12 @@ pub fn daemon(engine: crate::engine::Config, bus: Option<&str>, args: &DaemonArg
             return exit::INTERNAL;
         }
     };
-    match rt.block_on(super::run(cfg, shutdown_signal())) {
+    let fleet = &args.fleet;
+    match rt.block_on(async move {
+        let daemon = super::Daemon::new(cfg)?;
+        crate::fleet::spawn(&daemon, fleet).map_err(super::DaemonError::Invalid)?;
+        super::run_daemon(daemon, shutdown_signal()).await
+    }) {
         Ok(()) => exit::NO_CHANGE,
         Err(e) => {
             eprintln!("hostd daemon: {e}");
