@@ -3,7 +3,7 @@
 //! ```text
 //! STATE/ca/ca-N.pem, ca-N.key (0600)   CAs; `ca/active` names the signer;
 //!                                      the trust bundle is every CA listed in `ca/bundle`
-//! STATE/tokens/AGENT.json              one-time bootstrap tokens (SHA-256 of the token, expiry)
+//! STATE/tokens/AGENT.json              one-time bootstrap tokens (SHA-256 of the token, expiry, the key that used it)
 //! STATE/agents/AGENT.json              one record per agent (certificate, desired state,
 //!                                      confirmations, last inventory/status/apply, report seqs)
 //! STATE/intents/AGENT.yaml             desired connection intents (fabric service)
@@ -154,6 +154,11 @@ pub struct TokenRecord {
     pub sha256: String,
     /// Unix s.
     pub expires: u64,
+    /// SHA-256 (hex) of the public key that used it: a token is bound to
+    /// the first key that enrols with it (a retry by that key, whose answer
+    /// was lost, is answered again; any other key is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_by_key: Option<String>,
 }
 
 /// The directory.

@@ -259,8 +259,17 @@ async fn enrol_stream_confirm_revert_refuse_failover_rotate() {
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o600
     );
-    // The token is gone: used once.
-    assert!(!dir.join("tokens/srv1.json").exists());
+    // The token is used: bound to srv1's key, another key is refused.
+    let other = Agent::new(
+        agent_cfg("srv1", vec![a.addr.to_string()], &bundle, &token, None),
+        Arc::new(SimHost::default()),
+    )
+    .unwrap();
+    let err = other.run(std::future::pending()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no valid bootstrap token"),
+        "{err}"
+    );
 
     // --- inventory arrives and is kept.
     wait_for("inventory", Duration::from_secs(10), || {

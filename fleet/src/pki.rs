@@ -220,6 +220,14 @@ impl Ca {
     }
 }
 
+/// The public key a CSR asks to have certified (its raw bytes; the CSR's
+/// signature is checked by the parser).
+pub fn csr_public_key(csr_pem: &str) -> Result<Vec<u8>, PkiError> {
+    use rcgen::PublicKeyData;
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(rc("reading the CSR"))?;
+    Ok(csr.public_key.der_bytes().to_vec())
+}
+
 /// What the channel needs to know of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
