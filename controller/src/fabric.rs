@@ -184,11 +184,7 @@ pub fn switch_actions(
         .map(|b| {
             let on: Vec<SwitchIntent> = sides
                 .values()
-                .filter(|s| {
-                    s.switches
-                        .iter()
-                        .any(|p| b.hostnames.iter().any(|h| *h == p.hostname))
-                })
+                .filter(|s| s.switches.iter().any(|p| b.hostnames.contains(&p.hostname)))
                 .cloned()
                 .collect();
             let r = match driver(&b.driver) {

@@ -787,13 +787,18 @@ impl Controller {
         let mut switches = Vec::new();
         for (b, r) in actions {
             match r {
-                Ok(SwitchAction::AgentDocument { agent: sw, document }) => {
-                    match self.set_desired(&[sw.clone()], &document, confirm, "fabric") {
+                Ok(SwitchAction::AgentDocument {
+                    agent: sw,
+                    document,
+                }) => {
+                    match self.set_desired(std::slice::from_ref(&sw), &document, confirm, "fabric") {
                         Ok(g) => switches.push(json!({ "switches": b.hostnames, "agent": sw, "generation": g.first().map(|x| x.1) })),
                         Err(e) => switches.push(json!({ "switches": b.hostnames, "error": e.to_string() })),
                     }
                 }
-                Ok(SwitchAction::Done) => switches.push(json!({ "switches": b.hostnames, "done": true })),
+                Ok(SwitchAction::Done) => {
+                    switches.push(json!({ "switches": b.hostnames, "done": true }))
+                }
                 Err(e) => switches.push(json!({ "switches": b.hostnames, "error": e })),
             }
         }

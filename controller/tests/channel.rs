@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo test -p controller --test channel` (no root, no VM).
 
+#![allow(clippy::unwrap_used, reason = "test helpers panic with context")]
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
