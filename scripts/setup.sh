@@ -23,6 +23,8 @@ APT_PACKAGES=(
   # build
   build-essential pkg-config clang llvm-22-dev libclang-dev zlib1g-dev libzstd-dev
   libelf-dev libssl-dev git curl ca-certificates python3-venv jq
+  # fleet: the channel's .proto compiled by tonic-prost-build
+  protobuf-compiler
   # VM runner: Debian's kernel booted by virtme-ng under qemu
   qemu-system-x86 linux-image-amd64 busybox-static
   # networking tools and real peers

@@ -423,11 +423,14 @@ fn host_view(c: &Compiled, uplink: &str) -> HostView {
                 .find(|p| p.name.as_str() == uplink)
                 .unwrap();
             wire = wire_of_port_vlan(port.vlan.as_ref().expect("uplink port has VLANs"));
-            let needs = c
-                .host
-                .bridge_self_vlans
-                .iter()
-                .find(|n| n.bridge == br.name);
+            // The bridge's own VLANs (`bridge vlan ... self`), as a wire.
+            let own = br
+                .bridge
+                .as_ref()
+                .unwrap()
+                .vlan
+                .as_ref()
+                .map(wire_of_port_vlan);
             for v in s
                 .interfaces
                 .iter()
@@ -435,7 +438,7 @@ fn host_view(c: &Compiled, uplink: &str) -> HostView {
             {
                 let vid = v.vlan.as_ref().unwrap().id;
                 assert!(
-                    needs.is_some_and(|n| n.tagged.contains(&vid)),
+                    own.as_ref().is_some_and(|o| o.tagged.contains(&vid.get())),
                     "{} on {} needs the bridge in VLAN {vid} (self)",
                     v.name,
                     br.name
@@ -447,8 +450,18 @@ fn host_view(c: &Compiled, uplink: &str) -> HostView {
                 );
                 l3.insert(Some(vid.get()), v.name.to_string());
             }
-            if !addrs(br).is_empty() {
-                let pvid = needs.and_then(|n| n.pvid).map(|v| v.get());
+            // Nothing more: the bridge itself is in no VLAN it does not use.
+            let used: BTreeSet<u16> = l3.keys().flatten().copied().collect();
+            assert_eq!(
+                own.as_ref().map(|o| o.tagged.clone()).unwrap_or_default(),
+                used,
+                "bridge {} self tagged VLANs are its VLAN interfaces'",
+                br.name
+            );
+            if addrs(br).is_empty() {
+                assert_eq!(own.as_ref().and_then(|o| o.untagged), None);
+            } else {
+                let pvid = own.as_ref().and_then(|o| o.untagged);
                 assert_eq!(
                     pvid, wire.untagged,
                     "bridge self PVID is the port's native VLAN"
@@ -1059,7 +1072,7 @@ fn two_servers_on_one_switch_and_their_conflicts() {
 }
 
 #[test]
-fn vlan_aware_bridge_with_host_addresses_is_not_applicable_yet() {
+fn vlan_aware_bridge_gets_its_own_vlans_for_host_addresses_only() {
     let mut s = Scenario {
         combo: 4,
         layout: 1,
@@ -1083,15 +1096,16 @@ fn vlan_aware_bridge_with_host_addresses_is_not_applicable_yet() {
     };
     let b = build(&s);
     let c = compile(&b.intent, &b.inventory).unwrap();
-    let err = c.host.applicable().unwrap_err();
-    assert_eq!(err.0[0].path, "intent.host.layout");
-    assert!(err.0[0].reason.contains("tagged [100]"), "{err}");
-    // VM networks only: nothing needed, applicable.
+    let br = iface(&c.host.state, "br0").bridge.as_ref().unwrap();
+    let own = br.vlan.as_ref().expect("bridge self VLANs");
+    assert_eq!(wire_of_port_vlan(own).tagged, BTreeSet::from([100]));
+    assert_eq!(wire_of_port_vlan(own).untagged, None);
+    // VM networks only: the bridge itself is in no VLAN of the intent.
     s.nets[0].addr = false;
     let b = build(&s);
     let c = compile(&b.intent, &b.inventory).unwrap();
-    assert!(c.host.bridge_self_vlans.is_empty());
-    assert!(c.host.applicable().is_ok());
+    let br = iface(&c.host.state, "br0").bridge.as_ref().unwrap();
+    assert!(br.vlan.is_none());
 }
 
 #[test]

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod daemon;
 pub mod engine;
 pub mod firewall;
+pub mod fleet;
 pub mod netlink;
 pub mod observe;
 pub mod ovs;

@@ -1,6 +1,5 @@
 //! The host's side: a [`NetworkState`] for hostd (bond, VLAN interfaces or
-//! bridges, addresses, routes), and what that state needs from the kernel
-//! that the schema cannot say yet (a VLAN-aware bridge's own VLANs).
+//! bridges with their own VLANs, addresses, routes).
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -22,62 +21,15 @@ use crate::{
     types::{IfName, VlanId},
 };
 
-/// VLANs a VLAN-aware bridge must itself be a member of (`bridge vlan add
-/// dev BR vid N self`) for the host's own interfaces on it to pass traffic:
-/// the schema does not manage the bridge's own VLANs yet (it keeps the
-/// kernel's default, PVID 1), so this travels beside the state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct BridgeSelfVlans {
-    /// The bridge.
-    pub bridge: IfName,
-    /// The VLAN the bridge device itself sends and receives untagged (PVID,
-    /// egress untagged): the untagged network when the host has an address
-    /// in it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pvid: Option<VlanId>,
-    /// VLANs the bridge device carries tagged (its VLAN interfaces).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tagged: Vec<VlanId>,
-}
-
 /// The host side of a compiled intent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HostSide {
     /// The desired state for hostd; it passes [`crate::validate::validate`].
     pub state: NetworkState,
-    /// Kernel settings the state needs that the schema cannot express yet.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bridge_self_vlans: Vec<BridgeSelfVlans>,
     /// The interface holding each network's addresses (or carrying it when
     /// it has none), by network name.
     pub network_interfaces: BTreeMap<String, IfName>,
-}
-
-impl HostSide {
-    /// The state, when hostd can apply it as it is: refused (naming
-    /// `intent.host.layout`) while the state needs bridge VLANs the schema
-    /// cannot express. Checked in the VM on Debian's 6.1 kernel: addresses on
-    /// `br0.100` and on `br0` (native VLAN 10) of a VLAN-filtering bridge get
-    /// no reply until `bridge vlan add dev br0 vid 100 self` and `vid 10 pvid
-    /// untagged self` (see docs/intent.md).
-    pub fn applicable(&self) -> Result<&NetworkState, super::IntentErrors> {
-        let mut e = Errs::default();
-        for b in &self.bridge_self_vlans {
-            e.push(
-                "intent.host.layout",
-                "vlan-aware-bridge",
-                format!(
-                    "the host's addresses on bridge {} need the bridge itself in VLANs (pvid {}, tagged [{}]), which hostd's schema cannot set yet: without them they get no traffic; use vlan-subinterfaces or per-vlan-bridges",
-                    b.bridge,
-                    b.pvid.map(|v| v.to_string()).unwrap_or_else(|| "none".into()),
-                    b.tagged.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
-                ),
-            );
-        }
-        e.finish(&self.state)
-    }
 }
 
 /// `BASE.VID` when it fits in an interface name, else `vlanVID`.
@@ -228,7 +180,6 @@ pub(crate) fn check_bond_options(intent: &Intent, cab: &Cabling, e: &mut Errs) {
 /// Builds the host's state. Inputs are checked.
 pub(crate) fn build(intent: &Intent, cab: &Cabling, nets: &Nets) -> HostSide {
     let mut ifaces: Vec<Interface> = Vec::new();
-    let mut self_vlans: Vec<BridgeSelfVlans> = Vec::new();
     let mut l3: BTreeMap<String, IfName> = BTreeMap::new();
     let max = nets.max_mtu;
 
@@ -300,18 +251,20 @@ pub(crate) fn build(intent: &Intent, cab: &Cabling, nets: &Nets) -> HostSide {
                     vlan: Some(port_vlan(native_vid, &tagged)),
                 }],
             });
-            let mut needs = BridgeSelfVlans {
-                bridge: brname.clone(),
-                pvid: None,
-                tagged: Vec::new(),
-            };
+            // The bridge's own VLANs (`bridge vlan ... self`): the native
+            // VLAN untagged when the host has an address on the bridge, and
+            // each VLAN interface's VLAN tagged. Without them the kernel
+            // leaves PVID 1 and those addresses get no traffic (checked in
+            // the VM on Debian's 6.1 kernel, docs/intent.md).
+            let mut self_pvid = None;
             if let Some((_, n)) = nets.native {
                 l3.insert(n.name.clone(), brname.clone());
                 if !n.addresses.is_empty() {
                     addresses(&mut br, n);
-                    needs.pvid = Some(n.vlan);
+                    self_pvid = Some(n.vlan);
                 }
             }
+            let mut self_tagged = Vec::new();
             ifaces.push(br);
             for (_, n) in nets.tagged() {
                 if n.addresses.is_empty() {
@@ -327,12 +280,19 @@ pub(crate) fn build(intent: &Intent, cab: &Cabling, nets: &Nets) -> HostSide {
                     protocol: VlanProtocol::Dot1Q,
                 });
                 addresses(&mut v, n);
-                needs.tagged.push(n.vlan);
+                self_tagged.push(n.vlan);
                 l3.insert(n.name.clone(), v.name.clone());
                 ifaces.push(v);
             }
-            if needs.pvid.is_some() || !needs.tagged.is_empty() {
-                self_vlans.push(needs);
+            if self_pvid.is_some() || !self_tagged.is_empty() {
+                self_tagged.sort();
+                if let Some(b) = ifaces
+                    .iter_mut()
+                    .find(|i| i.name == brname)
+                    .and_then(|i| i.bridge.as_mut())
+                {
+                    b.vlan = Some(port_vlan(self_pvid, &self_tagged));
+                }
             }
         }
         HostLayout::PerVlanBridges => {
@@ -421,7 +381,6 @@ pub(crate) fn build(intent: &Intent, cab: &Cabling, nets: &Nets) -> HostSide {
             routes: Routes { config: routes },
             ..NetworkState::default()
         },
-        bridge_self_vlans: self_vlans,
         network_interfaces: l3,
     }
 }

@@ -39,7 +39,7 @@ mod switch;
 use std::collections::BTreeMap;
 
 pub use error::{IntentError, IntentErrors};
-pub use host::{BridgeSelfVlans, HostSide};
+pub use host::HostSide;
 pub use input::{
     HostLayout, HostOptions, Intent, Inventory, LldpNeighbor, MlagFacts, Network, NetworkRoute,
     NetworkType, Nic, Redundancy, RedundancyMode, SwitchFacts, SwitchPortFacts, Topology,
@@ -239,21 +239,7 @@ fn check_names(intent: &Intent, cab: &cabling::Cabling, nets: &networks::Nets, e
     }
 }
 
-/// The host document with the bridge's own VLANs noted, for people: YAML of
-/// the state followed by a comment block when the state needs them.
+/// The host document as YAML, for people and golden files.
 pub fn host_yaml(host: &HostSide) -> Result<String, serde_norway::Error> {
-    let mut s = serde_norway::to_string(&host.state)?;
-    for b in &host.bridge_self_vlans {
-        s.push_str(&format!(
-            "# needs (not expressible in the schema yet): bridge {} self VLANs: pvid {}, tagged [{}]\n",
-            b.bridge,
-            b.pvid.map(|v| v.to_string()).unwrap_or_else(|| "none".into()),
-            b.tagged
-                .iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    Ok(s)
+    serde_norway::to_string(&host.state)
 }

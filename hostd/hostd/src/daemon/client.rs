@@ -83,6 +83,9 @@ pub struct DaemonArgs {
     /// while after any change, whatever this says).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub status_poll: Duration,
+    /// The fleet channel (docs/fleet.md).
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetArgs,
 }
 
 impl DaemonArgs {
@@ -184,7 +187,12 @@ pub fn daemon(engine: crate::engine::Config, bus: Option<&str>, args: &DaemonArg
             return exit::INTERNAL;
         }
     };
-    match rt.block_on(super::run(cfg, shutdown_signal())) {
+    let fleet = &args.fleet;
+    match rt.block_on(async move {
+        let daemon = super::Daemon::new(cfg)?;
+        crate::fleet::spawn(&daemon, fleet).map_err(super::DaemonError::Invalid)?;
+        super::run_daemon(daemon, shutdown_signal()).await
+    }) {
         Ok(()) => exit::NO_CHANGE,
         Err(e) => {
             eprintln!("hostd daemon: {e}");
