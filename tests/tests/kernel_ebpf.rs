@@ -23,8 +23,8 @@ use std::{
 };
 
 use hostd_telemetry::{
-    tcx_programs, Agent, AgentConfig, AttachMode, IfVlanKey, IpNet, LoadOptions, SubnetCounters,
-    TcAttachType, Telemetry, TelemetryError, NO_VLAN,
+    programs, tcx_programs, Agent, AgentConfig, AttachMode, IfVlanKey, IpNet, LoadOptions,
+    SubnetCounters, TcAttachType, Telemetry, TelemetryError, NO_VLAN,
 };
 use lab::{
     spec::{NicSpec, PortRef, ServerSpec, SwitchSpec},
@@ -1441,4 +1441,851 @@ fn hostd_telemetry_run_exports_exact_sflow_and_detaches_on_sigterm() {
     );
     assert_nothing_attached(&a);
     hostd_telemetry::unpin(&pins).expect("unpin");
+}
+
+// ---------------------------------------------------------------------------
+// Counters that match the wire: GSO/GRO skbs, QinQ, a full counter map.
+// ---------------------------------------------------------------------------
+
+/// L3/L4 of a test frame built by [`ip_frame`].
+#[derive(Clone, Copy)]
+enum Ip {
+    /// IPv4 10.1.0.1 -> 10.2.0.2.
+    V4,
+    /// IPv6 2001:db8:1::1 -> 2001:db8:2::2.
+    V6,
+}
+
+#[derive(Clone, Copy)]
+enum L4 {
+    /// TCP with 12 bytes of options (NOP, NOP, timestamps): 32 bytes, as
+    /// Linux sends on an established connection.
+    Tcp,
+    /// UDP: 8 bytes.
+    Udp,
+}
+
+const TPID_8021Q: u16 = 0x8100;
+const TPID_8021AD: u16 = 0x88a8;
+
+/// An Ethernet frame from MAC_A to MAC_B with `tags` (TPID, TCI; outermost
+/// first), an IP header, an L4 header and `payload` bytes. Lengths in the
+/// IP/UDP headers are those of the whole frame (as in a GSO skb);
+/// checksums are not computed (nothing here checks them).
+fn ip_frame(tags: &[(u16, u16)], ip: Ip, l4: L4, payload: usize) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&mac_bytes(MAC_B));
+    f.extend_from_slice(&mac_bytes(MAC_A));
+    for (tpid, tci) in tags {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&tci.to_be_bytes());
+    }
+    let l4_len = match l4 {
+        L4::Tcp => 32,
+        L4::Udp => 8,
+    };
+    let proto = match l4 {
+        L4::Tcp => 6u8,
+        L4::Udp => 17,
+    };
+    match ip {
+        Ip::V4 => {
+            f.extend_from_slice(&0x0800u16.to_be_bytes());
+            let total = (20 + l4_len + payload) as u16;
+            f.extend_from_slice(&[0x45, 0]);
+            f.extend_from_slice(&total.to_be_bytes());
+            f.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
+            f.extend_from_slice(&[10, 1, 0, 1, 10, 2, 0, 2]);
+        }
+        Ip::V6 => {
+            f.extend_from_slice(&0x86ddu16.to_be_bytes());
+            f.extend_from_slice(&[0x60, 0, 0, 0]);
+            f.extend_from_slice(&((l4_len + payload) as u16).to_be_bytes());
+            f.extend_from_slice(&[proto, 64]);
+            let mut src = [0u8; 16];
+            src[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1]);
+            src[15] = 1;
+            let mut dst = [0u8; 16];
+            dst[..6].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 2]);
+            dst[15] = 2;
+            f.extend_from_slice(&src);
+            f.extend_from_slice(&dst);
+        }
+    }
+    match l4 {
+        L4::Tcp => {
+            f.extend_from_slice(&[0x9c, 0x40, 0x23, 0x29]); // ports 40000 -> 9001
+            f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]); // seq, ack
+            f.extend_from_slice(&[0x80, 0x10, 0x01, 0xf5, 0, 0, 0, 0]); // doff 8, ACK
+            f.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]); // NOP NOP TS
+        }
+        L4::Udp => {
+            f.extend_from_slice(&[0x9c, 0x40, 0x23, 0x28]); // ports 40000 -> 9000
+            f.extend_from_slice(&((8 + payload) as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 0]);
+        }
+    }
+    f.extend((0..payload).map(|i| i as u8));
+    f
+}
+
+fn v4_subnets() -> [IpNet; 4] {
+    [
+        net("10.1.0.0/16"),
+        net("10.2.0.0/16"),
+        net("2001:db8:1::/48"),
+        net("2001:db8:2::/48"),
+    ]
+}
+
+/// Every flow sample in `datagrams`: (frame length, sample pool), decoded
+/// with the collector's sFlow decoder.
+fn flow_samples(datagrams: &[Vec<u8>]) -> Vec<(u32, u32)> {
+    use collector::sflow::{decode, FlowRecord, Sample};
+    let mut out = Vec::new();
+    for d in datagrams {
+        let dg = decode(d).expect("datagram decodes");
+        for s in dg.samples() {
+            if let Sample::Flow(f) = s.expect("sample decodes") {
+                for r in f.records() {
+                    if let FlowRecord::RawHeader { frame_length, .. } = r.expect("record") {
+                        out.push((frame_length, f.sample_pool));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// GSO skbs injected with BPF_PROG_TEST_RUN, the skb's gso_segs and
+/// gso_size set as the kernel sets them for TSO/GSO sends and GRO receives
+/// (and gso_segs 0, as on SKB_GSO_DODGY skbs from a VM's tap): packets are
+/// segments, bytes are the segments' wire bytes, every segment is one
+/// chance to be sampled (1:1 here: one flow sample per segment, with the
+/// segment's frame length), and sample_pool counts segments.
+#[test]
+fn gso_skbs_count_as_their_segments() {
+    use hostd_telemetry::TestSkb;
+    let (a, _b) = veth_pair(false);
+    // (what, frame, gso_segs, gso_size, expected segments, frame lengths)
+    struct Case {
+        what: &'static str,
+        frame: Vec<u8>,
+        segs: u32,
+        size: u32,
+        want_segs: u64,
+        full: u32,
+        last: u32,
+        vlan: u32,
+    }
+    // BPF_PROG_TEST_RUN takes at most a page of packet data: small segment
+    // sizes keep the skbs under it (the programs read only headers).
+    let tcp = ip_frame(&[], Ip::V4, L4::Tcp, 9 * 300 + 100);
+    let cases = [
+        Case {
+            what: "TCP/IPv4 TSO, 10 segments of 300 (the last 100)",
+            frame: tcp.clone(),
+            segs: 10,
+            size: 300,
+            want_segs: 10,
+            full: 66 + 300,
+            last: 66 + 100,
+            vlan: NO_VLAN,
+        },
+        Case {
+            what: "the same with gso_segs not yet counted (SKB_GSO_DODGY)",
+            frame: tcp,
+            segs: 0,
+            size: 300,
+            want_segs: 10,
+            full: 66 + 300,
+            last: 66 + 100,
+            vlan: NO_VLAN,
+        },
+        Case {
+            what: "UDP/IPv6 GSO, 5 segments of 500",
+            frame: ip_frame(&[], Ip::V6, L4::Udp, 5 * 500),
+            segs: 5,
+            size: 500,
+            want_segs: 5,
+            full: 62 + 500,
+            last: 62 + 500,
+            vlan: NO_VLAN,
+        },
+        Case {
+            what: "QinQ (802.1ad 300, 802.1Q 10) TCP/IPv4, 3 segments of 500 (the last 1)",
+            frame: ip_frame(
+                &[(TPID_8021AD, 300), (TPID_8021Q, 10)],
+                Ip::V4,
+                L4::Tcp,
+                2 * 500 + 1,
+            ),
+            segs: 3,
+            size: 500,
+            want_segs: 3,
+            full: 74 + 500,
+            last: 74 + 1,
+            vlan: 300,
+        },
+        Case {
+            what: "UDP/IPv4 GSO, 100 segments of 30 (more samples than draws per skb)",
+            frame: ip_frame(&[], Ip::V4, L4::Udp, 100 * 30),
+            segs: 100,
+            size: 30,
+            want_segs: 100,
+            full: 72,
+            last: 72,
+            vlan: NO_VLAN,
+        },
+        Case {
+            what: "not GSO: one 98-byte UDP/IPv4 frame",
+            frame: ip_frame(&[], Ip::V4, L4::Udp, 56),
+            segs: 0,
+            size: 0,
+            want_segs: 1,
+            full: 98,
+            last: 98,
+            vlan: NO_VLAN,
+        },
+    ];
+    let (per_key, subnets, datagrams, ifindex, mode) = a.enter(|| {
+        let ifindex = hostd_telemetry::loader::ifindex("eth0").expect("ifindex");
+        let collector = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("collector socket");
+        let mut t = Telemetry::load().expect("load");
+        t.set_subnets(&v4_subnets()).expect("subnets");
+        t.set_sampling(1, 128).expect("sampling");
+        let mut agent = Agent::new(
+            &mut t,
+            AgentConfig {
+                collectors: vec![collector.local_addr().expect("addr")],
+                sampling_rate: 1,
+                ..Default::default()
+            },
+        )
+        .expect("agent");
+        for c in &cases {
+            let skb = TestSkb {
+                ifindex,
+                gso_segs: c.segs,
+                gso_size: c.size,
+            };
+            t.test_run_with(programs::INGRESS, &c.frame, &skb, 1)
+                .unwrap_or_else(|e| panic!("{}: test run: {e:?}", c.what));
+            let (rx, _) = t.counters().expect("counters");
+            println!(
+                "{}: rx now {} packets, {} bytes",
+                c.what, rx.packets, rx.bytes
+            );
+        }
+        let sent = agent.export_samples(&t).expect("export");
+        println!("exported {sent:?}");
+        let datagrams = drain(&collector, Duration::from_millis(300));
+        (
+            t.interface_vlan_counters().expect("counters"),
+            t.subnet_counters().expect("subnets"),
+            datagrams,
+            ifindex,
+            t.mode(),
+        )
+    });
+    println!("kernel {}: {mode:?}", lab::kernel::release());
+
+    // Per key: packets = segments, bytes = the segments' frames.
+    let mut want: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    for c in &cases {
+        let e = want.entry(c.vlan).or_default();
+        e.0 += c.want_segs;
+        e.1 += (c.want_segs - 1) * u64::from(c.full) + u64::from(c.last);
+    }
+    let got: BTreeMap<u32, (u64, u64)> = per_key
+        .iter()
+        .map(|(k, c)| {
+            assert_eq!(k.ifindex, ifindex);
+            assert_eq!(
+                (c.rx.samples, c.rx.sample_drops),
+                (c.rx.packets, 0),
+                "1:1: every segment sampled (VLAN {})",
+                k.vlan
+            );
+            (k.vlan, (c.rx.packets, c.rx.bytes))
+        })
+        .collect();
+    assert_eq!(got, want, "per (interface, VLAN): (packets, bytes)");
+    // The bytes are what the frames of the segmented skb add up to: skb
+    // length plus the headers of every segment after the first.
+    for c in &cases {
+        let hdr = u64::from(c.full - c.size);
+        assert_eq!(
+            (c.want_segs - 1) * u64::from(c.full) + u64::from(c.last),
+            c.frame.len() as u64 + (c.want_segs - 1) * hdr,
+            "{}: test arithmetic",
+            c.what
+        );
+    }
+
+    // Subnets: the IPv4 cases (QinQ included) from 10.1/16 to 10.2/16.
+    let got: BTreeMap<IpNet, SubnetCounters> = subnets.into_iter().collect();
+    let (mut p4, mut b4, mut p6, mut b6) = (0, 0, 0, 0);
+    for c in &cases {
+        let bytes = (c.want_segs - 1) * u64::from(c.full) + u64::from(c.last);
+        if c.frame[12..14] == [0x86, 0xdd] {
+            (p6, b6) = (p6 + c.want_segs, b6 + bytes);
+        } else {
+            (p4, b4) = (p4 + c.want_segs, b4 + bytes);
+        }
+    }
+    let sc = |to: (u64, u64), from: (u64, u64)| SubnetCounters {
+        to_packets: to.0,
+        to_bytes: to.1,
+        from_packets: from.0,
+        from_bytes: from.1,
+    };
+    assert_eq!(got[&net("10.1.0.0/16")], sc((0, 0), (p4, b4)));
+    assert_eq!(got[&net("10.2.0.0/16")], sc((p4, b4), (0, 0)));
+    assert_eq!(got[&net("2001:db8:1::/48")], sc((0, 0), (p6, b6)));
+    assert_eq!(got[&net("2001:db8:2::/48")], sc((p6, b6), (0, 0)));
+
+    // sFlow: one flow sample per segment, with that segment's length.
+    let samples = flow_samples(&datagrams);
+    let mut want_lens: Vec<u32> = cases
+        .iter()
+        .flat_map(|c| {
+            (0..c.want_segs).map(move |i| if i + 1 == c.want_segs { c.last } else { c.full })
+        })
+        .collect();
+    let mut got_lens: Vec<u32> = samples.iter().map(|(l, _)| *l).collect();
+    want_lens.sort_unstable();
+    got_lens.sort_unstable();
+    assert_eq!(got_lens, want_lens, "frame lengths of the flow samples");
+    let total: u64 = cases.iter().map(|c| c.want_segs).sum();
+    assert!(
+        samples.iter().all(|(_, pool)| u64::from(*pool) == total),
+        "sample_pool = segments seen ({total}): {:?}",
+        samples
+            .iter()
+            .map(|(_, p)| p)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+}
+
+/// A snapshot of one side's counters.
+#[derive(Debug, Clone, Default)]
+struct Snap {
+    keys: BTreeMap<IfVlanKey, hostd_telemetry::IfVlanCounters>,
+    subnets: BTreeMap<IpNet, SubnetCounters>,
+}
+
+impl Snap {
+    /// eth0's totals over VLANs: (rx, tx).
+    fn totals(&self) -> (hostd_telemetry::DirCounters, hostd_telemetry::DirCounters) {
+        let mut t = hostd_telemetry::IfVlanCounters::default();
+        for c in self.keys.values() {
+            t.add(c);
+        }
+        (t.rx, t.tx)
+    }
+}
+
+/// Runs `body` while the programs count on eth0 of `a` and of `b` (each
+/// loaded, attached and read on a thread of its namespace); `body` gets a
+/// function reading both sides.
+fn with_counters_on_both<R>(
+    a: &NetNs,
+    b: &NetNs,
+    subnets: &[IpNet],
+    body: impl FnOnce(&dyn Fn() -> (Snap, Snap)) -> R,
+) -> R {
+    std::thread::scope(|s| {
+        let mut requests = Vec::new();
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        for ns in [a, b] {
+            let (req_tx, req_rx) = mpsc::channel::<mpsc::Sender<Snap>>();
+            requests.push(req_tx);
+            let ready = ready_tx.clone();
+            s.spawn(move || {
+                ns.enter(move || {
+                    let mut t = Telemetry::load().expect("load");
+                    t.set_subnets(subnets).expect("subnets");
+                    t.attach("eth0").expect("attach");
+                    ready.send(()).expect("ready");
+                    while let Ok(reply) = req_rx.recv() {
+                        let snap = Snap {
+                            keys: t.interface_vlan_counters().expect("counters"),
+                            subnets: t.subnet_counters().expect("subnets").into_iter().collect(),
+                        };
+                        let _ = reply.send(snap);
+                    }
+                })
+            });
+        }
+        drop(ready_tx);
+        for _ in 0..2 {
+            ready_rx.recv().expect("telemetry ready");
+        }
+        let read = || {
+            let mut snaps = requests.iter().map(|r| {
+                let (tx, rx) = mpsc::channel();
+                r.send(tx).expect("request");
+                rx.recv().expect("snapshot")
+            });
+            let sa = snaps.next().expect("a");
+            let sb = snaps.next().expect("b");
+            (sa, sb)
+        };
+        let r = body(&read);
+        drop(requests);
+        r
+    })
+}
+
+/// `eth0`'s own statistics in `ns`: (tx_packets, rx_packets). A veth counts
+/// skbs, not segments.
+fn veth_skbs(ns: &NetNs) -> (u64, u64) {
+    let out = ns.ip(&["-j", "-s", "link", "show", "dev", "eth0"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j");
+    let s = &v[0]["stats64"];
+    let n = |d: &str| s[d]["packets"].as_u64().expect("packets");
+    (n("tx"), n("rx"))
+}
+
+/// `Tcp: OutSegs` of the namespace (segments, as TCP counts them: a TSO skb
+/// of N segments is N).
+fn tcp_out_segs(ns: &NetNs) -> u64 {
+    let snmp = ns.run(&["cat", "/proc/net/snmp"]);
+    let tcp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Tcp:")).collect();
+    assert_eq!(tcp.len(), 2, "/proc/net/snmp Tcp lines: {snmp}");
+    let names: Vec<&str> = tcp[0].split_whitespace().collect();
+    let values: Vec<&str> = tcp[1].split_whitespace().collect();
+    let i = names.iter().position(|n| *n == "OutSegs").expect("OutSegs");
+    values[i].parse().expect("OutSegs value")
+}
+
+/// Two namespaces with 10.0.0.1 (a) and 10.0.0.2 (b) on a veth pair
+/// (TSO/GSO on, as veth has by default), static neighbours, IPv6 off.
+fn addressed_pair() -> (NetNs, NetNs) {
+    let (a, b) = veth_pair(false);
+    a.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"]);
+    b.ip(&["addr", "add", "10.0.0.2/24", "dev", "eth0"]);
+    a.ip(&[
+        "neigh",
+        "replace",
+        "10.0.0.2",
+        "lladdr",
+        MAC_B,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    b.ip(&[
+        "neigh",
+        "replace",
+        "10.0.0.1",
+        "lladdr",
+        MAC_A,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    let feats = a.run(&["ethtool", "-k", "eth0"]);
+    for f in [
+        "tcp-segmentation-offload: on",
+        "generic-segmentation-offload: on",
+    ] {
+        assert!(feats.contains(f), "veth without {f}: {feats}");
+    }
+    (a, b)
+}
+
+/// Real GSO traffic over a veth pair (which passes GSO skbs unsegmented):
+/// UDP sends with UDP_SEGMENT of a known segment count, and a TCP bulk
+/// transfer with TSO. Each segment counts once at the sender's egress and
+/// the receiver's ingress, checked against the receiving socket (UDP: one
+/// datagram per segment) and the sender's TCP stack (`OutSegs` counts
+/// segments); the veth's own counters, one per skb, show the skbs were GSO.
+#[test]
+fn udp_gso_and_tcp_tso_count_every_segment() {
+    const SENDS: u64 = 5;
+    const GSO: usize = 1000;
+    const PAYLOAD: usize = 8 * GSO + 500; // 9 segments, the last of 500
+    const SEGS: u64 = 9;
+    const TCP_BYTES: usize = 4 << 20;
+    let (a, b) = addressed_pair();
+    let (a, b) = (&a, &b);
+    let subnets = [net("10.0.0.1/32"), net("10.0.0.2/32")];
+    with_counters_on_both(a, b, &subnets, |read| {
+        // --- UDP GSO ---
+        let skbs0 = veth_skbs(a);
+        let received: Vec<usize> = std::thread::scope(|s| {
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let rx = s.spawn(move || {
+                b.enter(move || {
+                    let sock = UdpSocket::bind("10.0.0.2:9000").expect("bind b");
+                    sock.set_read_timeout(Some(lab::wait::scaled(Duration::from_secs(10))))
+                        .expect("timeout");
+                    ready_tx.send(()).expect("ready");
+                    let mut sizes = Vec::new();
+                    let mut buf = vec![0u8; 65536];
+                    while sizes.len() < (SENDS * SEGS) as usize {
+                        match sock.recv(&mut buf) {
+                            Ok(n) => sizes.push(n),
+                            Err(e) => panic!("b received {} datagrams, then {e}", sizes.len()),
+                        }
+                    }
+                    sizes
+                })
+            });
+            ready_rx.recv().expect("receiver ready");
+            a.enter(|| {
+                use std::os::fd::AsRawFd as _;
+                let sock = UdpSocket::bind("10.0.0.1:0").expect("bind a");
+                let size = GSO as libc::c_int;
+                // SAFETY: a valid socket and a c_int option value of its size.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        sock.as_raw_fd(),
+                        libc::SOL_UDP,
+                        libc::UDP_SEGMENT,
+                        std::ptr::from_ref(&size).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+                let payload = vec![0x5au8; PAYLOAD];
+                for _ in 0..SENDS {
+                    let n = sock.send_to(&payload, "10.0.0.2:9000").expect("send GSO");
+                    assert_eq!(n, PAYLOAD);
+                }
+            });
+            rx.join().expect("receiver")
+        });
+        let skbs1 = veth_skbs(a);
+        let mut want_sizes = vec![GSO; (SENDS * (SEGS - 1)) as usize];
+        want_sizes.extend(std::iter::repeat_n(500, SENDS as usize));
+        let mut got_sizes = received.clone();
+        got_sizes.sort_unstable();
+        want_sizes.sort_unstable();
+        assert_eq!(got_sizes, want_sizes, "datagrams b's socket received");
+        let udp_bytes = SENDS * ((SEGS - 1) * (42 + GSO as u64) + 42 + 500);
+        let want = (SENDS * SEGS, udp_bytes);
+        lab::wait_until(
+            "UDP segments counted",
+            lab::wait::scaled(Duration::from_secs(10)),
+            || {
+                let (sa, sb) = read();
+                sa.totals().1.packets >= want.0 && sb.totals().0.packets >= want.0
+            },
+        );
+        let (sa, sb) = read();
+        let (a_rx, a_tx) = sa.totals();
+        let (b_rx, b_tx) = sb.totals();
+        println!(
+            "UDP GSO: a egress {a_tx:?}; b ingress {b_rx:?}; veth a tx skbs {}",
+            skbs1.0 - skbs0.0
+        );
+        assert_eq!(
+            (a_tx.packets, a_tx.bytes),
+            want,
+            "a egress: (segments, wire bytes)"
+        );
+        assert_eq!(
+            (b_rx.packets, b_rx.bytes),
+            want,
+            "b ingress: (segments, wire bytes)"
+        );
+        assert_eq!((a_rx.packets, b_tx.packets), (0, 0), "nothing came back");
+        assert_eq!(
+            skbs1.0 - skbs0.0,
+            SENDS,
+            "the veth carried one skb per send: the sends were GSO"
+        );
+        let s1 = &sb.subnets[&net("10.0.0.1/32")];
+        assert_eq!((s1.from_packets, s1.from_bytes), want, "b: from 10.0.0.1");
+
+        // --- TCP bulk transfer with TSO ---
+        let out0 = (tcp_out_segs(a), tcp_out_segs(b));
+        let skbs0 = veth_skbs(a);
+        let got = std::thread::scope(|s| {
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let server = s.spawn(move || {
+                b.enter(move || {
+                    use std::io::Read as _;
+                    let l = std::net::TcpListener::bind("10.0.0.2:9001").expect("listen");
+                    ready_tx.send(()).expect("ready");
+                    let (mut c, _) = l.accept().expect("accept");
+                    let mut buf = vec![0u8; 1 << 16];
+                    let mut n = 0usize;
+                    loop {
+                        match c.read(&mut buf).expect("read") {
+                            0 => break,
+                            k => n += k,
+                        }
+                    }
+                    n
+                })
+            });
+            ready_rx.recv().expect("server ready");
+            a.enter(|| {
+                use std::io::{Read as _, Write as _};
+                let mut c = std::net::TcpStream::connect("10.0.0.2:9001").expect("connect");
+                c.write_all(&vec![0xa5u8; TCP_BYTES]).expect("write");
+                c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                // Until b closes too.
+                let mut rest = Vec::new();
+                c.read_to_end(&mut rest).expect("read to EOF");
+            });
+            server.join().expect("server")
+        });
+        assert_eq!(got, TCP_BYTES, "b received every byte");
+        // Every segment either side's TCP sent shows in the counters (the
+        // last ACK may still be on its way: wait for it).
+        let (base_a, base_b) = (sa.totals().1.packets, sb.totals().1.packets);
+        let mut last = (0, 0, 0, 0);
+        let settled =
+            lab::wait::try_wait_until(lab::wait::scaled(Duration::from_secs(10)), &mut || {
+                let (xa, xb) = read();
+                let segs_a = tcp_out_segs(a) - out0.0;
+                let segs_b = tcp_out_segs(b) - out0.1;
+                last = (
+                    xa.totals().1.packets - base_a,
+                    segs_a,
+                    xb.totals().1.packets - base_b,
+                    segs_b,
+                );
+                last.0 == last.1 && last.2 == last.3
+            });
+        assert!(
+            settled.is_ok(),
+            "egress packets vs TCP OutSegs: a {} vs {}, b {} vs {}",
+            last.0,
+            last.1,
+            last.2,
+            last.3
+        );
+        let skbs1 = veth_skbs(a);
+        let (xa, xb) = read();
+        let a_tx = xa.totals().1.packets - base_a;
+        let a_tx_bytes = xa.totals().1.bytes - sa.totals().1.bytes;
+        let b_rx = xb.totals().0.packets - sb.totals().0.packets;
+        let b_rx_bytes = xb.totals().0.bytes - sb.totals().0.bytes;
+        let a_skbs = skbs1.0 - skbs0.0;
+        println!(
+            "TCP: a sent {a_tx} segments ({a_tx_bytes} bytes) in {a_skbs} skbs; b received {b_rx} ({b_rx_bytes} bytes); b sent {}",
+            last.2
+        );
+        assert_eq!(
+            (b_rx, b_rx_bytes),
+            (a_tx, a_tx_bytes),
+            "b ingress = a egress"
+        );
+        // Every segment carries Ethernet 14 + IPv4 20 + TCP 32 (timestamps);
+        // the SYN 8 more (MSS, SACK-permitted, window scale).
+        assert_eq!(
+            a_tx_bytes,
+            TCP_BYTES as u64 + 66 * a_tx + 8,
+            "a egress wire bytes for {a_tx} segments"
+        );
+        assert!(
+            a_skbs * 4 < a_tx,
+            "TSO: {a_tx} segments went as {a_skbs} skbs (expected several segments per skb)"
+        );
+    });
+}
+
+/// QinQ frames (802.1ad outer + 802.1Q inner, and 802.1Q in 802.1Q),
+/// single-tagged and untagged, IPv4 and IPv6: counted under the outer VLAN
+/// and in their subnets at the sender's egress (both tags in the frame) and
+/// the receiver's ingress (the kernel takes the outer tag into skb
+/// metadata, the inner stays in the frame).
+#[test]
+fn qinq_frames_count_under_the_outer_vlan_and_in_their_subnets() {
+    let (a, b) = veth_pair(false);
+    let qinq = [(TPID_8021AD, (3 << 13) | 300), (TPID_8021Q, 10)];
+    let qinq6 = [(TPID_8021AD, 300), (TPID_8021Q, 11)];
+    let old_qinq = [(TPID_8021Q, 400), (TPID_8021Q, 5)];
+    let mut frames = Vec::new();
+    for _ in 0..4 {
+        frames.push(ip_frame(&qinq, Ip::V4, L4::Udp, 50));
+    }
+    for _ in 0..3 {
+        frames.push(ip_frame(&qinq6, Ip::V6, L4::Udp, 30));
+    }
+    for _ in 0..2 {
+        frames.push(ip_frame(&[(TPID_8021Q, 20)], Ip::V4, L4::Udp, 54));
+    }
+    frames.push(ip_frame(&[], Ip::V4, L4::Udp, 58));
+    for _ in 0..2 {
+        frames.push(ip_frame(&old_qinq, Ip::V4, L4::Tcp, 26));
+    }
+    assert!(frames.iter().all(|f| f.len() == 100), "100-byte frames");
+    let n = frames.len() as u64;
+    let (sa, sb) = with_counters_on_both(&a, &b, &v4_subnets(), |read| {
+        send_raw(&a, "eth0", &frames);
+        lab::wait_until(
+            "every frame counted",
+            lab::wait::scaled(Duration::from_secs(10)),
+            || {
+                let (sa, sb) = read();
+                sa.totals().1.packets >= n && sb.totals().0.packets >= n
+            },
+        );
+        read()
+    });
+    let want: BTreeMap<u32, (u64, u64)> = [
+        (300, (7, 700)),
+        (20, (2, 200)),
+        (400, (2, 200)),
+        (NO_VLAN, (1, 100)),
+    ]
+    .into();
+    for (name, snap, tx) in [
+        ("a egress (tags in the frame)", &sa, true),
+        ("b ingress (outer tag offloaded)", &sb, false),
+    ] {
+        let got: BTreeMap<u32, (u64, u64)> = snap
+            .keys
+            .iter()
+            .map(|(k, c)| {
+                let d = if tx { &c.tx } else { &c.rx };
+                (k.vlan, (d.packets, d.bytes))
+            })
+            .collect();
+        assert_eq!(got, want, "{name}: per outer VLAN (packets, bytes)");
+        let sc = |to: u64, from: u64| SubnetCounters {
+            to_packets: to,
+            to_bytes: to * 100,
+            from_packets: from,
+            from_bytes: from * 100,
+        };
+        assert_eq!(snap.subnets[&net("10.1.0.0/16")], sc(0, 9), "{name}");
+        assert_eq!(snap.subnets[&net("10.2.0.0/16")], sc(9, 0), "{name}");
+        assert_eq!(snap.subnets[&net("2001:db8:1::/48")], sc(0, 3), "{name}");
+        assert_eq!(snap.subnets[&net("2001:db8:2::/48")], sc(3, 0), "{name}");
+    }
+}
+
+/// A counter map too small for the (interface, VLAN) pairs seen: the
+/// packets of pairs without an entry are counted per interface (VLAN
+/// unknown) and, with the overflow map full too, as lost; interface totals,
+/// `hostd telemetry show` and sFlow's generic interface counters include
+/// them.
+#[test]
+fn a_full_counter_map_counts_what_it_cannot_hold() {
+    let (a, _b) = veth_pair(false);
+    // A second interface in a, for the overflow map to overflow.
+    a.ip(&[
+        "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
+    ]);
+    a.ip(&["link", "set", "eth1", "up"]);
+    a.ip(&["link", "set", "eth1p", "up"]);
+    let (dst, src) = (mac_bytes(MAC_B), mac_bytes(MAC_A));
+    // eth0: VLANs 1 and 2 take the two entries; 3, 4 and untagged do not fit.
+    let mut eth0 = Vec::new();
+    for (vlan, k) in [
+        (Some(1), 3),
+        (Some(2), 3),
+        (Some(3), 3),
+        (Some(4), 3),
+        (None, 2),
+    ] {
+        for i in 0..k {
+            eth0.push(frame(dst, src, vlan.map(|v| (v, 0)), 100, i));
+        }
+    }
+    // eth1: no room in either map (the overflow map holds one interface).
+    let eth1: Vec<Vec<u8>> = (0..4)
+        .map(|i| frame(dst, src, Some((7, 0)), 80, i))
+        .collect();
+
+    let (out, show, samples) = a.enter(|| {
+        let pin = private_bpffs();
+        let collector = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("collector socket");
+        let mut t = Telemetry::load_with(&LoadOptions {
+            pin_dir: Some(pin.clone()),
+            max_if_vlans: 2,
+            max_interfaces: 1,
+            ..LoadOptions::default()
+        })
+        .expect("load");
+        t.attach("eth0").expect("attach eth0");
+        t.attach("eth1").expect("attach eth1");
+        let mut agent = Agent::new(
+            &mut t,
+            AgentConfig {
+                collectors: vec![collector.local_addr().expect("addr")],
+                ..Default::default()
+            },
+        )
+        .expect("agent");
+        send_raw(&a, "eth0", &eth0);
+        send_raw(&a, "eth1", &eth1);
+        lab::wait_until(
+            "every frame counted",
+            lab::wait::scaled(Duration::from_secs(10)),
+            || {
+                t.counters()
+                    .is_ok_and(|(_, tx)| tx.packets >= (eth0.len() + eth1.len()) as u64)
+            },
+        );
+        let out = (
+            hostd_telemetry::loader::ifindex("eth0").expect("ifindex"),
+            t.interface_vlan_counters().expect("per VLAN"),
+            t.unattributed_counters().expect("unattributed"),
+            t.lost_counters().expect("lost"),
+            t.interface_counters().expect("per interface"),
+        );
+        // What `hostd telemetry show` reads from the pinned maps.
+        let show = hostd::telemetry::show(&pin).expect("show");
+        agent.export_counters(&t).expect("export counters");
+        let datagrams = drain(&collector, Duration::from_millis(300));
+        let _ = hostd_telemetry::unpin(&pin);
+        (out, show, datagrams)
+    });
+    let (ifindex, per_vlan, unattributed, lost, per_if) = out;
+    let got: BTreeMap<u32, (u64, u64)> = per_vlan
+        .iter()
+        .map(|(k, c)| (k.vlan, (c.tx.packets, c.tx.bytes)))
+        .collect();
+    assert_eq!(
+        got,
+        [(1, (3, 300)), (2, (3, 300))].into(),
+        "two entries: the first two VLANs seen"
+    );
+    assert_eq!(
+        unattributed
+            .iter()
+            .map(|(i, c)| (*i, c.tx.packets, c.tx.bytes))
+            .collect::<Vec<_>>(),
+        vec![(ifindex, 8, 800)],
+        "eth0's packets without an entry: VLANs 3, 4 and untagged"
+    );
+    assert_eq!((lost.tx.packets, lost.tx.bytes), (4, 320), "eth1: lost");
+    assert_eq!(per_if[&ifindex].tx.packets, 14, "eth0 total: every frame");
+    assert_eq!(per_if[&ifindex].tx.bytes, 1400);
+    assert_eq!(show.unattributed, unattributed, "hostd telemetry show");
+    assert_eq!(show.lost, lost, "hostd telemetry show");
+    let text = hostd::telemetry::show_text(&show, &BTreeMap::new());
+    assert!(text.contains("map is full"), "{text}");
+
+    // sFlow generic interface counters of eth0 count all 14 frames.
+    use collector::sflow::{decode, CounterRecord, Sample};
+    let mut generic = Vec::new();
+    for d in &samples {
+        for s in decode(d).expect("datagram").samples() {
+            if let Sample::Counters(c) = s.expect("sample") {
+                for r in c.records() {
+                    if let CounterRecord::Generic(g) = r.expect("record") {
+                        generic.push(g);
+                    }
+                }
+            }
+        }
+    }
+    let g = generic
+        .iter()
+        .find(|g| g.if_index == ifindex)
+        .unwrap_or_else(|| panic!("no generic counters for eth0 in {generic:?}"));
+    assert_eq!((g.out_ucast_pkts, g.out_octets), (14, 1400), "{g:?}");
 }

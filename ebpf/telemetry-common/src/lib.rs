@@ -12,6 +12,8 @@
 //! |---|---|---|---|
 //! | `CONFIG` | array[1] | 0 | [`Config`] |
 //! | `IF_COUNTERS` | per-CPU hash | [`IfVlanKey`] | [`IfVlanCounters`] |
+//! | `IF_MISSES` | per-CPU hash | ifindex (`u32`) | [`IfVlanCounters`] of packets `IF_COUNTERS` had no room for |
+//! | `LOST` | per-CPU array[1] | 0 | [`IfVlanCounters`] of packets neither map had room for |
 //! | `SUBNETS_V4` | LPM trie | prefix length + 4 address bytes | slot (`u32`) |
 //! | `SUBNETS_V6` | LPM trie | prefix length + 16 address bytes | slot (`u32`) |
 //! | `SUBNET_COUNTERS` | per-CPU array | slot | [`SubnetCounters`] |
@@ -33,6 +35,8 @@ pub const DEFAULT_HEADER_BYTES: u32 = 128;
 pub mod maps {
     pub const CONFIG: &str = "CONFIG";
     pub const IF_COUNTERS: &str = "IF_COUNTERS";
+    pub const IF_MISSES: &str = "IF_MISSES";
+    pub const LOST: &str = "LOST";
     pub const SUBNETS_V4: &str = "SUBNETS_V4";
     pub const SUBNETS_V6: &str = "SUBNETS_V6";
     pub const SUBNET_COUNTERS: &str = "SUBNET_COUNTERS";
@@ -72,6 +76,13 @@ pub const FLAG_SUBNETS_V4: u32 = 1;
 /// [`Config::flags`] bit: look IPv6 packets up in `SUBNETS_V6`.
 pub const FLAG_SUBNETS_V6: u32 = 2;
 
+/// Most random draws one skb may take for sampling (each draw is one
+/// sample among its segments). Past that (only when the sampling rate is far
+/// below the skb's segment count, e.g. 1:2 over a 200-segment BIG TCP skb)
+/// the remaining segments are sampled by their expected count (`left / rate`;
+/// all of them at 1:1). A bound the verifier needs.
+pub const MAX_DRAWS_PER_SKB: u32 = 64;
+
 /// The next skip count for 1-in-`rate` sampling from a random `r`:
 /// uniform in 1..=2*rate-1 (mean `rate`); 1 for rate 1.
 #[inline(always)]
@@ -94,21 +105,30 @@ pub struct IfVlanKey {
 pub const NO_VLAN: u32 = 0xffff;
 
 /// Counters of one direction of one (interface, VLAN).
+///
+/// Packets are frames on the wire: an skb that carries a GSO/GRO/TSO
+/// super-packet counts as the segments it is (`gso_segs`, or
+/// `ceil(payload / gso_size)` when the kernel has not computed it, as for
+/// GSO packets from a VM's tap or a packet socket).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DirCounters {
     /// Every frame seen (the sFlow sample pool).
     pub packets: u64,
-    /// Frame length from the Ethernet header on, without FCS, with the
-    /// 802.1Q tag counted whether or not it was offloaded into skb metadata
-    /// (`skb->len + 4` when offloaded): the frame as on the wire.
+    /// Wire bytes: each frame from the Ethernet header on, without FCS, with
+    /// VLAN tags counted whether or not the outer one was offloaded into skb
+    /// metadata. For a GSO skb of N segments: `skb->len` plus N-1 copies of
+    /// the per-segment headers (Ethernet and tags, IP, TCP with options or
+    /// UDP), what the N frames add up to once segmented.
     pub bytes: u64,
     /// Frames with the group bit of the destination MAC set (broadcast
     /// included).
     pub multicast: u64,
     /// Frames to ff:ff:ff:ff:ff:ff.
     pub broadcast: u64,
-    /// Frames chosen for sampling and written to the ring buffer.
+    /// Frames chosen for sampling and written to the ring buffer (one
+    /// record may carry several samples of one GSO skb: see
+    /// [`SampleRecord::count`]).
     pub samples: u64,
     /// Frames chosen for sampling that did not fit into the ring buffer.
     pub sample_drops: u64,
@@ -166,7 +186,8 @@ impl SubnetCounters {
     }
 }
 
-/// One sampled packet, as written into the `SAMPLES` ring buffer.
+/// One sampled skb, as written into the `SAMPLES` ring buffer: `count`
+/// samples (frames) taken among its segments.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SampleRecord {
@@ -175,7 +196,8 @@ pub struct SampleRecord {
     pub direction: u32,
     /// As [`IfVlanKey::vlan`].
     pub vlan: u32,
-    /// Frame length as in [`DirCounters::bytes`].
+    /// Wire length (as in [`DirCounters::bytes`]) of a full-size segment of
+    /// the skb; of the frame itself when it is not GSO.
     pub frame_len: u32,
     /// Valid bytes at the start of `header`.
     pub header_len: u32,
@@ -184,6 +206,20 @@ pub struct SampleRecord {
     /// 1 when the VLAN tag was in the skb metadata (offloaded), not in
     /// `header`: userspace puts it back into the header it exports.
     pub tag_offloaded: u16,
+    /// Samples (frames) this record stands for: segments of the skb the
+    /// per-CPU countdown stopped at. 1 for an skb that is not GSO.
+    pub count: u32,
+    /// Wire length of the skb's last segment (shorter than `frame_len` when
+    /// the payload does not divide evenly).
+    pub last_frame_len: u32,
+    /// 1 when the last segment is among the `count` sampled ones (one of
+    /// the samples then has `last_frame_len`).
+    pub last_sampled: u32,
+    /// Segments of the skb (1 when not GSO).
+    pub segments: u32,
+    /// Index of the first sampled segment (0-based).
+    pub first_segment: u32,
+    /// The first bytes of the skb (the first segment's headers).
     pub header: [u8; MAX_HEADER_BYTES],
 }
 

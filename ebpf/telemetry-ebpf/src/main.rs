@@ -1,18 +1,27 @@
 //! eBPF programs hostd attaches to the interfaces it manages (TC ingress and
 //! egress, through TCX where the kernel has it and clsact otherwise).
 //!
-//! For every frame, [`programs::telemetry_ingress`] and
-//! [`programs::telemetry_egress`]:
+//! For every skb, [`programs::telemetry_ingress`] and
+//! [`programs::telemetry_egress`] count what it is on the wire: a GSO/GRO
+//! super-packet of N segments is N frames (`gso_segs`, or
+//! `ceil(payload / gso_size)` when the kernel has not counted them yet) and
+//! its wire bytes are `skb->len` plus N-1 copies of the per-segment headers
+//! (Ethernet and VLAN tags, IP, TCP with options or UDP). Then they:
 //!
-//! 1. add it to the per-CPU counters of its (interface, VLAN) and direction:
-//!    packets, bytes, multicast, broadcast (`IF_COUNTERS`);
-//! 2. for IPv4/IPv6, look its source and destination up in the LPM tries of
+//! 1. add it to the per-CPU counters of its (interface, outer VLAN) and
+//!    direction: packets, bytes, multicast, broadcast (`IF_COUNTERS`); when
+//!    that map is full, to the interface's overflow counters (`IF_MISSES`;
+//!    `LOST` should that be full too), so nothing goes uncounted;
+//! 2. for IPv4/IPv6 (untagged, one tag or QinQ, the outer tag in the frame
+//!    or offloaded), look its source and destination up in the LPM tries of
 //!    configured subnets and add it to the per-CPU counters of the matching
 //!    slots (`SUBNET_COUNTERS`);
-//! 3. 1 in N on average (a per-CPU countdown of random skips drawn with
-//!    `bpf_get_prandom_u32`, mean N), copy the first `CONFIG.header_bytes`
-//!    bytes into the `SAMPLES` ring buffer, and count the sample, or the drop
-//!    when the ring buffer is full.
+//! 3. sample 1 in N frames on average: a per-CPU countdown of random skips
+//!    (`bpf_get_prandom_u32`, mean N) runs through the skb's segments, each
+//!    one chance to be sampled; the skb's first `CONFIG.header_bytes` bytes
+//!    go into the `SAMPLES` ring buffer once, with the number of samples
+//!    taken among its segments, and the samples (or drops, ring buffer full)
+//!    are counted.
 //!
 //! They never drop or alter traffic: they only read the packet and always
 //! return `TC_ACT_UNSPEC` (`TCX_NEXT` under TCX), so the next program or the
@@ -31,7 +40,8 @@ mod programs {
     };
     use telemetry_common::{
         next_skip, Config, DirCounters, IfVlanCounters, IfVlanKey, SampleRecord, SubnetCounters,
-        DIR_EGRESS, DIR_INGRESS, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_HEADER_BYTES, NO_VLAN,
+        DIR_EGRESS, DIR_INGRESS, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_DRAWS_PER_SKB,
+        MAX_HEADER_BYTES, NO_VLAN,
     };
 
     /// "Continue with the next program / default action" in both clsact and TCX.
@@ -42,6 +52,8 @@ mod programs {
     const ETH_P_8021Q: u16 = 0x8100;
     const ETH_P_8021AD: u16 = 0x88a8;
     const ETH_HLEN: usize = 14;
+    const IPPROTO_TCP: u8 = 6;
+    const IPPROTO_UDP: u8 = 17;
     const VLAN_HLEN: u32 = 4;
 
     // Sizes below are defaults; the loader sets the real ones at load time
@@ -53,6 +65,14 @@ mod programs {
     #[map]
     static IF_COUNTERS: PerCpuHashMap<IfVlanKey, IfVlanCounters> =
         PerCpuHashMap::with_max_entries(4096, 0);
+
+    /// Per interface: packets IF_COUNTERS had no room for (map full).
+    #[map]
+    static IF_MISSES: PerCpuHashMap<u32, IfVlanCounters> = PerCpuHashMap::with_max_entries(1024, 0);
+
+    /// Packets neither IF_COUNTERS nor IF_MISSES had room for.
+    #[map]
+    static LOST: PerCpuArray<IfVlanCounters> = PerCpuArray::with_max_entries(1, 0);
 
     #[map]
     static SUBNETS_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(1024, 0);
@@ -70,6 +90,23 @@ mod programs {
     #[map]
     static SAMPLES: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
+    /// What one skb stands for on the wire.
+    struct Wire {
+        /// Frames (GSO segments; 1 when not GSO).
+        segs: u32,
+        /// Bytes of all of them.
+        bytes: u64,
+        /// Length of a full-size segment (the frame when not GSO).
+        full_len: u32,
+        /// Length of the last segment.
+        last_len: u32,
+    }
+
+    #[inline(always)]
+    fn is_vlan(ethertype: u16) -> bool {
+        ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD
+    }
+
     #[inline(always)]
     fn handle(ctx: &TcContext, dir: u32) -> i32 {
         let Some(cfg) = CONFIG.get(0) else {
@@ -77,46 +114,148 @@ mod programs {
         };
         let skb = ctx.skb.skb;
         // SAFETY: `skb` is the context pointer the kernel passed in; these
-        // __sk_buff fields are readable by TC programs.
-        let (ifindex, vlan_present, tci) =
-            unsafe { ((*skb).ifindex, (*skb).vlan_present, (*skb).vlan_tci) };
+        // __sk_buff fields are readable by TC programs (gso_segs since 4.20,
+        // gso_size since 5.7).
+        let (ifindex, vlan_present, tci, gso_segs, gso_size) = unsafe {
+            (
+                (*skb).ifindex,
+                (*skb).vlan_present,
+                (*skb).vlan_tci,
+                (*skb).gso_segs,
+                (*skb).gso_size,
+            )
+        };
 
         // Ethernet header: destination MAC (6), source MAC (6), EtherType,
-        // and the next 4 bytes (a VLAN tag's TCI and inner EtherType).
-        // Direct packet access when the bytes are in the linear area (no
-        // helper call), `bpf_skb_load_bytes` otherwise.
-        let eth: [u8; 18] = match read::<[u8; 18]>(ctx, 0) {
+        // then room for two VLAN tags (TCI and next EtherType each). Direct
+        // packet access when the bytes are in the linear area (no helper
+        // call), `bpf_skb_load_bytes` otherwise; frames shorter than 22
+        // bytes (no tags then) are read in their first 14.
+        let eth: [u8; 22] = match read::<[u8; 22]>(ctx, 0) {
             Some(v) => v,
-            None => ctx.load(0).unwrap_or([0; 18]),
+            None => match ctx.load::<[u8; 22]>(0) {
+                Ok(v) => v,
+                Err(_) => {
+                    let mut v = [0u8; 22];
+                    if let Ok(h) = ctx.load::<[u8; 14]>(0) {
+                        v[..14].copy_from_slice(&h);
+                    }
+                    v
+                }
+            },
         };
         let outer_type = u16::from_be_bytes([eth[12], eth[13]]);
-        let mut len = ctx.len();
-        let (vlan, priority, offloaded, l3_off, ethertype) = if vlan_present != 0 {
-            // Tag in skb metadata: count it as on the wire.
-            len += VLAN_HLEN;
+        let len = ctx.len();
+        // The outer tag (the counters' key) and where the IP header starts.
+        // Up to two tags are parsed: 802.1ad (or 802.1Q) outer plus 802.1Q
+        // inner (QinQ), each in the frame or, for the outer one, in skb
+        // metadata (the kernel takes it out of received frames).
+        let (vlan, priority, offloaded, mut l3_off, mut ethertype) = if vlan_present != 0 {
             (tci & 0x0fff, (tci >> 13) & 7, 1u16, ETH_HLEN, outer_type)
-        } else if outer_type == ETH_P_8021Q || outer_type == ETH_P_8021AD {
+        } else if is_vlan(outer_type) {
             let tci = u32::from(u16::from_be_bytes([eth[14], eth[15]]));
             let inner = u16::from_be_bytes([eth[16], eth[17]]);
             (tci & 0x0fff, (tci >> 13) & 7, 0u16, ETH_HLEN + 4, inner)
         } else {
             (NO_VLAN, 0, 0u16, ETH_HLEN, outer_type)
         };
+        if is_vlan(ethertype) {
+            // The inner tag (QinQ), or the first one in the frame under an
+            // offloaded outer tag.
+            if l3_off == ETH_HLEN {
+                ethertype = u16::from_be_bytes([eth[16], eth[17]]);
+                l3_off = ETH_HLEN + 4;
+            } else {
+                ethertype = u16::from_be_bytes([eth[20], eth[21]]);
+                l3_off = ETH_HLEN + 8;
+            }
+        }
+        // An offloaded tag is on the wire in every segment.
+        let tag = if offloaded != 0 { VLAN_HLEN } else { 0 };
 
-        // Per (interface, VLAN) counters; the first frame of a new pair
-        // creates the entry (another CPU may race us: NOEXIST, look up again).
-        let key = IfVlanKey { ifindex, vlan };
-        let counters = match IF_COUNTERS.get_ptr_mut(&key) {
-            Some(p) => p,
-            None => {
-                let _ =
-                    IF_COUNTERS.insert(&key, &IfVlanCounters::default(), u64::from(BPF_NOEXIST));
-                match IF_COUNTERS.get_ptr_mut(&key) {
-                    Some(p) => p,
-                    // Map full: nothing to count into.
-                    None => return TC_ACT_UNSPEC,
+        // IP addresses (for subnets) and, for GSO skbs, the per-segment
+        // header length: L2 + IP header + TCP header (with options) or UDP.
+        let want_v4 = cfg.flags & FLAG_SUBNETS_V4 != 0;
+        let want_v6 = cfg.flags & FLAG_SUBNETS_V6 != 0;
+        let gso = gso_size != 0;
+        let mut hdr_len = l3_off as u32;
+        let mut l4: Option<(usize, u8)> = None;
+        let mut v4: Option<[u8; 8]> = None;
+        let mut v6: Option<[[u8; 16]; 2]> = None;
+        if ethertype == ETH_P_IP && (gso || want_v4) {
+            if let Some(ip) = read::<[u8; 20]>(ctx, l3_off).or_else(|| ctx.load(l3_off).ok()) {
+                let ihl = usize::from(ip[0] & 0x0f) * 4;
+                hdr_len += ihl as u32;
+                l4 = Some((l3_off + ihl, ip[9]));
+                v4 = Some([
+                    ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
+                ]);
+            }
+        } else if ethertype == ETH_P_IPV6 && (gso || want_v6) {
+            if let Some(ip) = read::<[u8; 40]>(ctx, l3_off).or_else(|| ctx.load(l3_off).ok()) {
+                hdr_len += 40;
+                // Extension headers are not walked: the L4 header is found
+                // only right after the fixed header.
+                l4 = Some((l3_off + 40, ip[6]));
+                let mut a = [[0u8; 16]; 2];
+                a[0].copy_from_slice(&ip[8..24]);
+                a[1].copy_from_slice(&ip[24..40]);
+                v6 = Some(a);
+            }
+        }
+        let w = if gso {
+            if let Some((off, proto)) = l4 {
+                if proto == IPPROTO_TCP {
+                    // Data offset: the high nibble of byte 12, in words. A
+                    // helper call rather than direct access: the verifier
+                    // cannot follow a bounds check on an offset that
+                    // depends on packet data (the IHL) once LLVM folds it.
+                    if let Ok(b) = ctx.load::<u8>(off + 12) {
+                        hdr_len += u32::from(b >> 4) * 4;
+                    }
+                } else if proto == IPPROTO_UDP {
+                    hdr_len += 8;
                 }
             }
+            let payload = len.saturating_sub(hdr_len);
+            // gso_segs is 0 on GSO skbs the kernel has not counted yet
+            // (SKB_GSO_DODGY: from a tap/virtio device or a packet socket):
+            // count them as it will when segmenting.
+            let segs = if gso_segs != 0 {
+                gso_segs
+            } else {
+                payload.div_ceil(gso_size).max(1)
+            };
+            let seg_hdr = hdr_len + tag;
+            let last_payload = payload.saturating_sub((segs - 1).wrapping_mul(gso_size));
+            Wire {
+                segs,
+                bytes: u64::from(len + tag) + u64::from(segs - 1) * u64::from(seg_hdr),
+                full_len: seg_hdr + gso_size,
+                last_len: seg_hdr + last_payload.min(gso_size),
+            }
+        } else {
+            Wire {
+                segs: 1,
+                bytes: u64::from(len + tag),
+                full_len: len + tag,
+                last_len: len + tag,
+            }
+        };
+
+        // Per (interface, VLAN) counters; the first frame of a new pair
+        // creates the entry. When the map is full the packet is counted per
+        // interface in IF_MISSES (and, should that be full too, in LOST), so
+        // interface totals, the sample pool and sampling stay exact.
+        let counters = match get_or_create(&IF_COUNTERS, &IfVlanKey { ifindex, vlan }) {
+            Some(p) => p,
+            None => match get_or_create(&IF_MISSES, &ifindex) {
+                Some(p) => p,
+                None => match LOST.get_ptr_mut(0) {
+                    Some(p) => p,
+                    None => return TC_ACT_UNSPEC,
+                },
+            },
         };
         // SAFETY: per-CPU value of this CPU, valid for the program's run.
         let d: &mut DirCounters = unsafe {
@@ -126,53 +265,107 @@ mod programs {
                 &mut (*counters).tx
             }
         };
-        d.packets += 1;
-        d.bytes += u64::from(len);
+        let segs = u64::from(w.segs);
+        d.packets += segs;
+        d.bytes += w.bytes;
         if eth[0] & 1 != 0 {
-            d.multicast += 1;
+            d.multicast += segs;
             if eth[..6] == [0xff; 6] {
-                d.broadcast += 1;
+                d.broadcast += segs;
             }
         }
 
-        if cfg.flags & FLAG_SUBNETS_V4 != 0 && ethertype == ETH_P_IP {
-            // Source and destination addresses, at 12..20 of the IPv4 header.
-            if let Some(addrs) =
-                read::<[u8; 8]>(ctx, l3_off + 12).or_else(|| ctx.load(l3_off + 12).ok())
-            {
-                let src = SUBNETS_V4.get(Key::new(32, [addrs[0], addrs[1], addrs[2], addrs[3]]));
-                let dst = SUBNETS_V4.get(Key::new(32, [addrs[4], addrs[5], addrs[6], addrs[7]]));
-                count_subnets(src.copied(), dst.copied(), len);
+        if want_v4 {
+            if let Some(a) = v4 {
+                let src = SUBNETS_V4.get(Key::new(32, [a[0], a[1], a[2], a[3]]));
+                let dst = SUBNETS_V4.get(Key::new(32, [a[4], a[5], a[6], a[7]]));
+                count_subnets(src.copied(), dst.copied(), segs, w.bytes);
             }
-        } else if cfg.flags & FLAG_SUBNETS_V6 != 0 && ethertype == ETH_P_IPV6 {
-            // Source and destination addresses, at 8..40 of the IPv6 header.
-            if let Some(addrs) =
-                read::<[[u8; 16]; 2]>(ctx, l3_off + 8).or_else(|| ctx.load(l3_off + 8).ok())
-            {
-                let src = SUBNETS_V6.get(Key::new(128, addrs[0]));
-                let dst = SUBNETS_V6.get(Key::new(128, addrs[1]));
-                count_subnets(src.copied(), dst.copied(), len);
+        }
+        if want_v6 {
+            if let Some(a) = v6 {
+                let src = SUBNETS_V6.get(Key::new(128, a[0]));
+                let dst = SUBNETS_V6.get(Key::new(128, a[1]));
+                count_subnets(src.copied(), dst.copied(), segs, w.bytes);
             }
         }
 
         if cfg.sampling_rate != 0 {
             if let Some(skip) = SKIP.get_ptr_mut(0) {
-                // SAFETY: this CPU's slot; the helper takes no arguments.
-                unsafe {
-                    // 0: first packet on this CPU since the rate was set.
-                    if *skip == 0 {
-                        *skip = next_skip(cfg.sampling_rate, bpf_get_prandom_u32());
+                // SAFETY: this CPU's slot, valid for the program's run.
+                let skip = unsafe { &mut *skip };
+                // 0: first packet on this CPU since the rate was set.
+                if *skip == 0 {
+                    *skip = next_skip(cfg.sampling_rate, unsafe { bpf_get_prandom_u32() });
+                }
+                if *skip > segs {
+                    *skip -= segs;
+                } else {
+                    // Each segment is one chance to be sampled, as each
+                    // frame is for a switch: walk the countdown through the
+                    // segments; every time it reaches zero is one sample.
+                    let rate = cfg.sampling_rate;
+                    let first = (*skip - 1) as u32;
+                    let mut left = segs;
+                    let mut count = 0u32;
+                    let mut last_sampled = false;
+                    let mut done = false;
+                    for _ in 0..MAX_DRAWS_PER_SKB {
+                        // Here *skip <= left: the segment it points at is sampled.
+                        left -= *skip;
+                        count += 1;
+                        if left == 0 {
+                            last_sampled = true;
+                        }
+                        *skip = next_skip(rate, unsafe { bpf_get_prandom_u32() });
+                        if *skip > left {
+                            *skip -= left;
+                            done = true;
+                            break;
+                        }
                     }
-                    if *skip > 1 {
-                        *skip -= 1;
-                    } else {
-                        sample(ctx, cfg, d, dir, ifindex, vlan, priority, offloaded, len);
-                        *skip = next_skip(cfg.sampling_rate, bpf_get_prandom_u32());
+                    if !done {
+                        // More samples in this skb than draws allowed.
+                        if rate == 1 {
+                            count += left as u32;
+                            last_sampled = true;
+                            *skip = 1;
+                        } else {
+                            count += (left / u64::from(rate)) as u32;
+                        }
                     }
+                    let s = Sampled {
+                        count,
+                        first,
+                        last_sampled,
+                    };
+                    sample(ctx, cfg, d, dir, ifindex, vlan, priority, offloaded, &w, &s);
                 }
             }
         }
         TC_ACT_UNSPEC
+    }
+
+    /// The samples one skb gave.
+    struct Sampled {
+        count: u32,
+        first: u32,
+        last_sampled: bool,
+    }
+
+    /// This CPU's value for `key`, created (zeroed) if missing; `None` when
+    /// the map is full. Another CPU may create it at the same time:
+    /// BPF_NOEXIST, then look up again.
+    #[inline(always)]
+    fn get_or_create<K>(
+        map: &PerCpuHashMap<K, IfVlanCounters>,
+        key: &K,
+    ) -> Option<*mut IfVlanCounters> {
+        if let Some(p) = map.get_ptr_mut(key) {
+            return Some(p);
+        }
+        let _ = map.insert(key, &IfVlanCounters::default(), u64::from(BPF_NOEXIST));
+        map.get_ptr_mut(key)
     }
 
     /// `T` at `offset` of the packet by direct access, if the linear data
@@ -190,13 +383,13 @@ mod programs {
     }
 
     #[inline(always)]
-    fn count_subnets(src: Option<u32>, dst: Option<u32>, len: u32) {
+    fn count_subnets(src: Option<u32>, dst: Option<u32>, packets: u64, bytes: u64) {
         if let Some(slot) = src {
             if let Some(c) = SUBNET_COUNTERS.get_ptr_mut(slot) {
                 // SAFETY: per-CPU value of this CPU.
                 unsafe {
-                    (*c).from_packets += 1;
-                    (*c).from_bytes += u64::from(len);
+                    (*c).from_packets += packets;
+                    (*c).from_bytes += bytes;
                 }
             }
         }
@@ -204,8 +397,8 @@ mod programs {
             if let Some(c) = SUBNET_COUNTERS.get_ptr_mut(slot) {
                 // SAFETY: per-CPU value of this CPU.
                 unsafe {
-                    (*c).to_packets += 1;
-                    (*c).to_bytes += u64::from(len);
+                    (*c).to_packets += packets;
+                    (*c).to_bytes += bytes;
                 }
             }
         }
@@ -222,10 +415,11 @@ mod programs {
         vlan: u32,
         priority: u32,
         offloaded: u16,
-        frame_len: u32,
+        w: &Wire,
+        s: &Sampled,
     ) {
         let Some(mut entry) = SAMPLES.reserve::<SampleRecord>(0) else {
-            d.sample_drops += 1;
+            d.sample_drops += u64::from(s.count);
             return;
         };
         let rec = entry.as_mut_ptr();
@@ -240,19 +434,24 @@ mod programs {
             (*rec).ifindex = ifindex;
             (*rec).direction = dir;
             (*rec).vlan = vlan;
-            (*rec).frame_len = frame_len;
+            (*rec).frame_len = w.full_len;
             (*rec).header_len = n;
             (*rec).priority = priority as u16;
             (*rec).tag_offloaded = offloaded;
+            (*rec).count = s.count;
+            (*rec).last_frame_len = w.last_len;
+            (*rec).last_sampled = u32::from(s.last_sampled);
+            (*rec).segments = w.segs;
+            (*rec).first_segment = s.first;
             bpf_skb_load_bytes(skb_ptr(ctx), 0, (*rec).header.as_mut_ptr().cast(), n)
         };
         if ret != 0 {
             entry.discard(0);
-            d.sample_drops += 1;
+            d.sample_drops += u64::from(s.count);
             return;
         }
         entry.submit(0);
-        d.samples += 1;
+        d.samples += u64::from(s.count);
     }
 
     #[inline(always)]

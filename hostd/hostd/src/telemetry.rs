@@ -214,6 +214,11 @@ fn ensure_bpffs(dir: &Path) -> Result<(), Error> {
 pub struct Counters {
     /// Per (ifindex, VLAN) (VLAN [`NO_VLAN`] = untagged).
     pub interfaces: BTreeMap<(u32, u32), IfVlanCounters>,
+    /// Per ifindex: packets counted without their VLAN because the
+    /// (interface, VLAN) map was full.
+    pub unattributed: BTreeMap<u32, IfVlanCounters>,
+    /// Packets counted for no interface (both maps full).
+    pub lost: IfVlanCounters,
     /// Per configured subnet, in slot order.
     pub subnets: Vec<(IpNet, SubnetCounters)>,
 }
@@ -234,6 +239,8 @@ pub fn show(pin_dir: &Path) -> Result<Counters, Error> {
             .into_iter()
             .map(|(k, c)| ((k.ifindex, k.vlan), c))
             .collect(),
+        unattributed: t.unattributed_counters()?,
+        lost: t.lost_counters()?,
         subnets: t.subnet_counters()?,
     })
 }
@@ -272,6 +279,30 @@ pub fn show_text(c: &Counters, names: &BTreeMap<u32, String>) -> String {
             v.rx.multicast,
             v.tx.multicast
         ));
+    }
+    // Packets the (interface, VLAN) map had no room for: counted per
+    // interface, VLAN unknown ("?"); and those counted for no interface.
+    let full: Vec<(String, &IfVlanCounters)> = c
+        .unattributed
+        .iter()
+        .map(|(i, v)| (name(*i), v))
+        .chain((c.lost != IfVlanCounters::default()).then(|| ("(none)".to_owned(), &c.lost)))
+        .collect();
+    for (n, v) in &full {
+        s.push_str(&format!(
+            "{:<16} {:>5} {:>12} {:>14} {:>12} {:>14} {:>10} {:>10}\n",
+            n,
+            "?",
+            v.rx.packets,
+            v.rx.bytes,
+            v.tx.packets,
+            v.tx.bytes,
+            v.rx.multicast,
+            v.tx.multicast
+        ));
+    }
+    if !full.is_empty() {
+        s.push_str("VLAN ?: the per-VLAN counter map is full; these packets are counted without their VLAN\n");
     }
     if !c.subnets.is_empty() {
         s.push_str(&format!(
@@ -312,6 +343,16 @@ pub fn show_json(c: &Counters, names: &BTreeMap<u32, String>) -> serde_json::Val
             "rx": dir(&v.rx),
             "tx": dir(&v.tx),
         })).collect::<Vec<_>>(),
+        // Packets counted without their VLAN: the (interface, VLAN) map was
+        // full. They are part of the interface's totals.
+        "unattributed": c.unattributed.iter().map(|(ifindex, v)| json!({
+            "interface": names.get(ifindex),
+            "ifindex": ifindex,
+            "rx": dir(&v.rx),
+            "tx": dir(&v.tx),
+        })).collect::<Vec<_>>(),
+        // Packets counted for no interface (the overflow map was full too).
+        "lost": json!({ "rx": dir(&c.lost.rx), "tx": dir(&c.lost.tx) }),
         "subnets": c.subnets.iter().map(|(net, v)| json!({
             "subnet": net.to_string(),
             "to-packets": v.to_packets,
@@ -364,6 +405,8 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            unattributed: BTreeMap::new(),
+            lost: IfVlanCounters::default(),
             subnets: vec![(
                 "10.0.0.0/24".parse().expect("net"),
                 SubnetCounters {
@@ -389,6 +432,42 @@ mod tests {
         assert_eq!(rows[4], ["10.0.0.0/24", "5", "490", "5", "490"]);
         // Unknown ifindex: shown by number.
         assert!(show_text(&counters(), &BTreeMap::new()).contains("\nif2 "));
+    }
+
+    #[test]
+    fn a_full_counter_map_shows_the_unattributed_packets() {
+        let names = [(2, "eth0".to_owned())].into_iter().collect();
+        let mut c = counters();
+        assert!(!show_text(&c, &names).contains(" ? "), "nothing missed");
+        c.unattributed.insert(
+            2,
+            IfVlanCounters {
+                rx: DirCounters {
+                    packets: 7,
+                    bytes: 700,
+                    ..DirCounters::default()
+                },
+                tx: DirCounters::default(),
+            },
+        );
+        c.lost.tx.packets = 1;
+        let t = show_text(&c, &names);
+        let rows: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            rows[3],
+            ["eth0", "?", "7", "700", "0", "0", "0", "0"],
+            "{t}"
+        );
+        assert_eq!(
+            rows[4],
+            ["(none)", "?", "0", "0", "1", "0", "0", "0"],
+            "{t}"
+        );
+        assert!(rows[5].join(" ").contains("map is full"), "{t}");
+        let j = show_json(&c, &names);
+        assert_eq!(j["unattributed"][0]["interface"], "eth0");
+        assert_eq!(j["unattributed"][0]["rx"]["packets"], 7);
+        assert_eq!(j["lost"]["tx"]["packets"], 1);
     }
 
     #[test]

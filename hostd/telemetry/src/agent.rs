@@ -148,8 +148,6 @@ impl Agent {
         for rec in &records {
             let source = SourceId::interface(rec.ifindex);
             let t = totals.get(&rec.ifindex).copied().unwrap_or_default();
-            let seq = self.flow_seq.entry(source).or_insert(0);
-            *seq = seq.wrapping_add(1);
             let n = (rec.header_len as usize).min(rec.header.len());
             let header = if rec.tag_offloaded != 0 {
                 // Put the tag back; keep the configured header size when the
@@ -172,29 +170,38 @@ impl Agent {
             } else {
                 (0, rec.ifindex)
             };
-            samples.push(Sample::Flow(FlowSample {
-                sequence: *seq,
-                source,
-                sampling_rate: self.cfg.sampling_rate,
-                sample_pool: (t.rx.packets + t.tx.packets) as u32,
-                drops: (t.rx.sample_drops + t.tx.sample_drops) as u32,
-                input,
-                output,
-                records: vec![
-                    FlowRecord::RawHeader {
-                        protocol: HEADER_PROTOCOL_ETHERNET,
-                        frame_length: rec.frame_len,
-                        stripped: 0,
-                        header,
-                    },
-                    FlowRecord::ExtendedSwitch {
-                        src_vlan: vlan,
-                        src_priority: prio,
-                        dst_vlan: vlan,
-                        dst_priority: prio,
-                    },
-                ],
-            }));
+            // One flow sample per sampled frame: a GSO skb sampled k times
+            // among its segments gives k samples, as k frames would on a
+            // switch.
+            for frame_length in frame_lengths(rec) {
+                let seq = self.flow_seq.entry(source).or_insert(0);
+                *seq = seq.wrapping_add(1);
+                samples.push(Sample::Flow(FlowSample {
+                    sequence: *seq,
+                    source,
+                    sampling_rate: self.cfg.sampling_rate,
+                    sample_pool: (t.rx.packets + t.tx.packets) as u32,
+                    drops: (t.rx.sample_drops + t.tx.sample_drops) as u32,
+                    input,
+                    output,
+                    records: vec![
+                        FlowRecord::RawHeader {
+                            protocol: HEADER_PROTOCOL_ETHERNET,
+                            frame_length,
+                            stripped: 0,
+                            // Never longer than the frame: a GSO skb's
+                            // first bytes past a segment are the next one's.
+                            header: header[..header.len().min(frame_length as usize)].to_vec(),
+                        },
+                        FlowRecord::ExtendedSwitch {
+                            src_vlan: vlan,
+                            src_priority: prio,
+                            dst_vlan: vlan,
+                            dst_priority: prio,
+                        },
+                    ],
+                }));
+            }
         }
         self.send(samples)
     }
@@ -241,7 +248,7 @@ impl Agent {
             }));
         }
         let mut vlans: BTreeMap<u32, VlanCounters> = BTreeMap::new();
-        for (k, c) in per_vlan.iter().filter(|(k, _)| k.vlan != NO_VLAN) {
+        for (k, c) in per_vlan.iter().filter(|(k, _)| k.vlan <= 4095) {
             let v = vlans.entry(k.vlan).or_insert(VlanCounters {
                 vlan_id: k.vlan,
                 ..Default::default()
@@ -324,6 +331,20 @@ impl Agent {
         self.export_counters(telemetry)?;
         Ok(())
     }
+}
+
+/// The wire length of each frame a ring-buffer record stands for: `count`
+/// frames of a full segment's length, one of them the last segment's when
+/// that was among the sampled (a record of a non-GSO skb: one frame).
+pub fn frame_lengths(rec: &SampleRecord) -> impl Iterator<Item = u32> + '_ {
+    let count = rec.count.max(1);
+    (0..count).map(move |i| {
+        if rec.last_sampled != 0 && i + 1 == count {
+            rec.last_frame_len
+        } else {
+            rec.frame_len
+        }
+    })
 }
 
 /// The source address the kernel would use towards `collector`.
@@ -410,4 +431,42 @@ fn link_info(ifindex: u32) -> Result<LinkInfo, AgentError> {
     }
     info.status = u32::from(admin_up) | (u32::from(oper_up) << 1);
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use telemetry_common::MAX_HEADER_BYTES;
+
+    use super::*;
+
+    fn record(count: u32, frame_len: u32, last_frame_len: u32, last_sampled: u32) -> SampleRecord {
+        SampleRecord {
+            ifindex: 2,
+            direction: DIR_INGRESS,
+            vlan: NO_VLAN,
+            frame_len,
+            header_len: 0,
+            priority: 0,
+            tag_offloaded: 0,
+            count,
+            last_frame_len,
+            last_sampled,
+            segments: 10,
+            first_segment: 0,
+            header: [0; MAX_HEADER_BYTES],
+        }
+    }
+
+    #[test]
+    fn a_record_gives_one_frame_per_sampled_segment() {
+        let lens = |r: &SampleRecord| frame_lengths(r).collect::<Vec<_>>();
+        // Not GSO: one frame.
+        assert_eq!(lens(&record(1, 98, 98, 1)), [98]);
+        // Three full segments sampled.
+        assert_eq!(lens(&record(3, 1514, 700, 0)), [1514, 1514, 1514]);
+        // Two, the last segment among them.
+        assert_eq!(lens(&record(2, 1514, 700, 1)), [1514, 700]);
+        // A record from an older program (count 0) still stands for one.
+        assert_eq!(lens(&record(0, 60, 60, 0)), [60]);
+    }
 }

@@ -22,7 +22,8 @@ pub use agent::{Agent, AgentConfig, AgentError, Sent};
 pub use aya::programs::TcAttachType;
 pub use ipnet::IpNet;
 pub use loader::{
-    tcx_programs, unpin, AttachMode, LoadOptions, Telemetry, TelemetryError, DEFAULT_PIN_DIR,
+    tcx_programs, unpin, AttachMode, LoadOptions, Telemetry, TelemetryError, TestSkb,
+    DEFAULT_PIN_DIR,
 };
 pub use telemetry_common::{
     programs, DirCounters, IfVlanCounters, IfVlanKey, SubnetCounters, NO_VLAN,
@@ -45,7 +46,10 @@ mod layout {
         assert_eq!(size_of::<DirCounters>(), 6 * 8);
         assert_eq!(size_of::<IfVlanCounters>(), 2 * 6 * 8);
         assert_eq!(size_of::<SubnetCounters>(), 4 * 8);
-        assert_eq!(size_of::<SampleRecord>(), 5 * 4 + 2 * 2 + MAX_HEADER_BYTES);
+        assert_eq!(
+            size_of::<SampleRecord>(),
+            5 * 4 + 2 * 2 + 5 * 4 + MAX_HEADER_BYTES
+        );
     }
 
     #[test]

@@ -27,6 +27,17 @@ use telemetry_common::{
 /// The eBPF object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/telemetry-ebpf"));
 
+/// The maps pinned with [`LoadOptions::pin_dir`]: every counter and the
+/// subnet tries (their slots index the subnet counters).
+const PINNED_MAPS: [&str; 6] = [
+    maps::IF_COUNTERS,
+    maps::IF_MISSES,
+    maps::LOST,
+    maps::SUBNET_COUNTERS,
+    maps::SUBNETS_V4,
+    maps::SUBNETS_V6,
+];
+
 /// Where hostd pins its counter maps by default, so that counters survive a
 /// restart of hostd and stay monotonic for sFlow collectors.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/hostd";
@@ -111,6 +122,37 @@ fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> TelemetryE
     }
 }
 
+/// skb metadata for [`Telemetry::test_run_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestSkb {
+    /// The device the skb is on (0: the loopback device, as without a
+    /// context).
+    pub ifindex: u32,
+    /// `skb_shinfo(skb)->gso_segs` (0 with a non-zero `gso_size`: not yet
+    /// counted, as for SKB_GSO_DODGY skbs).
+    pub gso_segs: u32,
+    /// `skb_shinfo(skb)->gso_size` (0: not GSO).
+    pub gso_size: u32,
+}
+
+impl TestSkb {
+    /// A `struct __sk_buff` (as the kernel's UAPI lays it out) with these
+    /// fields set and the rest zero: the only fields the kernel's test run
+    /// accepts non-zero are these, mark, priority, cb, tstamp, wire_len and
+    /// hwtstamp.
+    fn to_ctx(self) -> Vec<u8> {
+        // Offsets in `struct __sk_buff` (include/uapi/linux/bpf.h), the same
+        // on every architecture: ifindex 40, gso_segs 164, gso_size 176;
+        // the struct is 192 bytes since 5.16 (hwtstamp), and older kernels
+        // accept a longer context as long as the tail is zero.
+        let mut ctx = vec![0u8; 192];
+        ctx[40..44].copy_from_slice(&self.ifindex.to_ne_bytes());
+        ctx[164..168].copy_from_slice(&self.gso_segs.to_ne_bytes());
+        ctx[176..180].copy_from_slice(&self.gso_size.to_ne_bytes());
+        ctx
+    }
+}
+
 /// How the programs were attached: TCX links (kernel >= 6.6) or netlink
 /// filters under a clsact qdisc (older kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +164,17 @@ pub enum AttachMode {
 /// Sizes and pinning, fixed at load time.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Pin the counter maps (`IF_COUNTERS`, `SUBNET_COUNTERS`, `SUBNETS_V4`,
-    /// `SUBNETS_V6`) here, and reuse them when already pinned: counters then
+    /// Pin the counter maps (`IF_COUNTERS`, `IF_MISSES`, `LOST`,
+    /// `SUBNET_COUNTERS`, `SUBNETS_V4`, `SUBNETS_V6`) here, and reuse them when already pinned: counters then
     /// survive a restart. Must be on a bpffs mount. `None`: no pinning.
     pub pin_dir: Option<PathBuf>,
-    /// Capacity of the per-(interface, VLAN) counter map.
+    /// Capacity of the per-(interface, VLAN) counter map. Packets of pairs
+    /// beyond it are still counted per interface ([`Telemetry::unattributed_counters`]).
     pub max_if_vlans: u32,
+    /// Capacity of the per-interface overflow counters (`IF_MISSES`):
+    /// interfaces whose packets can be counted when the per-VLAN map is
+    /// full. Beyond it, packets are counted in `LOST` ([`Telemetry::lost_counters`]).
+    pub max_interfaces: u32,
     /// Capacity of the subnet tries and counters (slots).
     pub max_subnets: u32,
     /// Size of the sample ring buffer in bytes (a power of two, multiple of
@@ -140,6 +187,7 @@ impl Default for LoadOptions {
         Self {
             pin_dir: None,
             max_if_vlans: 4096,
+            max_interfaces: 1024,
             max_subnets: 1024,
             ring_bytes: 1 << 20,
         }
@@ -193,6 +241,7 @@ impl Telemetry {
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(maps::IF_COUNTERS, opts.max_if_vlans)
+            .map_max_entries(maps::IF_MISSES, opts.max_interfaces)
             .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
             .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
             .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
@@ -203,15 +252,7 @@ impl Telemetry {
                     path: dir.clone(),
                     source,
                 })?;
-                [
-                    maps::IF_COUNTERS,
-                    maps::SUBNET_COUNTERS,
-                    maps::SUBNETS_V4,
-                    maps::SUBNETS_V6,
-                ]
-                .into_iter()
-                .map(|m| (m, dir.join(m)))
-                .collect()
+                PINNED_MAPS.into_iter().map(|m| (m, dir.join(m))).collect()
             }
             None => Vec::new(),
         };
@@ -268,6 +309,7 @@ impl Telemetry {
     pub fn raw_object(opts: &LoadOptions) -> Result<Ebpf, TelemetryError> {
         EbpfLoader::new()
             .map_max_entries(maps::IF_COUNTERS, opts.max_if_vlans)
+            .map_max_entries(maps::IF_MISSES, opts.max_interfaces)
             .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
             .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
             .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
@@ -524,19 +566,67 @@ impl Telemetry {
         Ok(out)
     }
 
-    /// Per-interface totals (over VLANs), by ifindex.
+    /// Per interface, by ifindex: packets that could not be counted per
+    /// VLAN because the (interface, VLAN) map was full (`IF_MISSES`). They
+    /// are in [`Telemetry::interface_counters`] all the same; only their
+    /// VLAN is unknown.
+    pub fn unattributed_counters(&self) -> Result<BTreeMap<u32, IfVlanCounters>, TelemetryError> {
+        let map = self
+            .ebpf
+            .map(maps::IF_MISSES)
+            .ok_or(TelemetryError::MissingMap {
+                name: maps::IF_MISSES,
+            })?;
+        let hash: PerCpuHashMap<_, u32, IfVlanCounters> =
+            PerCpuHashMap::try_from(map).map_err(map_err(maps::IF_MISSES))?;
+        let mut out = BTreeMap::new();
+        for entry in hash.iter() {
+            let (ifindex, per_cpu) = entry.map_err(map_err(maps::IF_MISSES))?;
+            let mut sum = IfVlanCounters::default();
+            for c in per_cpu.iter() {
+                sum.add(c);
+            }
+            out.insert(ifindex, sum);
+        }
+        Ok(out)
+    }
+
+    /// Packets that neither the (interface, VLAN) map nor the per-interface
+    /// overflow map had room for (`LOST`): counted, but for no interface.
+    /// Zero unless more interfaces than `IF_MISSES` holds (1024) overflowed.
+    pub fn lost_counters(&self) -> Result<IfVlanCounters, TelemetryError> {
+        let map = self
+            .ebpf
+            .map(maps::LOST)
+            .ok_or(TelemetryError::MissingMap { name: maps::LOST })?;
+        let array: PerCpuArray<_, IfVlanCounters> =
+            PerCpuArray::try_from(map).map_err(map_err(maps::LOST))?;
+        let per_cpu = array.get(&0, 0).map_err(map_err(maps::LOST))?;
+        let mut sum = IfVlanCounters::default();
+        for c in per_cpu.iter() {
+            sum.add(c);
+        }
+        Ok(sum)
+    }
+
+    /// Per-interface totals (over VLANs, and packets the per-VLAN map had
+    /// no room for), by ifindex.
     pub fn interface_counters(&self) -> Result<BTreeMap<u32, IfVlanCounters>, TelemetryError> {
         let mut out: BTreeMap<u32, IfVlanCounters> = BTreeMap::new();
         for (k, c) in self.interface_vlan_counters()? {
             out.entry(k.ifindex).or_default().add(&c);
         }
+        for (ifindex, c) in self.unattributed_counters()? {
+            out.entry(ifindex).or_default().add(&c);
+        }
         Ok(out)
     }
 
-    /// Totals over every interface and VLAN: (ingress, egress).
+    /// Totals over every interface and VLAN, unattributed and lost packets
+    /// included: (ingress, egress).
     pub fn counters(&self) -> Result<(DirCounters, DirCounters), TelemetryError> {
-        let mut total = IfVlanCounters::default();
-        for c in self.interface_vlan_counters()?.values() {
+        let mut total = self.lost_counters()?;
+        for c in self.interface_counters()?.values() {
             total.add(c);
         }
         Ok((total.rx, total.tx))
@@ -587,6 +677,20 @@ impl Telemetry {
         packet: &[u8],
         repeat: u32,
     ) -> Result<Duration, TelemetryError> {
+        self.test_run_with(name, packet, &TestSkb::default(), repeat)
+    }
+
+    /// As [`Telemetry::test_run`], with the skb metadata of `skb`: the
+    /// device (ifindex) and GSO segments and size, as the kernel's
+    /// `BPF_PROG_TEST_RUN` lets a caller set them. What the programs count
+    /// lands in the maps as for real traffic.
+    pub fn test_run_with(
+        &mut self,
+        name: &'static str,
+        packet: &[u8],
+        skb: &TestSkb,
+        repeat: u32,
+    ) -> Result<Duration, TelemetryError> {
         use aya::programs::{TestRun as _, TestRunOptions};
         let prog = classifier(&mut self.ebpf, name)?;
         if prog.fd().is_err() {
@@ -595,8 +699,10 @@ impl Telemetry {
                 source: Box::new(source),
             })?;
         }
+        let ctx = skb.to_ctx();
         let opts = TestRunOptions {
             data_in: Some(packet),
+            ctx_in: (*skb != TestSkb::default()).then_some(ctx.as_slice()),
             repeat,
             ..TestRunOptions::new()
         };
@@ -777,12 +883,7 @@ impl Drop for Telemetry {
 
 /// Removes the pinned maps of `dir` (counters restart from zero next load).
 pub fn unpin(dir: &Path) -> Result<(), TelemetryError> {
-    for m in [
-        maps::IF_COUNTERS,
-        maps::SUBNET_COUNTERS,
-        maps::SUBNETS_V4,
-        maps::SUBNETS_V6,
-    ] {
+    for m in PINNED_MAPS {
         match std::fs::remove_file(dir.join(m)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
