@@ -55,6 +55,12 @@ pub struct SimError {
 
 /// Applies `ops` to a copy of `state` as the kernel would.
 pub fn simulate(state: &Observed, ops: &[Op]) -> Result<Observed, SimError> {
+    simulate_kernel(state, ops).map(|k| k.observed())
+}
+
+/// [`simulate`], returning the model itself (what it cannot know included:
+/// [`Kernel::mtu_uncertain`]).
+pub fn simulate_kernel(state: &Observed, ops: &[Op]) -> Result<Kernel, SimError> {
     let mut k = Kernel::new(state);
     for (i, op) in ops.iter().enumerate() {
         k.apply(op).map_err(|reason| SimError {
@@ -63,7 +69,7 @@ pub fn simulate(state: &Observed, ops: &[Op]) -> Result<Observed, SimError> {
             reason,
         })?;
     }
-    Ok(k.observed())
+    Ok(k)
 }
 
 /// The default ethernet MTU (a new bond or bridge, a bridge without ports).
@@ -80,6 +86,14 @@ pub struct Kernel {
     user_mtu: BTreeSet<String>,
     /// MTU of bond ports before they were enslaved (restored on release).
     orig_mtu: BTreeMap<String, u32>,
+    /// Links whose MTU the kernel set from state netlink does not show: a
+    /// bond port enslaved before this plan, released, gets back the MTU it
+    /// had when it was enslaved (the kernel's `original_mtu`), unknown here.
+    /// Known again once set.
+    mtu_unknown: BTreeSet<String>,
+    /// The primary port each bond was configured with (`params.primary`):
+    /// the kernel reports it only while that port is enslaved.
+    primary_name: HashMap<String, IfName>,
     /// Ports of each controller, by name (kept with the links).
     ports: HashMap<String, BTreeSet<String>>,
     /// VLANs on each link, by name (kept with the links).
@@ -105,6 +119,15 @@ impl Kernel {
             next_index,
             user_mtu: BTreeSet::new(),
             orig_mtu: BTreeMap::new(),
+            mtu_unknown: BTreeSet::new(),
+            primary_name: obs
+                .links
+                .iter()
+                .filter_map(|l| {
+                    let p = l.bond.as_ref()?.options.primary.clone()?;
+                    Some((l.name.to_string(), p))
+                })
+                .collect(),
             ports: HashMap::new(),
             uppers: HashMap::new(),
             delay_ticks: HashMap::new(),
@@ -198,6 +221,69 @@ impl Kernel {
             routes,
             dns: self.dns.clone(),
         }
+    }
+
+    /// The primary a bond reports: its configured primary while that port
+    /// is enslaved to it.
+    fn sync_primary(&mut self, bond: &str) {
+        let shown = self
+            .primary_name
+            .get(bond)
+            .filter(|p| {
+                self.links
+                    .get(p.as_str())
+                    .is_some_and(|l| l.controller.as_ref().is_some_and(|c| c.as_str() == bond))
+            })
+            .cloned();
+        if let Some(b) = self.links.get_mut(bond).and_then(|l| l.bond.as_mut()) {
+            b.options.primary = shown;
+        }
+    }
+
+    /// Links whose MTU the kernel decided from state this model cannot
+    /// see (see `mtu_unknown`), with the links whose MTU follows theirs
+    /// (VLANs on them, bridges over them without a hand-set MTU).
+    pub fn mtu_uncertain(&self) -> BTreeSet<String> {
+        let mut out = self.mtu_unknown.clone();
+        loop {
+            let before = out.len();
+            for l in self.links.values() {
+                let name = l.name.as_str();
+                if out.contains(name) {
+                    continue;
+                }
+                let via_base = l
+                    .vlan
+                    .as_ref()
+                    .is_some_and(|v| out.contains(v.base_iface.as_str()));
+                let via_port = l.kind == LinkKind::Bridge
+                    && !self.user_mtu.contains(name)
+                    && self
+                        .ports
+                        .get(name)
+                        .is_some_and(|ps| ps.iter().any(|p| out.contains(p)));
+                if via_base || via_port {
+                    out.insert(name.to_owned());
+                }
+            }
+            if out.len() == before {
+                return out;
+            }
+        }
+    }
+
+    /// The bond `name` as configured: its options with the primary it was
+    /// given, enslaved or not (the kernel reports it only while enslaved,
+    /// and takes it when that port comes).
+    pub fn bond_configured(&self, name: &str) -> Option<crate::model::BondState> {
+        let mut b = self.links.get(name)?.bond.clone()?;
+        b.options.primary = self.primary_name.get(name).cloned();
+        Some(b)
+    }
+
+    /// True when the model knows `name`'s MTU (see `mtu_unknown`).
+    pub fn mtu_known(&self, name: &str) -> bool {
+        !self.mtu_unknown.contains(name)
     }
 
     /// The link named `name`.
@@ -391,8 +477,11 @@ impl Kernel {
                 if let Some(l) = self.links.get_mut(name) {
                     l.mtu = m;
                 }
+            } else {
+                self.mtu_unknown.insert(name.to_owned());
             }
             self.go_down(name);
+            self.sync_primary(c.as_str());
         } else {
             self.bridge_follow(c.as_str());
         }
@@ -415,6 +504,8 @@ impl Kernel {
         }
         self.user_mtu.remove(name);
         self.orig_mtu.remove(name);
+        self.mtu_unknown.remove(name);
+        self.primary_name.remove(name);
         self.delay_ticks.remove(name);
         self.flush_routes(name, false, true);
         let uppers: Vec<String> = self
@@ -440,6 +531,8 @@ impl Kernel {
                     if let Some(pl) = self.links.get_mut(&p) {
                         pl.mtu = m;
                     }
+                } else {
+                    self.mtu_unknown.insert(p.clone());
                 }
                 self.go_down(&p);
             }
@@ -499,6 +592,17 @@ impl Kernel {
                 if let Some(m) = self.orig_mtu.remove(from.as_str()) {
                     self.orig_mtu.insert(to.to_string(), m);
                 }
+                if self.mtu_unknown.remove(from.as_str()) {
+                    self.mtu_unknown.insert(to.to_string());
+                }
+                if let Some(p) = self.primary_name.remove(from.as_str()) {
+                    self.primary_name.insert(to.to_string(), p);
+                }
+                for p in self.primary_name.values_mut() {
+                    if p == from {
+                        *p = to.clone();
+                    }
+                }
                 if let Some(t) = self.delay_ticks.remove(from.as_str()) {
                     self.delay_ticks.insert(to.to_string(), t);
                 }
@@ -553,8 +657,13 @@ impl Kernel {
                         let orig = l.mtu;
                         l.mtu = ctrl.mtu;
                         self.set_controller(iface.as_str(), Some(c.clone()));
-                        self.orig_mtu.insert(iface.to_string(), orig);
+                        // Restored on release: known only when this
+                        // port's MTU was known when it was enslaved.
+                        if !self.mtu_unknown.remove(iface.as_str()) {
+                            self.orig_mtu.insert(iface.to_string(), orig);
+                        }
                         self.go_up(iface.as_str());
+                        self.sync_primary(c.as_str());
                     }
                     LinkKind::Bridge => {
                         if l.kind == LinkKind::Bridge {
@@ -635,8 +744,13 @@ impl Kernel {
                 b.options = o;
                 if *clear_primary {
                     b.options.primary = None;
+                    self.primary_name.remove(iface.as_str());
+                }
+                if let Some(p) = &options.primary {
+                    self.primary_name.insert(iface.to_string(), p.clone());
                 }
                 self.delay_ticks.insert(iface.to_string(), ticks);
+                self.sync_primary(iface.as_str());
             }
             Op::SetBridge { iface, options } => {
                 let l = self.get_mut(iface.as_str())?;
@@ -646,6 +760,7 @@ impl Kernel {
                 merge_bridge(b, options);
             }
             Op::SetMtu { iface, mtu } => {
+                self.mtu_unknown.remove(iface.as_str());
                 let l = self.get_mut(iface.as_str())?;
                 if !(68..=65535).contains(mtu) {
                     return Err(format!("MTU {mtu} out of range (EINVAL)"));
@@ -720,6 +835,10 @@ impl Kernel {
                         let mut ticks = [0; 3];
                         set_bond_options(&mut o, &mut ticks, None, options)?;
                         self.delay_ticks.insert(iface.to_string(), ticks);
+                        // Shown once that port is enslaved (`sync_primary`).
+                        if let Some(p) = o.primary.take() {
+                            self.primary_name.insert(iface.to_string(), p);
+                        }
                         l.bond = Some(BondState {
                             mode: *mode,
                             options: o,

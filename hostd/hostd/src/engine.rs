@@ -693,21 +693,11 @@ fn run(
                 .verify(o.desired.as_ref(), cfg.ovs.verify_attempts)
             {
                 Ok(rest) if rest.is_empty() => {}
-                Ok(rest) => {
-                    let cause = format!("OVS verification failed, still to do:\n{rest}");
-                    return Err(undo_all(
-                        nl,
-                        cfg,
-                        dns,
-                        ovs.as_ref(),
-                        own,
-                        &intent,
-                        &done,
-                        cause,
-                    ));
-                }
-                Err(e) => {
-                    let cause = format!("OVS verification could not plan: {e}");
+                failed => {
+                    let cause = match failed {
+                        Ok(rest) => format!("OVS verification failed, still to do:\n{rest}"),
+                        Err(e) => format!("OVS verification could not plan: {e}"),
+                    };
                     return Err(undo_all(
                         nl,
                         cfg,

@@ -191,8 +191,8 @@ pub(super) fn changes(w: &mut Work) -> Result<(), PlanError> {
         if !li.present_virtual() {
             continue;
         }
-        if let (Some((mode, opts)), Some(b)) = (&li.bond, &l.bond) {
-            bond_changes(w, li, *mode, opts, b)?;
+        if let (Some((mode, opts)), Some(b)) = (&li.bond, w.k.bond_configured(l.name.as_str())) {
+            bond_changes(w, li, *mode, opts, &b)?;
         }
         if let (Some(want), Some(have)) = (&li.bridge, &l.bridge) {
             let diff = diff_bridge(want, have);
@@ -228,7 +228,7 @@ fn bond_changes(
     let clear_primary = li.clear_primary && b.options.primary.is_some();
     let mut first = true;
     for _ in 0..3 {
-        let Some(cur) = w.k.link(li.name.as_str()).and_then(|l| l.bond.clone()) else {
+        let Some(cur) = w.k.bond_configured(li.name.as_str()) else {
             return Ok(());
         };
         let changing_mode = first && mode_changes;

@@ -500,17 +500,7 @@ pub fn plan(
     own: &Ownership,
 ) -> Result<Plan, PlanError> {
     validate(desired)?;
-    // OVS entries: their netdevs as ovs-vswitchd will have made them when
-    // the operations on them run (crate::ovs::doc::stage).
-    let predicted;
-    let observed = if crate::ovs::doc::has_ovs(desired) {
-        predicted = crate::ovs::doc::predict(observed, desired);
-        &predicted
-    } else {
-        observed
-    };
-    let intent = Intent::from_state(desired, observed, own)?;
-    plan_intent(&intent, observed)
+    plan_validated(desired, observed, own)
 }
 
 /// [`plan`] for a document already validated (the engine validates once,
@@ -520,6 +510,15 @@ pub fn plan_validated(
     observed: &Observed,
     own: &Ownership,
 ) -> Result<Plan, PlanError> {
+    // OVS entries: their netdevs as ovs-vswitchd will have made them when
+    // the operations on them run (crate::ovs::doc::stage).
+    let predicted;
+    let observed = if crate::ovs::doc::has_ovs(desired) {
+        predicted = crate::ovs::doc::predict(observed, desired);
+        &predicted
+    } else {
+        observed
+    };
     let intent = Intent::from_state(desired, observed, own)?;
     plan_intent(&intent, observed)
 }

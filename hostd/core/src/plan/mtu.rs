@@ -27,7 +27,10 @@ pub(super) fn plan(w: &mut Work) -> Result<(), PlanError> {
                 continue;
             }
             let d = w.depth(li.name.as_str());
-            if m < l.mtu {
+            // A released bond port's MTU is what it had when it was
+            // enslaved, which the model cannot know: set it.
+            let known = w.k.mtu_known(li.name.as_str());
+            if m < l.mtu || (!known && m == l.mtu) {
                 lower.push((std::cmp::Reverse(d), li.name.clone(), m, li.path.clone()));
             } else if m > l.mtu {
                 raise.push((d, li.name.clone(), m, li.path.clone()));
@@ -44,7 +47,9 @@ pub(super) fn plan(w: &mut Work) -> Result<(), PlanError> {
             .chain(raise.into_iter().map(|(_, n, m, p)| (n, m, p)));
         for (iface, mtu, path) in ordered {
             // An earlier change of this round may have done it.
-            if w.k.link(iface.as_str()).is_none_or(|l| l.mtu == mtu) {
+            if w.k.mtu_known(iface.as_str())
+                && w.k.link(iface.as_str()).is_none_or(|l| l.mtu == mtu)
+            {
                 continue;
             }
             let op = Op::SetMtu {
