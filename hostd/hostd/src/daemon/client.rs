@@ -187,7 +187,10 @@ pub fn daemon(engine: crate::engine::Config, bus: Option<&str>, args: &DaemonArg
             return exit::INTERNAL;
         }
     };
-    let fleet = &args.fleet;
+    // One --lldpd-socket for the daemon's status and the fleet agent.
+    let mut fleet = args.fleet.clone();
+    fleet.lldpd_socket = args.lldpd_socket.clone();
+    let fleet = &fleet;
     match rt.block_on(async move {
         let daemon = super::Daemon::new(cfg)?;
         crate::fleet::spawn(&daemon, fleet).map_err(super::DaemonError::Invalid)?;

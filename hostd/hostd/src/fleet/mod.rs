@@ -54,8 +54,9 @@ pub struct FleetArgs {
     /// Status report period.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub status_every: Duration,
-    /// lldpd's control socket (default: lldpcli's).
-    #[arg(long)]
+    /// lldpd's control socket (default: lldpcli's): the daemon's
+    /// `--lldpd-socket`, filled in by the daemon.
+    #[arg(skip)]
     pub lldpd_socket: Option<PathBuf>,
     /// Fail back to the first controller after it answered this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
