@@ -578,6 +578,23 @@ impl Daemon {
         }
     }
 
+    /// [`Self::engine_apply`], then `then` (on success), both while the
+    /// engine is held.
+    async fn engine_apply_then(
+        &self,
+        doc: &Document,
+        then: impl FnOnce(&Daemon) -> Result<(), DaemonError> + Send + 'static,
+    ) -> Result<engine::Report, DaemonError> {
+        let state = doc.state.clone();
+        let d = self.clone();
+        self.with_engine(move |cfg| {
+            let report = engine::apply(cfg, &state, ApplyOptions::default())?;
+            then(&d)?;
+            Ok(report)
+        })
+        .await?
+    }
+
     async fn engine_apply(&self, doc: &Document) -> Result<engine::Report, DaemonError> {
         let state = doc.state.clone();
         let r = self
@@ -616,9 +633,16 @@ impl Daemon {
                 ));
             }
             tracing::info!(id = short(&doc.id), "applying");
-            let report = self.engine_apply(&doc).await?;
-            self.inner.store.set_confirmed(&DocRecord::from(&doc))?;
-            lock(&self.inner.state).confirmed = Some(doc.clone());
+            // Confirmed while the engine is still ours: a reconcile waiting
+            // for it then sees the new document.
+            let confirmed = doc.clone();
+            let report = self
+                .engine_apply_then(&doc, move |d| {
+                    d.inner.store.set_confirmed(&DocRecord::from(&confirmed))?;
+                    lock(&d.inner.state).confirmed = Some(confirmed);
+                    Ok(())
+                })
+                .await?;
             tracing::info!(
                 id = short(&doc.id),
                 ops = report.plan.ops.len(),
@@ -756,10 +780,17 @@ impl Daemon {
             reason = why,
             "reverting"
         );
-        match self.engine_apply(&p.previous).await {
+        // The pending record goes while the engine is still ours (see
+        // `engine_apply_then`).
+        let r = self
+            .engine_apply_then(&p.previous, |d| {
+                d.inner.store.clear_pending()?;
+                lock(&d.inner.state).pending = None;
+                Ok(())
+            })
+            .await;
+        match r {
             Ok(report) => {
-                self.inner.store.clear_pending()?;
-                lock(&self.inner.state).pending = None;
                 tracing::info!(
                     id = short(&p.previous.id),
                     ops = report.plan.ops.len(),

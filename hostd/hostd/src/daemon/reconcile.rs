@@ -190,15 +190,20 @@ async fn reconcile_inner(
     // One observation for the ifindexes of the document's links (event
     // scope); then the plan (the engine observes again, with its own DNS
     // and firewall reads).
-    let state = target.as_ref().map(|t| t.state.clone());
+    // The document is read again once the engine is ours: an apply that
+    // held it has changed the target by then (with the one read before, a
+    // reconcile queued behind an apply "repaired" the apply away).
+    let _ = target;
+    let dd = d.clone();
     let r = d
         .with_engine(move |cfg| {
+            let target = dd.target();
             let obs = engine::show(cfg);
-            let plan = state.map(|s| engine::plan_only(cfg, &s));
-            (obs, plan)
+            let plan = target.as_ref().map(|t| engine::plan_only(cfg, &t.state));
+            (obs, plan, target)
         })
         .await;
-    let (obs, plan) = match r {
+    let (obs, plan, target) = match r {
         Ok(x) => x,
         Err(e) => {
             d.set_health(Health::Error(e.to_string()));
