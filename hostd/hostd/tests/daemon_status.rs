@@ -228,10 +228,20 @@ impl Lab {
             lldpds: std::cell::RefCell::new(Vec::new()),
         };
         // The switch: lldpd announcing sw1 and its port names (as the lab's
-        // racks do, tests/src/rack.rs).
+        // racks do, tests/src/rack.rs), in its own UTS namespace named sw1:
+        // lldpd's start-up configuration client can undo the hostname set
+        // through lldpcli below (seen in CI: the switch announced the
+        // machine's hostname for the whole test).
         let sw_lldpd = lab
             .sw
             .exec(&[
+                "unshare",
+                "--uts",
+                "--",
+                "sh",
+                "-c",
+                "hostname \"$0\" && exec \"$@\"",
+                "sw1",
                 "lldpd",
                 "-d",
                 "-u",
