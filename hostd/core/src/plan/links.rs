@@ -323,7 +323,12 @@ pub(super) fn creations(w: &mut Work) -> Result<(), PlanError> {
         };
         let mtu = match &link {
             NewLink::Vlan { base, .. } => {
-                let base_mtu = w.k.link(base.as_str()).map(|b| b.mtu);
+                // A base whose MTU the model cannot know (a released bond
+                // port) gets its MTU first: the VLAN's comes in the MTU phase.
+                let base_mtu =
+                    w.k.link(base.as_str())
+                        .filter(|_| w.k.mtu_known(base.as_str()))
+                        .map(|b| b.mtu);
                 li.mtu.filter(|m| base_mtu.is_some_and(|b| *m <= b))
             }
             _ => li.mtu,

@@ -30,9 +30,11 @@ pub(super) fn plan(w: &mut Work) -> Result<(), PlanError> {
             // A released bond port's MTU is what it had when it was
             // enslaved, which the model cannot know: set it.
             let known = w.k.mtu_known(li.name.as_str());
-            if m < l.mtu || (!known && m == l.mtu) {
+            if m < l.mtu && known {
                 lower.push((std::cmp::Reverse(d), li.name.clone(), m, li.path.clone()));
-            } else if m > l.mtu {
+            } else if m > l.mtu || !known {
+                // Unknown: parents first, so a VLAN's MTU comes after its
+                // base's is set.
                 raise.push((d, li.name.clone(), m, li.path.clone()));
             }
         }
