@@ -675,7 +675,19 @@ fn run(
             }
             Some(o) => run_stages(nl, cfg, dns, before, o, fault, progress, &mut done),
         };
-        if let Err(cause) = executed {
+        // Then OVS verified: either failure undoes everything done.
+        let verified = executed.and_then(|()| match &ovs {
+            Some(o) => match o
+                .session
+                .verify(o.desired.as_ref(), cfg.ovs.verify_attempts)
+            {
+                Ok(rest) if rest.is_empty() => Ok(()),
+                Ok(rest) => Err(format!("OVS verification failed, still to do:\n{rest}")),
+                Err(e) => Err(format!("OVS verification could not plan: {e}")),
+            },
+            None => Ok(()),
+        });
+        if let Err(cause) = verified {
             return Err(undo_all(
                 nl,
                 cfg,
@@ -686,30 +698,6 @@ fn run(
                 &done,
                 cause,
             ));
-        }
-        if let Some(o) = &ovs {
-            match o
-                .session
-                .verify(o.desired.as_ref(), cfg.ovs.verify_attempts)
-            {
-                Ok(rest) if rest.is_empty() => {}
-                failed => {
-                    let cause = match failed {
-                        Ok(rest) => format!("OVS verification failed, still to do:\n{rest}"),
-                        Err(e) => format!("OVS verification could not plan: {e}"),
-                    };
-                    return Err(undo_all(
-                        nl,
-                        cfg,
-                        dns,
-                        ovs.as_ref(),
-                        own,
-                        &intent,
-                        &done,
-                        cause,
-                    ));
-                }
-            }
         }
         // With OVS stages, the corrections are their own stage, rolled
         // back against the observation taken just before them.
