@@ -381,6 +381,58 @@ pub(crate) fn check_interfaces<'a>(
     )))
 }
 
+/// The check of the patch interfaces deferred to the end (see
+/// [`deferred_patches`]). ovs-vswitchd writes "No usable peer" on a patch
+/// port whose peer did not exist when it was added, and may leave it there
+/// after the peer arrives (its status refresh comes on its own schedule):
+/// while the only failures are such patch ports and their peers are now
+/// rows, it asks ovs-vswitchd to reconfigure once more and waits a bounded
+/// time for the errors to clear, so a missing peer still fails the apply.
+async fn check_deferred_patches(
+    ovs: &Ovs,
+    deferred: &[BTreeSet<String>],
+    timeout: Duration,
+) -> Result<(), StepError> {
+    let names: Vec<&str> = deferred.iter().flatten().map(String::as_str).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let stale_only = |ovs: &Ovs| {
+        let fails = ovs.client.interface_failures(names.iter().copied());
+        !fails.is_empty()
+            && ovs.client.with_cache(|c| {
+                fails.iter().all(|f| {
+                    let peer_is_a_row = c
+                        .by_name("Interface", &f.name)
+                        .and_then(|(_, r)| r.str_map("options").get("peer").cloned())
+                        .is_some_and(|p| c.by_name("Interface", &p).is_some());
+                    peer_is_a_row
+                        && f.error
+                            .as_deref()
+                            .is_some_and(|e| e.contains("No usable peer"))
+                })
+            })
+    };
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(50);
+    while stale_only(ovs) && Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = ovs.client.transact_applied(&[], left).await;
+        let names = names.clone();
+        let _ = ovs
+            .client
+            .wait_until("patch peers resolved", pause.min(left), move |c| {
+                names.iter().all(|n| {
+                    c.by_name("Interface", n)
+                        .is_some_and(|(_, r)| r.str("error").is_none())
+                })
+            })
+            .await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    check_interfaces(ovs, names)
+}
+
 /// Patch interfaces whose peer a later step adds: ovs-vswitchd reports
 /// "No usable peer" until then, so their check waits for the last step.
 /// Returns, per step, the names to defer.
@@ -512,7 +564,7 @@ pub async fn apply(
             });
         }
     }
-    let late = check_interfaces(ovs, deferred.iter().flatten().map(String::as_str));
+    let late = check_deferred_patches(ovs, &deferred, opts.step_timeout).await;
     let late = match (opts.fail_after_steps == Some(n), late) {
         (true, _) => Err(StepError::Injected(n)),
         (false, r) => r,
