@@ -729,9 +729,16 @@ fn diff_apply(
             .map_err(|e| format!("{what}: the model refuses the applied plan: {e}"))?;
         let dis = model_disagreements(&model.observed(), &after, &model.mtu_uncertain());
         if !dis.is_empty() {
-            stats
-                .disagreements
-                .push(format!("{what}: {}", dis.join("\n    ")));
+            stats.disagreements.push(with_doc(
+                format!(
+                    "{what}: {}\nobserved before:\n{}\nplan:\n{}",
+                    dis.join("\n    "),
+                    serde_norway::to_string(&before).unwrap_or_default(),
+                    r.plan
+                ),
+                "applied",
+                d,
+            ));
         }
     }
     let bad = lab::conformance::check(d, ns);

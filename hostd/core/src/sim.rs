@@ -84,6 +84,11 @@ pub struct Kernel {
     next_index: u32,
     /// Bridges whose MTU was set by hand (the kernel stops following ports).
     user_mtu: BTreeSet<String>,
+    /// Bridges found with the MTU following their ports would give: the
+    /// kernel may still hold it as set by hand (an earlier `mtu` set to the
+    /// same value; netlink does not show the flag), so whether they follow
+    /// their ports from now on is unknown until hostd sets their MTU.
+    follow_unknown: BTreeSet<String>,
     /// MTU of bond ports before they were enslaved (restored on release).
     orig_mtu: BTreeMap<String, u32>,
     /// Links whose MTU the kernel set from state netlink does not show: a
@@ -118,6 +123,7 @@ impl Kernel {
             dns: obs.dns.clone(),
             next_index,
             user_mtu: BTreeSet::new(),
+            follow_unknown: BTreeSet::new(),
             orig_mtu: BTreeMap::new(),
             mtu_unknown: BTreeSet::new(),
             primary_name: obs
@@ -166,6 +172,8 @@ impl Kernel {
                 .unwrap_or(DEFAULT_MTU);
             if mtu != min {
                 k.user_mtu.insert(b);
+            } else {
+                k.follow_unknown.insert(b);
             }
         }
         k
@@ -420,6 +428,16 @@ impl Kernel {
             .map(|p| p.mtu)
             .min()
             .unwrap_or(DEFAULT_MTU);
+        if self.follow_unknown.contains(bridge) {
+            // Either it follows (min) or it keeps its MTU: unknown unless
+            // both are the same. The model keeps the MTU it has, the lower
+            // guess when the ports went up (a VLAN above is checked against
+            // it).
+            if self.links.get(bridge).is_some_and(|b| b.mtu != min) {
+                self.mtu_unknown.insert(bridge.to_owned());
+            }
+            return;
+        }
         self.set_mtu_effects(bridge, min);
     }
 
@@ -503,6 +521,7 @@ impl Kernel {
             }
         }
         self.user_mtu.remove(name);
+        self.follow_unknown.remove(name);
         self.orig_mtu.remove(name);
         self.mtu_unknown.remove(name);
         self.primary_name.remove(name);
@@ -584,7 +603,7 @@ impl Kernel {
                         }
                     }
                 }
-                for set in [&mut self.user_mtu] {
+                for set in [&mut self.user_mtu, &mut self.follow_unknown] {
                     if set.remove(from.as_str()) {
                         set.insert(to.to_string());
                     }
@@ -786,6 +805,7 @@ impl Kernel {
                     .is_some_and(|l| l.kind == LinkKind::Bridge)
                 {
                     self.user_mtu.insert(iface.to_string());
+                    self.follow_unknown.remove(iface.as_str());
                 }
                 self.set_mtu_effects(iface.as_str(), *mtu);
             }
@@ -1112,5 +1132,60 @@ pub fn merge_bridge(dst: &mut BridgeOptions, src: &BridgeOptions) {
         if stp.priority.is_some() {
             d.priority = stp.priority;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(yaml: &str) -> Observed {
+        serde_norway::from_str(yaml).expect("observed")
+    }
+
+    /// A bridge found at the MTU its ports give may hold it as set by hand
+    /// (netlink does not say): after a port leaves, its MTU is unknown,
+    /// not the ports' minimum.
+    #[test]
+    fn found_bridge_at_its_ports_mtu_may_not_follow() {
+        let o = observed(
+            "links:
+  - { name: eth1, index: 2, kind: veth, mtu: 9000, up: true, controller: br0 }
+  - { name: br0, index: 3, kind: bridge, mtu: 9000, up: true }
+",
+        );
+        let op = Op::SetController {
+            iface: IfName::new("eth1").expect("name"),
+            controller: None,
+        };
+        let k = simulate_kernel(&o, &[op]).expect("release");
+        assert!(!k.mtu_known("br0"));
+        assert!(k.mtu_uncertain().contains("br0"));
+        // Set by hostd: known again, and held.
+        let set = Op::SetMtu {
+            iface: IfName::new("br0").expect("name"),
+            mtu: 9000,
+        };
+        let k = simulate_kernel(&o, &[set]).expect("set");
+        assert!(k.mtu_known("br0"));
+    }
+
+    /// A bridge found at an MTU its ports do not give was set by hand: it
+    /// keeps it, known.
+    #[test]
+    fn found_bridge_off_its_ports_mtu_keeps_it() {
+        let o = observed(
+            "links:
+  - { name: eth1, index: 2, kind: veth, mtu: 9000, up: true, controller: br0 }
+  - { name: br0, index: 3, kind: bridge, mtu: 1500, up: true }
+",
+        );
+        let op = Op::SetController {
+            iface: IfName::new("eth1").expect("name"),
+            controller: None,
+        };
+        let k = simulate_kernel(&o, &[op]).expect("release");
+        assert!(k.mtu_known("br0"));
+        assert_eq!(k.link("br0").map(|l| l.mtu), Some(1500));
     }
 }
