@@ -25,7 +25,10 @@ fn bond_show_both_bonds() {
     assert!(!a.members[0].enabled && a.members[0].may_enable == Some(false));
     assert!(a.members[1].enabled && a.members[1].active);
     // bond/show alone has no lacp/show part: only the member problem.
-    assert_eq!(a.problems(), vec!["bond bonda member a1: disabled"]);
+    assert_eq!(
+        a.problems(),
+        vec!["OVS bond bonda member a1: disabled; bonda runs on a2 only"]
+    );
 }
 
 #[test]
@@ -60,7 +63,7 @@ fn merged_status_and_diagnosis() {
     );
     assert_eq!(
         b.problems(),
-        vec!["bond bondb member b2: LACP defaulted detached (no partner PDUs in time)"]
+        vec!["OVS bond bondb member b2: LACP defaulted detached (no partner PDUs in time)"]
     );
     // bonda has no lacp/show section in the fixture.
     let a = bonds.iter().find(|b| b.name == "bonda").expect("bonda");
@@ -82,7 +85,7 @@ fn two_partners_and_garbage() {
     let b = bonds.iter().find(|b| b.name == "bondb").expect("bondb");
     assert_eq!(
         b.problems(),
-        vec!["bond bondb: members see 2 different partner systems (02:00:00:00:00:99, fe:f8:b2:75:6e:4e)"]
+        vec!["OVS bond bondb: members hear 2 different partner systems (02:00:00:00:00:99, fe:f8:b2:75:6e:4e): not one LAG"]
     );
     // Not OVS output at all: nothing, no panic.
     assert!(parse_bond_show("no bonds here\n:::\n---- x").is_empty());

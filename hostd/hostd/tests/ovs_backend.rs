@@ -132,6 +132,28 @@ async fn cloudstack_layout_applies_converges_and_reapplies_nothing() {
             && problems.iter().any(|p| p.contains("member eth1")),
         "{problems:?}"
     );
+    // `hostd status` reads the same and diagnoses it.
+    let ctl = sb.vswitchd_ctl();
+    let read = tokio::task::spawn_blocking(move || {
+        hostd::status::cli::read_ovs_bonds(Some(&ctl), std::path::Path::new("/nonexistent"))
+    })
+    .await
+    .expect("join")
+    .expect("read")
+    .expect("ovs-vswitchd runs");
+    let st = hostd_core::status::HostStatus {
+        ovs_bonds: read,
+        ..Default::default()
+    };
+    let findings = hostd_core::status::diagnose(&st, None);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.object == "ovs:bond0/eth0" && f.code.as_str() == "lacp-no-partner"),
+        "{findings:?}"
+    );
+    let text = hostd_core::status::render::text(&st, &findings);
+    assert!(text.contains("ovs bond bond0: balance-tcp"), "{text}");
     // Teardown removes exactly hostd's rows.
     ovs.teardown(&ApplyOptions::default())
         .await
@@ -413,6 +435,9 @@ async fn lacp_between_hostd_bonds_reported_in_status() {
         let b = bonds.iter().find(|b| b.name == name).expect(name);
         assert_eq!(b.lacp_status.as_deref(), Some("negotiated"), "{b:?}");
         assert!(b.problems().is_empty(), "{:?}", b.problems());
+        let mut f = Vec::new();
+        hostd_core::status::diagnose::ovs_bond_findings(b, &mut f);
+        assert!(f.is_empty(), "{f:?}");
         for m in &b.members {
             assert_eq!(m.lacp_current, Some(true), "{m:?}");
             assert!(

@@ -272,52 +272,11 @@ pub fn merge(bond_show: &str, lacp_show: &str, lacp_stats: &str) -> Vec<OvsBondS
 }
 
 impl OvsBondStatus {
-    /// What is wrong, in words (empty when healthy).
+    /// What is wrong, in words (empty when healthy): the diagnosis of
+    /// `hostd status` (`status::diagnose::ovs_bond_findings`).
     pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        let lacp_on = self.lacp.is_some();
-        if lacp_on && self.lacp_status.as_deref() != Some("negotiated") {
-            p.push(format!(
-                "bond {}: LACP not negotiated (lacp_status {})",
-                self.name,
-                self.lacp_status.as_deref().unwrap_or("unknown")
-            ));
-        }
-        if !self.members.iter().any(|m| m.enabled) {
-            p.push(format!("bond {}: no member enabled", self.name));
-        }
-        for m in &self.members {
-            if !m.enabled {
-                p.push(format!("bond {} member {}: disabled", self.name, m.name));
-            }
-            if let Some(l) = &m.lacp {
-                if !l.state.iter().any(|s| s == "current") {
-                    p.push(format!(
-                        "bond {} member {}: LACP {} (no partner PDUs in time)",
-                        self.name,
-                        m.name,
-                        l.state.join(" ")
-                    ));
-                }
-            }
-        }
-        // Members answered by different partner systems: cabled to two
-        // switches that are not one LAG (no MLAG), or miswired.
-        let partners: std::collections::BTreeSet<&str> = self
-            .members
-            .iter()
-            .filter_map(|m| m.lacp.as_ref())
-            .filter(|l| l.state.iter().any(|s| s == "current"))
-            .filter_map(|l| l.partner_sys_id.as_deref())
-            .collect();
-        if partners.len() > 1 {
-            p.push(format!(
-                "bond {}: members see {} different partner systems ({})",
-                self.name,
-                partners.len(),
-                partners.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        p
+        let mut out = Vec::new();
+        crate::status::diagnose::ovs_bond_findings(self, &mut out);
+        out.into_iter().map(|f| f.message).collect()
     }
 }

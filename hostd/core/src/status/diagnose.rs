@@ -17,6 +17,15 @@
 //! | `lacp-aggregator-split` | a member with the same partner is outside the active aggregator: the switch port is in another LAG |
 //! | `lacp-not-in-sync` | a member of the active aggregator is not (yet) in sync, collecting and distributing |
 //! | `lacp-churned` | churn detection fired on a member with no other finding |
+//!
+//! Open vSwitch bonds (`HostStatus::ovs_bonds`) get the same codes, from
+//! what ovs-vswitchd reports: `bond-down` (no member enabled),
+//! `member-down` (a member disabled while others carry the traffic),
+//! `lacp-no-partner` (LACP configured but not negotiated on the bond; a
+//! member whose LACP state is not current), `lacp-partner-mismatch`.
+//!
+//! | code | when |
+//! |---|---|
 //! | `nic-missing` | the intent names a NIC this host does not have |
 //! | `nic-no-link` | a NIC the intent names (not a bond member: `member-down` says it) has no carrier |
 //! | `lldp-unavailable` | intent given, but lldpd could not be asked |
@@ -206,6 +215,9 @@ pub fn diagnose(status: &HostStatus, intent: Option<&Intent>) -> Vec<Finding> {
     for b in &status.bonds {
         bond_findings(b, &mut out);
     }
+    for b in &status.ovs_bonds {
+        ovs_bond_findings(b, &mut out);
+    }
     nic_findings(status, intent, &mut out);
     out.sort_by(|a, b| {
         b.severity
@@ -278,6 +290,104 @@ impl NoPartner {
             }
             Self::ZeroPartner => "its partner system is 00:00:00:00:00:00",
         }
+    }
+}
+
+/// The findings of one Open vSwitch bond (see the module's table).
+pub fn ovs_bond_findings(b: &crate::ovs::status::OvsBondStatus, out: &mut Vec<Finding>) {
+    let name = format!("ovs:{}", b.name);
+    let lacp_on = b.lacp.is_some();
+    let enabled: Vec<&str> = b
+        .members
+        .iter()
+        .filter(|m| m.enabled)
+        .map(|m| m.name.as_str())
+        .collect();
+    if lacp_on && b.lacp_status.as_deref() != Some("negotiated") {
+        push(
+            out,
+            Severity::Error,
+            FindingCode::LacpNoPartner,
+            &name,
+            format!(
+                "OVS bond {}: LACP not negotiated (lacp_status {}): the switch ports do not answer LACP",
+                b.name,
+                b.lacp_status.as_deref().unwrap_or("unknown")
+            ),
+        );
+    }
+    if enabled.is_empty() {
+        push(
+            out,
+            Severity::Error,
+            FindingCode::BondDown,
+            &name,
+            if b.members.is_empty() {
+                format!("OVS bond {}: no members", b.name)
+            } else {
+                format!(
+                    "OVS bond {}: no member enabled: no link carries its traffic",
+                    b.name
+                )
+            },
+        );
+    }
+    for m in &b.members {
+        let object = format!("{name}/{}", m.name);
+        if !m.enabled && !enabled.is_empty() {
+            push(
+                out,
+                Severity::Warning,
+                FindingCode::MemberDown,
+                &object,
+                format!(
+                    "OVS bond {} member {}: disabled; {} runs on {} only",
+                    b.name,
+                    m.name,
+                    b.name,
+                    enabled.join(", ")
+                ),
+            );
+        }
+        if let Some(l) = &m.lacp {
+            if !l.state.iter().any(|s| s == "current") {
+                push(
+                    out,
+                    Severity::Warning,
+                    FindingCode::LacpNoPartner,
+                    &object,
+                    format!(
+                        "OVS bond {} member {}: LACP {} (no partner PDUs in time)",
+                        b.name,
+                        m.name,
+                        l.state.join(" ")
+                    ),
+                );
+            }
+        }
+    }
+    // Members answered by different partner systems: cabled to two
+    // switches that are not one LAG (no MLAG), or miswired.
+    let partners: BTreeSet<&str> = b
+        .members
+        .iter()
+        .filter_map(|m| m.lacp.as_ref())
+        .filter(|l| l.state.iter().any(|s| s == "current"))
+        .filter_map(|l| l.partner_sys_id.as_deref())
+        .collect();
+    if partners.len() > 1 {
+        push(
+            out,
+            Severity::Error,
+            FindingCode::LacpPartnerMismatch,
+            &name,
+            format!(
+                "OVS bond {}: members hear {} different partner systems ({}): not one LAG",
+                b.name,
+                partners.len(),
+                partners.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        );
     }
 }
 

@@ -112,6 +112,7 @@ mod tests {
     fn host() -> HostStatus {
         let p = lldp::parse(&fixture("json0-lab-switch.json")).unwrap();
         HostStatus {
+            ovs_bonds: Vec::new(),
             bonds: vec![bond("proc-8023ad-negotiated.txt")],
             nics: ["eth0", "eth1", "eth2"]
                 .iter()

@@ -45,6 +45,10 @@ pub struct HostStatus {
     /// NICs (physical links; veth in the lab), by name.
     #[serde(default)]
     pub nics: Vec<NicStatus>,
+    /// Open vSwitch bonds, as ovs-vswitchd reports them (`bond/show`,
+    /// `lacp/show`, `lacp/show-stats`), when it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ovs_bonds: Vec<crate::ovs::status::OvsBondStatus>,
     /// Whether LLDP neighbours were read, and why not.
     #[serde(default)]
     pub lldp: LldpSource,
@@ -72,6 +76,10 @@ impl HostStatus {
             b.members.sort_by(|x, y| x.name.cmp(&y.name));
         }
         self.nics.sort_by(|a, b| a.name.cmp(&b.name));
+        self.ovs_bonds.sort_by(|a, b| a.name.cmp(&b.name));
+        for b in &mut self.ovs_bonds {
+            b.members.sort_by(|x, y| x.name.cmp(&y.name));
+        }
     }
 }
 

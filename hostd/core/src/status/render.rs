@@ -197,11 +197,55 @@ fn neighbor_text(out: &mut String, n: &LldpNeighbor) {
     }
 }
 
+fn ovs_bond_text(out: &mut String, b: &crate::ovs::status::OvsBondStatus) {
+    let _ = write!(
+        out,
+        "ovs bond {}: {}, lacp {}",
+        b.name,
+        b.mode.as_deref().unwrap_or("-"),
+        b.lacp_status.as_deref().unwrap_or("-")
+    );
+    if let Some(l) = &b.lacp {
+        let _ = write!(
+            out,
+            " (system {}, key {}, {} rate)",
+            l.sys_id.as_deref().unwrap_or("-"),
+            opt(&l.aggregation_key),
+            l.lacp_time.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(a) = &b.active_member {
+        let _ = write!(out, ", active {a}");
+    }
+    out.push('\n');
+    for m in &b.members {
+        let _ = write!(
+            out,
+            "  member {}: {}",
+            m.name,
+            if m.enabled { "enabled" } else { "disabled" }
+        );
+        if let Some(l) = &m.lacp {
+            let _ = write!(out, ", lacp {}", l.state.join(" "));
+            if let Some(p) = &l.partner_sys_id {
+                let _ = write!(out, ", partner {p} key {}", opt(&l.partner_key));
+            }
+        }
+        if let Some(st) = &m.stats {
+            let _ = write!(out, ", pdus tx {} rx {}", st.tx_pdus, st.rx_pdus);
+        }
+        out.push('\n');
+    }
+}
+
 /// The status and findings as text.
 pub fn text(status: &HostStatus, findings: &[Finding]) -> String {
     let mut out = String::new();
     for b in &status.bonds {
         bond_text(&mut out, b);
+    }
+    for b in &status.ovs_bonds {
+        ovs_bond_text(&mut out, b);
     }
     for n in &status.nics {
         let _ = write!(out, "nic {}: mtu {}", n.name, opt(&n.mtu));
@@ -264,6 +308,7 @@ mod tests {
             .bond;
         let l = lldp::parse(&fixture("json0-injected-rich.json")).unwrap();
         HostStatus {
+            ovs_bonds: Vec::new(),
             bonds: vec![bond],
             nics: vec![NicStatus {
                 mtu: Some(9000),
@@ -326,6 +371,7 @@ mod tests {
     #[test]
     fn unavailable_lldp_and_no_findings() {
         let s = HostStatus {
+            ovs_bonds: Vec::new(),
             lldp: LldpSource::Unavailable {
                 reason: "no lldpd".into(),
             },

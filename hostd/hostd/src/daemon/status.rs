@@ -530,6 +530,7 @@ mod tests {
         b.name = "bond0".into();
         let p = hostd_core::status::lldp::parse(&fixture("json0-lab-switch.json")).expect("json0");
         HostStatus {
+            ovs_bonds: Vec::new(),
             bonds: vec![b],
             nics: ["eth0", "eth1"]
                 .iter()

@@ -28,6 +28,39 @@ pub struct StatusArgs {
     /// Print how long the read took (stderr).
     #[arg(long)]
     pub timing: bool,
+    /// Where ovs-vswitchd keeps its pid file and control socket; its bonds
+    /// are reported when it runs there.
+    #[arg(long, env = "OVS_RUNDIR", default_value = "/run/openvswitch")]
+    pub ovs_rundir: PathBuf,
+    /// ovs-vswitchd's control socket, when not the one in `--ovs-rundir`
+    /// (`ovs-vswitchd.PID.ctl`).
+    #[arg(long)]
+    pub ovs_ctl: Option<PathBuf>,
+    /// Do not ask ovs-vswitchd (kernel bonds and NICs only).
+    #[arg(long)]
+    pub no_ovs: bool,
+}
+
+/// The Open vSwitch bonds, from the control socket `ctl`, or when
+/// ovs-vswitchd runs in `rundir`: `Ok(None)` when it does not (no pid
+/// file), an error when it runs but does not answer. Blocking (it runs its
+/// own small runtime).
+pub fn read_ovs_bonds(
+    ctl: Option<&std::path::Path>,
+    rundir: &std::path::Path,
+) -> Result<Option<Vec<hostd_core::ovs::status::OvsBondStatus>>, String> {
+    let ctl = match ctl {
+        Some(c) => c.to_owned(),
+        None if !rundir.join("ovs-vswitchd.pid").exists() => return Ok(None),
+        None => hostd_ovsdb::unixctl::vswitchd_socket(rundir).map_err(|e| e.to_string())?,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(crate::ovs::status::bond_status(&ctl, None))
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn load_intent(path: &PathBuf) -> Result<Intent, String> {
@@ -68,6 +101,15 @@ pub fn run(args: &StatusArgs, output: Output) -> i32 {
             return exit::HOST;
         }
     };
+    if !args.no_ovs {
+        match read_ovs_bonds(args.ovs_ctl.as_deref(), &args.ovs_rundir) {
+            Ok(Some(b)) => status.ovs_bonds = b,
+            Ok(None) => {}
+            Err(e) => status
+                .notes
+                .push(format!("Open vSwitch bonds not read: {e}")),
+        }
+    }
     status.sort();
     if args.timing {
         let t = reader.last;

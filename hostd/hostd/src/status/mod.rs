@@ -136,6 +136,7 @@ impl Reader {
         let decoded = netlink::decode(&links);
         let t1 = Instant::now();
         let mut status = HostStatus {
+            ovs_bonds: Vec::new(),
             bonds: decoded.bonds,
             nics: decoded.nics,
             ..HostStatus::default()
@@ -165,6 +166,7 @@ impl Reader {
         let decoded = netlink::decode(&links);
         let t1 = Instant::now();
         let mut status = HostStatus {
+            ovs_bonds: Vec::new(),
             bonds: decoded.bonds,
             ..HostStatus::default()
         };

@@ -19,6 +19,7 @@ fn bond_from(text: &str) -> BondStatus {
 
 fn with_bond(text: &str) -> HostStatus {
     HostStatus {
+        ovs_bonds: Vec::new(),
         bonds: vec![bond_from(text)],
         ..HostStatus::default()
     }
@@ -29,6 +30,7 @@ fn with_bond(text: &str) -> HostStatus {
 fn with_lldp(fixture: &str, nics: &[&str], mtu: u32) -> HostStatus {
     let p = lldp::parse(&text(fixture)).unwrap();
     HostStatus {
+        ovs_bonds: Vec::new(),
         nics: nics
             .iter()
             .map(|n| NicStatus {
@@ -275,6 +277,7 @@ fn netlink_only_view_still_finds_the_split() {
         }
     }
     let s = HostStatus {
+        ovs_bonds: Vec::new(),
         bonds: vec![b],
         ..HostStatus::default()
     };
