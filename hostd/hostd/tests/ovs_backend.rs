@@ -460,3 +460,47 @@ async fn lacp_between_hostd_bonds_reported_in_status() {
         s.lacp.as_ref().and_then(|l| l.sys_id.clone())
     );
 }
+
+/// The daemon's OVSDB event source: one event on connection, one per
+/// configuration change, none for a column hostd does not manage, and a
+/// socket that does not exist yet is waited for, not an error.
+#[tokio::test]
+async fn daemon_ovs_watch_sends_configuration_changes_only() {
+    use hostd::daemon::{events::Event, ovs_watch};
+    let sb = Sandbox::start(false).expect("sandbox");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    // Started on a socket that does not exist yet: it waits for it.
+    let missing = sb.dir().join("later.sock");
+    async fn next(
+        rx: &mut tokio::sync::mpsc::Receiver<Vec<Event>>,
+        secs: u64,
+    ) -> Result<Option<Vec<Event>>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(Duration::from_secs(secs), rx.recv()).await
+    }
+    let waiting = tokio::spawn(ovs_watch::run(missing.clone(), tx.clone()));
+    let watch = tokio::spawn(ovs_watch::run(sb.db_socket(), tx));
+    assert_eq!(
+        next(&mut rx, 30).await.expect("connection event"),
+        Some(vec![Event::Ovs])
+    );
+    // The initial rows may come as one more update: let them settle.
+    while next(&mut rx, 1).await.is_ok() {}
+    sb.vsctl(&["--no-wait", "add-br", "w0"]).expect("add-br");
+    assert_eq!(
+        next(&mut rx, 30).await.expect("event for add-br"),
+        Some(vec![Event::Ovs])
+    );
+    while next(&mut rx, 1).await.is_ok() {}
+    // A column hostd does not manage: no event.
+    sb.vsctl(&["--no-wait", "set", "Open_vSwitch", ".", "other_config:x=1"])
+        .expect("set");
+    assert!(
+        next(&mut rx, 2).await.is_err(),
+        "event for an unmanaged column"
+    );
+    sb.vsctl(&["--no-wait", "set", "Bridge", "w0", "external_ids:k=v"])
+        .expect("set");
+    assert!(next(&mut rx, 30).await.is_ok(), "no event for external_ids");
+    waiting.abort();
+    watch.abort();
+}

@@ -51,6 +51,9 @@ pub enum Event {
     BridgeVlan,
     /// Some other message of the groups.
     Other,
+    /// OVSDB's configuration rows changed (bridges, ports, interfaces:
+    /// `ovs_watch`).
+    Ovs,
     /// Messages were lost: re-read everything.
     Overrun,
 }

@@ -27,6 +27,7 @@ pub mod dbus;
 pub mod doc;
 pub mod events;
 pub mod lldp_watch;
+pub mod ovs_watch;
 pub mod probe;
 pub mod reconcile;
 pub mod signals;
@@ -916,6 +917,7 @@ pub async fn run_daemon(daemon: Daemon, shutdown: impl Future) -> Result<(), Dae
     let sock =
         events::subscribe().map_err(|e| DaemonError::Host(format!("netlink events: {e}")))?;
     let (ev_tx, mut pump_rx) = mpsc::channel::<Vec<events::Event>>(1024);
+    let ovs_events = ev_tx.clone();
     let (rec_tx, ev_rx) = mpsc::channel(1024);
     // The status loop sees the link events first (it must not wait behind
     // a reconcile); the reconcile loop gets every batch.
@@ -943,6 +945,10 @@ pub async fn run_daemon(daemon: Daemon, shutdown: impl Future) -> Result<(), Dae
     let (link_tx, _) = broadcast::channel(1024);
     let mut tasks = vec![
         tokio::spawn(events::pump(sock, ev_tx)),
+        tokio::spawn(ovs_watch::run(
+            daemon.config().engine.ovs_db_socket.clone(),
+            ovs_events,
+        )),
         forward,
         tokio::spawn(reconcile::run(daemon.clone(), ev_rx, link_tx.clone())),
         tokio::spawn(daemon.clone().deadline_timer()),
