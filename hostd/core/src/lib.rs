@@ -17,6 +17,7 @@
 
 pub mod bond;
 pub mod firewall;
+pub mod import;
 pub mod intent;
 pub mod model;
 pub mod ovs;
