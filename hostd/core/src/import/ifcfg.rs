@@ -149,9 +149,8 @@ pub fn import(path: &str, files: &dyn Files) -> Result<Import, ImportErrors> {
             }
         };
         if is_ifcfg {
-            if let Some(f) = parse_vars(&p, &text, &mut b) {
-                parsed.push((n.trim_start_matches("ifcfg-").to_owned(), f));
-            }
+            let f = parse_vars(&p, &text, &mut b);
+            parsed.push((n.trim_start_matches("ifcfg-").to_owned(), f));
         } else {
             routes.push((n.clone(), p, text));
         }
@@ -184,9 +183,8 @@ pub fn import(path: &str, files: &dyn Files) -> Result<Import, ImportErrors> {
     b.finish()
 }
 
-fn parse_vars(path: &str, text: &str, b: &mut Builder) -> Option<File> {
+fn parse_vars(path: &str, text: &str, b: &mut Builder) -> File {
     let mut vars = BTreeMap::new();
-    let mut ok = true;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let t = line.trim();
@@ -197,20 +195,17 @@ fn parse_vars(path: &str, text: &str, b: &mut Builder) -> Option<File> {
         let Some((k, v)) = t.split_once('=') else {
             b.errors
                 .push(Loc::line(path, n).err("", t, "not a KEY=VALUE line"));
-            ok = false;
             continue;
         };
         let k = k.trim();
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             b.errors
                 .push(Loc::line(path, n).err(k, v, "not a shell variable name"));
-            ok = false;
             continue;
         }
         if v.contains('$') || v.contains('`') {
             b.errors
                 .push(Loc::line(path, n).err(k, v, "shell expansions cannot be imported"));
-            ok = false;
             continue;
         }
         match shlex::split(v) {
@@ -220,14 +215,14 @@ fn parse_vars(path: &str, text: &str, b: &mut Builder) -> Option<File> {
             None => {
                 b.errors
                     .push(Loc::line(path, n).err(k, v, "unbalanced quotes"));
-                ok = false;
             }
         }
     }
-    ok.then(|| File {
+    // The errors are recorded; the rest is still read, for more of them.
+    File {
         path: path.to_owned(),
         vars,
-    })
+    }
 }
 
 fn interface(b: &mut Builder, fname: &str, f: &File, all: &[(String, File)]) -> Option<IfName> {
@@ -657,9 +652,7 @@ fn route_file(b: &mut Builder, path: &str, text: &str, dev: &IfName, v6: bool) {
         .lines()
         .any(|l| l.trim_start().starts_with("ADDRESS0="));
     if keyed {
-        let Some(f) = parse_vars(path, text, b) else {
-            return;
-        };
+        let f = parse_vars(path, text, b);
         for i in 0.. {
             let k = format!("ADDRESS{i}");
             let Some(a) = f.get(&k) else { break };

@@ -138,7 +138,7 @@ impl fmt::Display for ImportError {
         if !self.at.is_empty() {
             write!(f, ":{}", self.at)?;
         }
-        if !self.key.is_empty() {
+        if !self.key.is_empty() && self.key != self.at {
             write!(f, ": {}", self.key)?;
         }
         write!(f, " {:?}: {}", self.value, self.reason)
@@ -344,7 +344,27 @@ impl Builder {
             _ => 3,
         };
         let mut ifaces = self.ifaces;
+        let mut notes = self.notes;
         ifaces.sort_by_key(|(i, _)| rank(i.kind));
+        // A forward delay outside STP's 2..=30 s (`bridge_fd 0`, common on
+        // hypervisors) does nothing with STP off; hostd refuses it, so it is
+        // left out there (with STP on it stays, and validation names it).
+        for (i, loc) in &mut ifaces {
+            let name = i.name.to_string();
+            if let Some(stp) = i.bridge.as_mut().and_then(|b| b.options.stp.as_mut()) {
+                if let Some(fd) = stp
+                    .forward_delay
+                    .filter(|fd| !stp.enabled && !(2..=30).contains(fd))
+                {
+                    stp.forward_delay = None;
+                    notes.push(loc.note(
+                        &format!("{name}: forward delay"),
+                        &fd.to_string(),
+                        "outside STP's 2..=30 s, and without effect with STP off",
+                    ));
+                }
+            }
+        }
         let state = NetworkState {
             interfaces: ifaces.into_iter().map(|(i, _)| i).collect(),
             routes: Routes {
@@ -378,10 +398,7 @@ impl Builder {
                     .collect(),
             ));
         }
-        Ok(Import {
-            state,
-            notes: self.notes,
-        })
+        Ok(Import { state, notes })
     }
 }
 

@@ -78,17 +78,13 @@ pub fn import(path: &str, files: &dyn Files) -> Result<Import, ImportErrors> {
                 .push(Loc::key(p, "").err("", "", format!("not YAML: {e}"))),
         }
     }
+    let joined = list.join(", ");
     let file_of = |key: &str| -> String {
-        // The file that set this key (or its closest ancestor).
-        let mut k = key.to_owned();
-        loop {
-            if let Some(f) = origin.get(&k) {
-                return f.clone();
-            }
-            match k.rfind('.') {
-                Some(i) => k.truncate(i),
-                None => return list.join(", "),
-            }
+        let f = first_file(&origin, key);
+        if f.is_empty() {
+            joined.clone()
+        } else {
+            f
         }
     };
     let mut cx = Cx {
@@ -128,14 +124,28 @@ fn merge(
         }
         (a @ Value::Sequence(_), n @ Value::Sequence(_)) => {
             if *a != n {
-                let first = origin.get(path).cloned().unwrap_or_default();
-                errors.push(Loc::key(file, path).err(path, &yaml(&n), format!("also set, differently, by {first}: which list wins (or whether they add up) is netplan version dependent; write it in one file")));
+                let first = first_file(origin, path);
+                errors.push(Loc::key(file, path).err("", &yaml(&n), format!("also set, differently, by {first}: which list wins (or whether they add up) is netplan version dependent; write it in one file")));
             }
         }
         (a, n) => {
             *a = n;
             origin.insert(path.to_owned(), file.to_owned());
         }
+    }
+}
+
+/// The file that set `key`, or its closest ancestor.
+fn first_file(origin: &BTreeMap<String, String>, key: &str) -> String {
+    let mut k = key.to_owned();
+    loop {
+        if let Some(f) = origin.get(&k) {
+            return f.clone();
+        }
+        if k.is_empty() {
+            return String::new();
+        }
+        k.truncate(k.rfind('.').unwrap_or(0));
     }
 }
 
