@@ -754,6 +754,17 @@ fn stanza(
                 bridge.options.stp = Some(stp);
             }
             let aware = bridge.options.vlan_filtering == Some(true);
+            if !aware {
+                for k in ["bridge-vids", "bridge-pvid", "bridge-access"] {
+                    if let Some(o) = st.first(k) {
+                        b.errors.push(o.loc.err(
+                            k,
+                            &o.value,
+                            "port VLANs on a bridge without `bridge-vlan-aware yes`",
+                        ));
+                    }
+                }
+            }
             for (port, l) in bridge_ports {
                 let Some(n) = b.name(&l, "bridge-ports", &port) else {
                     continue;
@@ -770,17 +781,25 @@ fn stanza(
             }
         }
         _ => {
+            // Port VLAN keys count only on a port of a VLAN-aware bridge.
+            let aware_port = p.stanzas.values().any(|br| {
+                br.first("bridge-vlan-aware")
+                    .and_then(|o| parse_bool(&o.value))
+                    .unwrap_or(false)
+                    && list_of(br, "bridge-ports")
+                        .iter()
+                        .any(|(n, _)| n == ifname.as_str())
+            });
             for o in &st.opts {
+                let port_vlan_key = matches!(
+                    o.key.as_str(),
+                    "bridge-vids" | "bridge-pvid" | "bridge-access"
+                );
                 if o.key.starts_with("bond-") && o.key != "bond-master"
+                    || port_vlan_key && !aware_port
                     || o.key.starts_with("bridge-")
-                        && !matches!(
-                            o.key.as_str(),
-                            "bridge-maxwait"
-                                | "bridge-waitport"
-                                | "bridge-vids"
-                                | "bridge-pvid"
-                                | "bridge-access"
-                        )
+                        && !port_vlan_key
+                        && !matches!(o.key.as_str(), "bridge-maxwait" | "bridge-waitport")
                 {
                     b.errors.push(o.loc.err(
                         &o.key,

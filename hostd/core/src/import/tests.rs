@@ -282,6 +282,18 @@ fn eni_refuses_what_it_cannot_express_naming_file_line_and_value() {
     );
     let t = err_text(eni(&[(
         "/etc/network/interfaces",
+        "auto br0\niface br0\n bridge-ports eth0\n bridge-vids 10\niface eth0\n bridge-access 20\n",
+    )]));
+    assert!(
+        t.contains("line 4: bridge-vids \"10\": port VLANs on a bridge without"),
+        "{t}"
+    );
+    assert!(
+        t.contains("line 6: bridge-access \"20\": on a ethernet interface"),
+        "{t}"
+    );
+    let t = err_text(eni(&[(
+        "/etc/network/interfaces",
         "source /etc/network/missing\n",
     )]));
     assert!(
