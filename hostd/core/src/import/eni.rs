@@ -92,6 +92,8 @@ fn parse_file(
     depth: usize,
 ) {
     let mut current: Option<String> = None;
+    // Inside a stanza already refused as a whole: its options add nothing.
+    let mut refused = false;
     // Logical lines: a trailing backslash continues the line.
     let mut lines: Vec<(usize, String)> = Vec::new();
     let mut pending: Option<(usize, String)> = None;
@@ -122,6 +124,7 @@ fn parse_file(
         match kw {
             "auto" | "allow-auto" | "allow-hotplug" => {
                 current = None;
+                refused = false;
                 for w in &rest {
                     p.auto.insert((*w).to_owned());
                 }
@@ -171,6 +174,7 @@ fn parse_file(
                     p.order.push(name.clone());
                 }
                 current = Some(name);
+                refused = false;
             }
             "source" | "source-directory" | "source-dir" => {
                 current = None;
@@ -225,10 +229,20 @@ fn parse_file(
             }
             "mapping" | "rename" | "template" => {
                 current = None;
+                refused = true;
                 b.errors.push(loc.err(
                     kw,
                     &rest.join(" "),
                     "cannot be imported (hostd names interfaces itself; use mac-address for a NIC)",
+                ));
+            }
+            "vlan" => {
+                current = None;
+                refused = true;
+                b.errors.push(loc.err(
+                    kw,
+                    &rest.join(" "),
+                    "ifupdown2 `vlan` stanzas (per-VLAN bridge attributes) cannot be imported",
                 ));
             }
             k if k.starts_with("allow-") => {
@@ -255,6 +269,7 @@ fn parse_file(
                         });
                     }
                 }
+                None if refused => {}
                 None => b.errors.push(loc.err(
                     kw,
                     &rest.join(" "),

@@ -134,6 +134,9 @@ pub struct ImportError {
 
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.file.is_empty() {
+            return f.write_str(&self.reason);
+        }
         write!(f, "{}", self.file)?;
         if !self.at.is_empty() {
             write!(f, ":{}", self.at)?;
