@@ -12,11 +12,13 @@
 //! - [`route`]: route identity ([`route::RouteKey`]).
 //! - [`intent`]: connection intent compiled for both ends of the cable ([`intent::compile`], [`intent::linux_switch`]).
 //! - [`firewall`]: the InstanceArray firewall section (its own module).
+//! - [`import`]: ifupdown, ifcfg and netplan configurations turned into a desired state (`hostd import`).
 //! - [`ovs`]: Open vSwitch: schema, observed rows, planner, bond/LACP status.
 //! - [`status`]: LACP and LLDP status (read-only), its parsers and the diagnosis.
 
 pub mod bond;
 pub mod firewall;
+pub mod import;
 pub mod intent;
 pub mod model;
 pub mod ovs;

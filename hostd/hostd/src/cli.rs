@@ -147,6 +147,133 @@ pub enum Command {
     Telemetry(crate::telemetry::TelemetryCmd),
     /// LACP and LLDP status with a diagnosis (docs/status.md).
     Status(crate::status::cli::StatusArgs),
+    /// Turn an existing configuration (ifupdown, ifcfg, netplan) into a
+    /// desired-state document (docs/import.md); YAML, or JSON with `-o json`.
+    Import {
+        /// The source format.
+        #[arg(long, value_enum)]
+        from: ImportFormat,
+        /// A file or a directory: /etc/network/interfaces,
+        /// /etc/sysconfig/network-scripts, / or /etc/netplan or one YAML file.
+        path: PathBuf,
+        /// Write the document here instead of stdout.
+        #[arg(long)]
+        output_file: Option<PathBuf>,
+    },
+}
+
+/// `hostd import --from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// Debian /etc/network/interfaces (ifupdown, ifupdown2).
+    Eni,
+    /// RHEL ifcfg-* files.
+    Ifcfg,
+    /// netplan YAML.
+    Netplan,
+}
+
+/// The file system, read for `hostd import` (the importers do no I/O).
+struct FsFiles;
+
+impl hostd_core::import::Files for FsFiles {
+    fn read(&self, path: &str) -> Result<String, String> {
+        std::fs::read_to_string(path).map_err(|e| e.to_string())
+    }
+
+    fn is_dir(&self, path: &str) -> bool {
+        std::path::Path::new(path).is_dir()
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>, String> {
+        let rd = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| e.to_string())?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+}
+
+/// `hostd import`: reads, converts, validates, prints or writes.
+fn import(
+    out: Output,
+    from: ImportFormat,
+    path: &std::path::Path,
+    to: Option<&std::path::Path>,
+) -> i32 {
+    use hostd_core::import;
+    if !path.exists() {
+        eprintln!(
+            "hostd import: {}: no such file or directory",
+            path.display()
+        );
+        return exit::HOST;
+    }
+    let p = path.to_string_lossy();
+    let (name, r) = match from {
+        ImportFormat::Eni => ("eni", import::eni::import(&p, &FsFiles)),
+        ImportFormat::Ifcfg => ("ifcfg", import::ifcfg::import(&p, &FsFiles)),
+        ImportFormat::Netplan => ("netplan", import::netplan::import(&p, &FsFiles)),
+    };
+    let imported = match r {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("hostd import: {e}");
+            return exit::INVALID;
+        }
+    };
+    for n in &imported.notes {
+        eprintln!("hostd import: note: {n}");
+    }
+    let text = match out {
+        Output::Json => serde_json::to_string_pretty(&imported.state)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+        _ => serde_norway::to_string(&imported.state)
+            .map(|s| format!("# hostd import --from {name} {}\n{s}", path.display()))
+            .map_err(|e| e.to_string()),
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("hostd import: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    // What is printed is what `hostd plan` reads: parsed back and validated.
+    let back = hostd_core::NetworkState::parse(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            hostd_core::validate::validate(&s)
+                .map(|_| s)
+                .map_err(|e| e.to_string())
+        });
+    match back {
+        Ok(s) if s == imported.state => {}
+        Ok(_) => {
+            eprintln!("hostd import: the printed document does not read back the same (a bug)");
+            return exit::INTERNAL;
+        }
+        Err(e) => {
+            eprintln!("hostd import: the printed document does not read back (a bug): {e}");
+            return exit::INTERNAL;
+        }
+    }
+    let written = match to {
+        Some(f) => std::fs::write(f, &text).map_err(|e| format!("{}: {e}", f.display())),
+        None => std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string()),
+    };
+    match written {
+        Ok(()) => exit::NO_CHANGE,
+        Err(e) => {
+            eprintln!("hostd import: {e}");
+            exit::HOST
+        }
+    }
 }
 
 fn print_plan(out: Output, p: &crate::state_plan::StatePlan) -> Result<(), String> {
@@ -285,6 +412,11 @@ pub fn run_with(cli: Cli, hooks: Hooks) -> i32 {
         }
         Command::Telemetry(cmd) => telemetry(&cfg, cli.output, cmd),
         Command::Status(args) => Ok(crate::status::cli::run(args, cli.output)),
+        Command::Import {
+            from,
+            path,
+            output_file,
+        } => Ok(import(cli.output, *from, path, output_file.as_deref())),
         // Handled above (daemon) or by the client (which returned).
         Command::Confirm
         | Command::Rollback

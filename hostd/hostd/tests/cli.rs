@@ -599,3 +599,61 @@ fn telemetry_section_errors_name_path_and_value() {
         text(&o)
     );
 }
+
+/// `hostd import` end to end: an ifupdown file imported, the document
+/// applied by `hostd apply` (and then a no-op), the kernel as the file says;
+/// a refusal names file and line, exit 3.
+#[test]
+fn import_eni_then_apply() {
+    let ns = Ns::new("imp");
+    let src = ns.file(
+        "interfaces",
+        "auto lo\niface lo inet loopback\n\nauto eth1\niface eth1 inet static\n    address 10.1.0.2/24\n    dns-nameservers 10.0.0.53\n\nauto br0\niface br0 inet static\n    address 10.0.0.2\n    netmask 255.255.255.0\n    gateway 10.0.0.1\n    bridge_ports eth0\n    bridge_stp off\n    bridge_fd 0\n    bridge_maxwait 0\n",
+    );
+    let doc = ns.dir.join("imported.yaml");
+    let o = ns.hostd(
+        &[
+            "import",
+            "--from",
+            "eni",
+            src.to_str().expect("path"),
+            "--output-file",
+            doc.to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), exit::NO_CHANGE, "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bridge-maxwait") && err.contains("forward delay"),
+        "{err}"
+    );
+    let state = NetworkState::parse(&std::fs::read_to_string(&doc).expect("read")).expect("parse");
+    assert_eq!(state.interfaces.len(), 3);
+    let o = ns.hostd(&["apply", doc.to_str().expect("path")], &[]);
+    assert_eq!(code(&o), exit::CHANGED, "{}", text(&o));
+    let o = ns.hostd(&["plan", doc.to_str().expect("path")], &[]);
+    assert_eq!(code(&o), exit::NO_CHANGE, "{}", text(&o));
+    let addrs = ns.ipv4();
+    assert!(
+        addrs.contains("inet 10.0.0.2/24") && addrs.contains("br0"),
+        "{addrs}"
+    );
+    let routes = ns.ip(&["-n", &ns.name, "route", "show", "default"]);
+    assert!(routes.contains("via 10.0.0.1 dev br0"), "{routes}");
+    let master = ns.ip(&["-n", &ns.name, "link", "show", "eth0"]);
+    assert!(master.contains("master br0"), "{master}");
+
+    let bad = ns.file("bad", "auto eth0\niface eth0 inet dhcp\n");
+    let o = ns.hostd(
+        &["import", "--from", "eni", bad.to_str().expect("path")],
+        &[],
+    );
+    assert_eq!(code(&o), exit::INVALID, "{}", text(&o));
+    assert!(
+        text(&o).contains("bad:line 2: iface \"dhcp\""),
+        "{}",
+        text(&o)
+    );
+    assert!(o.stdout.is_empty());
+}
