@@ -44,6 +44,16 @@ pub enum BondMode {
 }
 
 impl BondMode {
+    /// Whether the kernel uses a primary port in this mode (it keeps a
+    /// configured primary's name in the others, unreported, and uses it
+    /// again when such a mode comes back).
+    pub fn uses_primary(self) -> bool {
+        matches!(
+            self,
+            Self::ActiveBackup | Self::BalanceTlb | Self::BalanceAlb
+        )
+    }
+
     /// Every mode, in kernel number order.
     pub const ALL: [BondMode; 7] = [
         Self::BalanceRr,

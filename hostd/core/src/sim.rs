@@ -232,11 +232,20 @@ impl Kernel {
     }
 
     /// The primary a bond reports: its configured primary while that port
-    /// is enslaved to it.
+    /// is enslaved to it, in a mode that uses a primary (active-backup,
+    /// balance-tlb, balance-alb: the kernel keeps the name in other modes,
+    /// and uses it again when the mode comes back and the port is
+    /// enslaved).
     fn sync_primary(&mut self, bond: &str) {
+        let uses_primary = self
+            .links
+            .get(bond)
+            .and_then(|l| l.bond.as_ref())
+            .is_some_and(|b| b.mode.uses_primary());
         let shown = self
             .primary_name
             .get(bond)
+            .filter(|_| uses_primary)
             .filter(|p| {
                 self.links
                     .get(p.as_str())
@@ -1187,5 +1196,53 @@ mod tests {
         let k = simulate_kernel(&o, &[op]).expect("release");
         assert!(k.mtu_known("br0"));
         assert_eq!(k.link("br0").map(|l| l.mtu), Some(1500));
+    }
+
+    /// A bond's primary is reported only in the modes that use one; the
+    /// kernel keeps the name and takes the port again when the mode comes
+    /// back (seed 1796308759: balance-alb with primary eth0 to balance-rr).
+    #[test]
+    fn primary_shown_only_in_modes_that_use_it() {
+        let o = observed(
+            "links:
+  - { name: eth0, index: 2, kind: veth, mtu: 1500, up: true, controller: bond0 }
+  - name: bond0
+    index: 3
+    kind: bond
+    mtu: 1500
+    up: true
+    bond: { mode: balance-alb, options: { miimon: 100, primary: eth0 } }
+",
+        );
+        let ops: Vec<Op> = serde_norway::from_str(
+            "- { op: set-controller, iface: eth0, controller: null }
+- { op: set-state, iface: bond0, up: false }
+- { op: set-bond, iface: bond0, mode: balance-rr, options: {} }
+- { op: set-controller, iface: eth0, controller: bond0 }
+",
+        )
+        .expect("ops");
+        let k = simulate_kernel(&o, &ops).expect("to balance-rr");
+        let primary = |k: &Kernel| {
+            k.link("bond0")
+                .and_then(|l| l.bond.as_ref())
+                .and_then(|b| b.options.primary.clone())
+        };
+        assert_eq!(primary(&k), None);
+        let back: Vec<Op> = serde_norway::from_str(
+            "- { op: set-controller, iface: eth0, controller: null }
+- { op: set-bond, iface: bond0, mode: active-backup, options: {} }
+- { op: set-controller, iface: eth0, controller: bond0 }
+",
+        )
+        .expect("ops");
+        let k2 = simulate_kernel(&k.observed(), &back).expect("back");
+        // A fresh model of the kernel does not know the kept name (netlink
+        // did not show it in balance-rr): the model of one plan does.
+        assert_eq!(primary(&k2), None);
+        let mut all = ops.clone();
+        all.extend(back);
+        let k3 = simulate_kernel(&o, &all).expect("both");
+        assert_eq!(primary(&k3).map(|p| p.to_string()), Some("eth0".into()));
     }
 }

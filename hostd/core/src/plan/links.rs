@@ -226,6 +226,11 @@ fn bond_changes(
         BondOptions::default()
     };
     let clear_primary = li.clear_primary && b.options.primary.is_some();
+    // Into a mode that uses a primary from one that does not: the kernel
+    // may still hold a primary's name from before (netlink did not show
+    // it): without one declared, clear it after the mode change.
+    let hidden_primary =
+        mode_changes && mode.uses_primary() && !b.mode.uses_primary() && opts.primary.is_none();
     let mut first = true;
     for _ in 0..3 {
         let Some(cur) = w.k.bond_configured(li.name.as_str()) else {
@@ -249,7 +254,8 @@ fn bond_changes(
             BondOptions::default()
         };
         let clear_now = first && clear_primary;
-        if !changing_mode && diff.is_empty() && pre_now.is_empty() && !clear_now {
+        let clear_after = first && hidden_primary;
+        if !changing_mode && diff.is_empty() && pre_now.is_empty() && !clear_now && !clear_after {
             break;
         }
         let down = changing_mode
@@ -277,6 +283,14 @@ fn bond_changes(
                 mode: changing_mode.then_some(mode),
                 options: diff,
                 clear_primary: clear_now && !changing_mode,
+            })?;
+        }
+        if clear_after {
+            w.push(Op::SetBond {
+                iface: li.name.clone(),
+                mode: None,
+                options: BondOptions::default(),
+                clear_primary: true,
             })?;
         }
         first = false;
