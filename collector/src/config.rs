@@ -1,7 +1,8 @@
 //! Configuration: a YAML file, every field optional with the defaults below
 //! (also in docs/collector.md). With no file the embedded default runs: sFlow
-//! on UDP 6343 (IPv4 and IPv6), API on 127.0.0.1:6344 without tokens, no
-//! subnets (interface series only), memory-only store.
+//! on UDP 6343 (IPv4 and IPv6) accepting loopback sources only (empty
+//! `sflow.allow`), API on 127.0.0.1:6344 without tokens, no subnets
+//! (interface series only), memory-only store, the `limits` below.
 
 use std::{net::SocketAddr, path::PathBuf};
 
