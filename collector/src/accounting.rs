@@ -23,7 +23,10 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::IpAddr,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use serde::Serialize;
@@ -78,6 +81,9 @@ pub struct AgentStats {
     pub duplicates: u64,
     #[serde(skip)]
     last_seq: Option<u32>,
+    /// Flow-sample sources of this agent in the drops map.
+    #[serde(skip)]
+    sources: usize,
 }
 
 /// Ingest statistics. Sums over shards are meaningful.
@@ -107,6 +113,15 @@ pub struct Stats {
     pub agent_drops: u64,
     /// Datagrams lost in transit, from sequence gaps (all agents).
     pub sequence_lost: u64,
+    /// Datagrams dropped because `limits.max_agents` agents are tracked
+    /// already and theirs is a new one.
+    pub datagrams_over_agent_limit: u64,
+    /// Flow samples of a source beyond `limits.max_sources_per_agent`
+    /// (accounted at their plain sampling rate, without drops correction).
+    pub flow_samples_over_source_limit: u64,
+    /// Interface readings of a new interface dropped because this shard
+    /// already holds `series.max_interfaces` readings since the last flush.
+    pub interface_readings_over_limit: u64,
     /// Decode errors by "level.kind" (datagram, sample, record, header).
     pub errors: BTreeMap<String, u64>,
 }
@@ -129,7 +144,10 @@ impl Stats {
             unattributed_pkts,
             unattributed_bytes,
             agent_drops,
-            sequence_lost
+            sequence_lost,
+            datagrams_over_agent_limit,
+            flow_samples_over_source_limit,
+            interface_readings_over_limit
         );
         for (k, v) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += v;
@@ -153,9 +171,38 @@ struct SourceKey {
     index: u32,
 }
 
+/// Memory guards of a shard (see [`crate::config::LimitsConfig`]).
+#[derive(Debug, Clone)]
+pub struct ShardLimits {
+    pub max_agents: usize,
+    pub max_sources_per_agent: usize,
+    /// Distinct interfaces held between two drains.
+    pub max_interfaces: usize,
+    /// Agents tracked by all shards together (shared).
+    pub agents: Arc<AtomicUsize>,
+}
+
+impl ShardLimits {
+    pub fn new(cfg: &crate::config::Config) -> Self {
+        Self {
+            max_agents: cfg.limits.max_agents,
+            max_sources_per_agent: cfg.limits.max_sources_per_agent,
+            max_interfaces: cfg.series.max_interfaces,
+            agents: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+impl Default for ShardLimits {
+    fn default() -> Self {
+        Self::new(&crate::config::Config::default())
+    }
+}
+
 /// One worker's accounting state.
 #[derive(Debug)]
 pub struct Shard {
+    limits: ShardLimits,
     subnets: Arc<SubnetTable>,
     /// Deltas since the last drain, indexed by [`SubnetId`].
     deltas: Vec<SubnetCounters>,
@@ -176,9 +223,15 @@ pub struct Drained {
 }
 
 impl Shard {
+    /// A shard with the default limits and its own agent count.
     pub fn new(subnets: Arc<SubnetTable>) -> Self {
+        Self::with_limits(subnets, ShardLimits::default())
+    }
+
+    pub fn with_limits(subnets: Arc<SubnetTable>, limits: ShardLimits) -> Self {
         let n = subnets.len();
         Self {
+            limits,
             subnets,
             deltas: vec![SubnetCounters::default(); n],
             dirty: Vec::new(),
@@ -217,6 +270,15 @@ impl Shard {
             agent: dg.agent.unwrap_or(from),
             sub_agent: dg.sub_agent_id,
         };
+        if !self.agents.contains_key(&agent) {
+            // Reserve a slot in the shared count; give it back when full.
+            let l = &self.limits;
+            if l.agents.fetch_add(1, Ordering::Relaxed) >= l.max_agents {
+                l.agents.fetch_sub(1, Ordering::Relaxed);
+                self.stats.datagrams_over_agent_limit += 1;
+                return;
+            }
+        }
         let a = self.agents.entry(agent).or_default();
         a.datagrams += 1;
         let lost_before = a.lost;
@@ -235,13 +297,17 @@ impl Shard {
                     for r in c.records() {
                         match r {
                             Ok(CounterRecord::Generic(g)) => {
-                                self.ifaces.insert(
-                                    IfKey {
-                                        agent: agent.agent,
-                                        if_index: g.if_index,
-                                    },
-                                    (g, now),
-                                );
+                                let k = IfKey {
+                                    agent: agent.agent,
+                                    if_index: g.if_index,
+                                };
+                                if self.ifaces.len() >= self.limits.max_interfaces
+                                    && !self.ifaces.contains_key(&k)
+                                {
+                                    self.stats.interface_readings_over_limit += 1;
+                                } else {
+                                    self.ifaces.insert(k, (g, now));
+                                }
                             }
                             Ok(_) => {}
                             Err(e) => self.stats.error("counter_record", e.kind()),
@@ -268,9 +334,22 @@ impl Shard {
             kind: f.source.kind,
             index: f.source.index,
         };
-        let new_drops = match self.drops.insert(key, f.drops) {
-            Some(last) if f.drops >= last => (f.drops - last) as u64,
-            _ => 0,
+        let new_drops = match self.drops.get_mut(&key) {
+            Some(last) => {
+                let d = f.drops.saturating_sub(*last) as u64;
+                *last = f.drops;
+                d
+            }
+            None => {
+                let a = self.agents.entry(agent).or_default();
+                if a.sources < self.limits.max_sources_per_agent {
+                    a.sources += 1;
+                    self.drops.insert(key, f.drops);
+                } else {
+                    self.stats.flow_samples_over_source_limit += 1;
+                }
+                0
+            }
         };
         self.stats.agent_drops += new_drops;
         let scale = f.sampling_rate as u64 * (1 + new_drops);

@@ -27,7 +27,7 @@ use axum::{
 use ipnet::IpNet;
 use serde_json::json;
 
-use crate::{rrd::Cf, service::Shared};
+use crate::{accounting::Stats, rrd::Cf, service::Shared};
 
 /// A 4xx/5xx with a message.
 #[derive(Debug)]
@@ -116,7 +116,7 @@ async fn health(State(sh): State<Arc<Shared>>) -> Json<serde_json::Value> {
 
 async fn stats(State(sh): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
     let (total, agents, kernel_drops) = sh.stats();
-    let (series, memory, dropped, per_subnet) = {
+    let (series, memory, dropped, per_subnet, limits) = {
         let st = sh.store.read().map_err(|_| {
             ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,6 +128,7 @@ async fn stats(State(sh): State<Arc<Shared>>) -> Result<Json<serde_json::Value>,
             st.memory_bytes(),
             st.iface_readings_dropped,
             st.subnet_series_bytes(),
+            limits_json(&sh, &st, &total),
         )
     };
     let snapshots = sh.snapshots.lock().map(|s| s.clone()).unwrap_or_default();
@@ -148,10 +149,37 @@ async fn stats(State(sh): State<Arc<Shared>>) -> Result<Json<serde_json::Value>,
         "series_memory_bytes": memory,
         "subnet_series_bytes": per_subnet,
         "interface_readings_dropped": dropped,
+        "limits": limits,
         "snapshots": snapshots,
         "restored": sh.restored,
         "uptime_seconds": (sh.clock)().saturating_sub(sh.started_at),
     })))
+}
+
+/// Each memory guard: its configured maximum, what is in use, and how
+/// often it refused something (docs/collector.md, "Bounded memory").
+fn limits_json(sh: &Shared, st: &crate::store::Store, total: &Stats) -> serde_json::Value {
+    let l = &sh.cfg.limits;
+    json!({
+        "agents": {
+            "max": l.max_agents,
+            "in_use": sh.agent_count.load(std::sync::atomic::Ordering::Relaxed),
+            "hits": total.datagrams_over_agent_limit,
+        },
+        "sources_per_agent": {
+            "max": l.max_sources_per_agent,
+            "hits": total.flow_samples_over_source_limit,
+        },
+        "interfaces": {
+            "max": sh.cfg.series.max_interfaces,
+            "in_use": st.ifaces.len(),
+            "hits": st.iface_over_total_limit + total.interface_readings_over_limit,
+        },
+        "interfaces_per_agent": {
+            "max": l.max_interfaces_per_agent,
+            "hits": st.iface_over_agent_limit,
+        },
+    })
 }
 
 async fn series(State(sh): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -309,6 +337,19 @@ async fn report(
 
 async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
     let (s, agents, kdrops) = sh.stats();
+    let (ifaces, over_total, over_agent) = sh
+        .store
+        .read()
+        .map(|st| {
+            (
+                st.ifaces.len() as u64,
+                st.iface_over_total_limit,
+                st.iface_over_agent_limit,
+            )
+        })
+        .unwrap_or_default();
+    let agents_in_use = sh.agent_count.load(std::sync::atomic::Ordering::Relaxed) as u64;
+    let lc = &sh.cfg.limits;
     let mut o = String::new();
     let mut m = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -393,6 +434,41 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
         "counter",
         "Datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL).",
         &one(kdrops),
+    );
+    let lim = |l: &str| format!("{{limit=\"{l}\"}}");
+    m(
+        "collector_limit_hits_total",
+        "counter",
+        "Inputs refused by a memory guard (docs/collector.md, Bounded memory).",
+        &[
+            (lim("agents"), s.datagrams_over_agent_limit),
+            (lim("sources_per_agent"), s.flow_samples_over_source_limit),
+            (
+                lim("interfaces"),
+                over_total + s.interface_readings_over_limit,
+            ),
+            (lim("interfaces_per_agent"), over_agent),
+        ],
+    );
+    m(
+        "collector_limit_in_use",
+        "gauge",
+        "Entries held against a memory guard.",
+        &[(lim("agents"), agents_in_use), (lim("interfaces"), ifaces)],
+    );
+    m(
+        "collector_limit_max",
+        "gauge",
+        "Configured maximum of a memory guard.",
+        &[
+            (lim("agents"), lc.max_agents as u64),
+            (lim("sources_per_agent"), lc.max_sources_per_agent as u64),
+            (lim("interfaces"), sh.cfg.series.max_interfaces as u64),
+            (
+                lim("interfaces_per_agent"),
+                lc.max_interfaces_per_agent as u64,
+            ),
+        ],
     );
     let per_agent: Vec<(String, u64)> = agents
         .iter()

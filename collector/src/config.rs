@@ -1,7 +1,8 @@
 //! Configuration: a YAML file, every field optional with the defaults below
 //! (also in docs/collector.md). With no file the embedded default runs: sFlow
-//! on UDP 6343 (IPv4 and IPv6), API on 127.0.0.1:6344 without tokens, no
-//! subnets (interface series only), memory-only store.
+//! on UDP 6343 (IPv4 and IPv6) accepting loopback sources only (empty
+//! `sflow.allow`), API on 127.0.0.1:6344 without tokens, no subnets
+//! (interface series only), memory-only store, the `limits` below.
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -19,6 +20,35 @@ pub struct Config {
     pub series: SeriesConfig,
     pub store: StoreConfig,
     pub api: ApiConfig,
+    pub limits: LimitsConfig,
+}
+
+/// Memory guards against spoofed or runaway input (docs/collector.md,
+/// "Bounded memory"). Every hit is counted in the statistics and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// (agent address, sub-agent id) pairs tracked over all sockets; the
+    /// datagrams of further agents are counted and dropped.
+    pub max_agents: usize,
+    /// Flow-sample sources (data source kind and index) tracked per agent
+    /// for the drops correction; samples of further sources are accounted
+    /// at their plain sampling rate and counted.
+    pub max_sources_per_agent: usize,
+    /// Interface series per agent (the overall cap is
+    /// `series.max_interfaces`); readings of further interfaces are counted
+    /// and dropped.
+    pub max_interfaces_per_agent: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_agents: 1024,
+            max_sources_per_agent: 1024,
+            max_interfaces_per_agent: 512,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,8 +64,12 @@ pub struct SflowConfig {
     pub recv_buffer_bytes: usize,
     /// Datagrams per recvmmsg call.
     pub batch: usize,
-    /// Agents allowed to send (UDP source address or prefix). Empty: all.
+    /// Agents allowed to send (UDP source address or prefix). Empty: only
+    /// loopback sources, unless `allow_any`.
     pub allow: Vec<IpNet>,
+    /// With an empty `allow`: accept datagrams from any source (memory is
+    /// then bounded by `limits` only). Ignored when `allow` is set.
+    pub allow_any: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +119,7 @@ impl Default for SflowConfig {
             recv_buffer_bytes: 8 << 20,
             batch: 64,
             allow: Vec::new(),
+            allow_any: false,
         }
     }
 }
@@ -116,7 +151,7 @@ impl Default for SeriesConfig {
                 },
             ],
             flush_interval: 10,
-            max_interfaces: 10_000,
+            max_interfaces: 4096,
         }
     }
 }
@@ -207,6 +242,21 @@ impl Config {
         if self.series.flush_interval == 0 {
             return bad("series.flush_interval", "must be at least 1".into());
         }
+        for (field, v) in [
+            ("limits.max_agents", self.limits.max_agents),
+            (
+                "limits.max_sources_per_agent",
+                self.limits.max_sources_per_agent,
+            ),
+            (
+                "limits.max_interfaces_per_agent",
+                self.limits.max_interfaces_per_agent,
+            ),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
         if self.store.snapshot_interval == 0 {
             return bad("store.snapshot_interval", "must be at least 1".into());
         }
@@ -279,6 +329,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "subnets: subnet 10.0.0.0/8 is listed more than once");
+        let e = Config::from_yaml("limits: {max_agents: 0}", "f")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "limits.max_agents: must be at least 1");
         let e = Config::from_yaml("subnets: [10.0.0.0/33]", "f")
             .unwrap_err()
             .to_string();

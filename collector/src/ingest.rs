@@ -24,7 +24,11 @@ use std::{
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{accounting::Shard, config::SflowConfig, subnets::SubnetTable};
+use crate::{
+    accounting::{Shard, ShardLimits},
+    config::SflowConfig,
+    subnets::SubnetTable,
+};
 
 /// Seconds since the Unix epoch, replaceable in tests.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -107,11 +111,14 @@ fn setsockopt_int(
 }
 
 impl Ingest {
-    /// Binds every socket and starts the threads. `allow` empty: all agents.
+    /// Binds every socket and starts the threads. Sources accepted: those in
+    /// `allow`; with `allow` empty, loopback sources only unless
+    /// `cfg.allow_any`. Every shard shares `limits` (one agent count).
     pub fn start(
         cfg: &SflowConfig,
         subnets: Arc<SubnetTable>,
         allow: Arc<SubnetTable>,
+        limits: ShardLimits,
         clock: Clock,
     ) -> io::Result<Self> {
         let workers = if cfg.workers == 0 {
@@ -139,12 +146,18 @@ impl Ingest {
                         .ok_or_else(|| io::Error::other("not an inet socket"))?;
                     out.addrs.push(addr);
                 }
-                let shard = Arc::new(Mutex::new(Shard::new(subnets.clone())));
+                let shard = Arc::new(Mutex::new(Shard::with_limits(
+                    subnets.clone(),
+                    limits.clone(),
+                )));
                 let drops = Arc::new(AtomicU64::new(0));
                 out.shards.push(shard.clone());
                 out.kernel_drops.push(drops.clone());
-                let (stop, allow, clock, batch) =
-                    (stop.clone(), allow.clone(), clock.clone(), cfg.batch);
+                let (stop, clock, batch) = (stop.clone(), clock.clone(), cfg.batch);
+                let allow = Allow {
+                    list: allow.clone(),
+                    any: cfg.allow_any,
+                };
                 let t = std::thread::Builder::new()
                     .name(format!("sflow-rx-{w}"))
                     .spawn(move || worker(sock, batch, shard, drops, allow, clock, stop))?;
@@ -196,12 +209,28 @@ fn sockaddr_ip(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
 
 const CMSG_LEN: usize = 64;
 
+/// Which sources a worker accepts.
+struct Allow {
+    list: Arc<SubnetTable>,
+    any: bool,
+}
+
+impl Allow {
+    fn accepts(&self, from: IpAddr) -> bool {
+        if self.list.is_empty() {
+            self.any || from.is_loopback()
+        } else {
+            self.list.lookup(from).is_some()
+        }
+    }
+}
+
 fn worker(
     sock: Socket,
     batch: usize,
     shard: Arc<Mutex<Shard>>,
     drops: Arc<AtomicU64>,
-    allow: Arc<SubnetTable>,
+    allow: Allow,
     clock: Clock,
     stop: Arc<AtomicBool>,
 ) {
@@ -267,7 +296,7 @@ fn worker(
             let Some(from) = sockaddr_ip(&addrs[i]) else {
                 continue;
             };
-            if !allow.is_empty() && allow.lookup(from).is_none() {
+            if !allow.accepts(from) {
                 sh.not_allowed(len);
                 continue;
             }
@@ -304,6 +333,31 @@ fn read_rxq_ovfl(h: &libc::msghdr, drops: &AtomicU64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default posture (empty allow-list, no `allow_any`) accepts only
+    /// loopback sources; a list accepts only its prefixes.
+    #[test]
+    fn allow_posture() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let empty = Arc::new(SubnetTable::new([]).unwrap());
+        let default = Allow {
+            list: empty.clone(),
+            any: false,
+        };
+        assert!(default.accepts(ip("127.0.0.1")) && default.accepts(ip("::1")));
+        assert!(!default.accepts(ip("192.0.2.1")) && !default.accepts(ip("2001:db8::1")));
+        let any = Allow {
+            list: empty,
+            any: true,
+        };
+        assert!(any.accepts(ip("192.0.2.1")));
+        let list = Allow {
+            list: Arc::new(SubnetTable::new(["192.0.2.0/24".parse().unwrap()]).unwrap()),
+            any: true,
+        };
+        assert!(list.accepts(ip("192.0.2.9")));
+        assert!(!list.accepts(ip("127.0.0.1")) && !list.accepts(ip("198.51.100.1")));
+    }
 
     /// A socket nobody reads, with a tiny buffer, flooded: the kernel drops.
     /// A datagram queued after the drops carries the socket's drop count in

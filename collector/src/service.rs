@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::{
-    accounting::{AgentKey, AgentStats, Stats},
+    accounting::{AgentKey, AgentStats, ShardLimits, Stats},
     config::Config,
     ingest::{Clock, Ingest},
     store::{write_atomic, RestoreReport, Store},
@@ -39,6 +39,8 @@ pub struct Shared {
     pub clock: Clock,
     pub snapshots: Mutex<SnapshotStatus>,
     pub restored: Option<RestoreReport>,
+    /// Agents tracked by all shards (against `limits.max_agents`).
+    pub agent_count: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -181,7 +183,20 @@ impl Collector {
             }
             _ => (Store::new(&cfg.series, subnets.nets(), now), None),
         };
-        let ingest = Ingest::start(&cfg.sflow, subnets.clone(), allow, clock.clone())?;
+        let mut store = store;
+        store.max_interfaces_per_agent = cfg.limits.max_interfaces_per_agent;
+        if cfg.sflow.allow.is_empty()
+            && !cfg.sflow.allow_any
+            && cfg.sflow.listen.iter().any(|a| !a.ip().is_loopback())
+        {
+            tracing::warn!(
+                "sflow.allow is empty: only datagrams from loopback sources are accepted; \
+                 list the agents' prefixes in sflow.allow (or set sflow.allow_any)"
+            );
+        }
+        let limits = ShardLimits::new(&cfg);
+        let agent_count = limits.agents.clone();
+        let ingest = Ingest::start(&cfg.sflow, subnets.clone(), allow, limits, clock.clone())?;
         let sflow_addrs = ingest.addrs.clone();
         let listener = tokio::net::TcpListener::bind(cfg.api.listen)
             .await
@@ -195,6 +210,7 @@ impl Collector {
             clock,
             snapshots: Mutex::new(SnapshotStatus::default()),
             restored,
+            agent_count,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();

@@ -176,22 +176,39 @@ pub struct Store {
     iface_def: RrdDef,
     pub subnets: Vec<SubnetSeries>,
     pub ifaces: BTreeMap<IfKey, IfaceSeries>,
-    /// Interface readings not applied: over max_interfaces, or not newer
+    /// Interface readings not applied: over a limit (below), or not newer
     /// than the series' last update (a second reading within the same second).
     pub iface_readings_dropped: u64,
+    /// Interface series allowed per agent address.
+    pub max_interfaces_per_agent: usize,
+    /// Interface series per agent address (agents with at least one).
+    agent_ifaces: BTreeMap<IpAddr, usize>,
+    /// Readings of a new interface refused: `series.max_interfaces` reached.
+    pub iface_over_total_limit: u64,
+    /// ... or the agent's `limits.max_interfaces_per_agent` reached.
+    pub iface_over_agent_limit: u64,
 }
 
 impl Store {
     /// Empty series for `nets` (in subnet-id order), starting at `now`.
+    ///
+    /// A new subnet series starts at the step boundary at or before `now`
+    /// with its counters' baseline at zero (the totals are zero then and
+    /// nothing has been received yet), so the first flush counts every
+    /// sample received since start, and the first row is exact instead of
+    /// being extrapolated from a partly unknown step.
     pub fn new(cfg: &SeriesConfig, nets: &[IpNet], now: u64) -> Self {
         let subnet_def = subnet_def(cfg);
         let iface_def = iface_def(cfg);
+        let start = now - now % cfg.step.max(1);
+        let zero = [Value::Int(0); 4];
         let subnets = nets
             .iter()
             .map(|n| SubnetSeries {
                 net: *n,
                 totals: SubnetCounters::default(),
-                rrd: Rrd::new(subnet_def.clone(), now).expect("validated in config"),
+                rrd: Rrd::with_baseline(subnet_def.clone(), start, &zero)
+                    .expect("validated in config"),
             })
             .collect();
         Self {
@@ -201,6 +218,11 @@ impl Store {
             subnets,
             ifaces: BTreeMap::new(),
             iface_readings_dropped: 0,
+            max_interfaces_per_agent: crate::config::LimitsConfig::default()
+                .max_interfaces_per_agent,
+            agent_ifaces: BTreeMap::new(),
+            iface_over_total_limit: 0,
+            iface_over_agent_limit: 0,
         }
     }
 
@@ -220,8 +242,16 @@ impl Store {
         if !self.ifaces.contains_key(&k) {
             if self.ifaces.len() >= self.cfg.max_interfaces {
                 self.iface_readings_dropped += 1;
+                self.iface_over_total_limit += 1;
                 return;
             }
+            let per_agent = self.agent_ifaces.entry(k.agent).or_default();
+            if *per_agent >= self.max_interfaces_per_agent {
+                self.iface_readings_dropped += 1;
+                self.iface_over_agent_limit += 1;
+                return;
+            }
+            *per_agent += 1;
             let rrd =
                 Rrd::new(self.iface_def.clone(), t.saturating_sub(1)).expect("validated in config");
             self.ifaces.insert(
@@ -285,6 +315,29 @@ impl Store {
         }
     }
 
+    /// Continues a restored subnet series at `now`, the restart time: the
+    /// totals are pushed at the end of the step that holds the last update
+    /// (that step closes with what was received in it, exactly), at the
+    /// step boundary before `now` (the whole steps of the downtime: zero if
+    /// shorter than the heartbeat, unknown otherwise) and at `now` (zero:
+    /// nothing was received since that boundary). Without this the first
+    /// flush after a restart spans the downtime, and with a downtime longer
+    /// than the heartbeat everything received in that first interval would
+    /// be unknown; a partly unknown step would also be extrapolated.
+    fn resume_subnet(s: &mut SubnetSeries, now: u64) {
+        let step = s.rrd.def().step.max(1);
+        let t = s.totals;
+        let v = [t.in_bytes, t.out_bytes, t.in_pkts, t.out_pkts].map(Value::from);
+        let last = s.rrd.last_update();
+        let close = last.div_ceil(step).saturating_mul(step);
+        for at in [close, now - now % step, now] {
+            if at > s.rrd.last_update() && at <= now {
+                // Cannot fail: arity and types are ours, time checked.
+                let _ = s.rrd.update(at, &v);
+            }
+        }
+    }
+
     /// Pushes every subnet's totals into its series at `now`.
     pub fn flush_subnets(&mut self, now: u64) {
         for s in &mut self.subnets {
@@ -301,6 +354,11 @@ impl Store {
     pub fn memory_bytes(&self) -> usize {
         self.subnet_def.memory_bytes() * self.subnets.len()
             + self.iface_def.memory_bytes() * self.ifaces.len()
+    }
+
+    /// Agents with at least one interface series.
+    pub fn interface_agents(&self) -> usize {
+        self.agent_ifaces.len()
     }
 
     pub fn subnet_series_bytes(&self) -> usize {
@@ -510,6 +568,7 @@ impl Store {
                 Some(s) if *rrd.def() == store.subnet_def => {
                     s.totals = t;
                     s.rrd = rrd;
+                    Self::resume_subnet(s, now);
                     rep.subnets_restored += 1;
                 }
                 Some(_) => rep.reshaped += 1,
@@ -538,9 +597,12 @@ impl Store {
             let pkts = [d.u64("pkts")?, d.u64("pkts")?];
             let rrd = Rrd::decode(&mut d)?;
             if *rrd.def() == store.iface_def {
-                store
+                let old = store
                     .ifaces
                     .insert(IfKey { agent, if_index }, IfaceSeries { last, pkts, rrd });
+                if old.is_none() {
+                    *store.agent_ifaces.entry(agent).or_default() += 1;
+                }
                 rep.interfaces_restored += 1;
             } else {
                 rep.reshaped += 1;

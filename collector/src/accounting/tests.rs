@@ -274,3 +274,55 @@ fn sequence_gaps_reorder_restart() {
     }];
     assert_eq!((a.restarts, a.duplicates, a.datagrams), (2, 1, 11));
 }
+
+/// Issue 13 item 4: the agent table is capped over all shards together (one
+/// shared count), new agents beyond it are refused and counted; sources per
+/// agent beyond the cap are accounted without the drops correction.
+#[test]
+fn agent_and_source_limits() {
+    let limits = ShardLimits {
+        max_agents: 2,
+        max_sources_per_agent: 1,
+        max_interfaces: 10,
+        agents: Arc::new(AtomicUsize::new(0)),
+    };
+    let mut a = Shard::with_limits(table(), limits.clone());
+    let mut b = Shard::with_limits(table(), limits.clone());
+    let from = |agent: &str, seq: u32, drops: u32, source: u32| {
+        let mut f = flow(seq, 10, drops, "10.0.0.5", "198.51.100.1", 100);
+        if let SampleSpec::Flow { source_index, .. } = &mut f {
+            *source_index = source;
+        }
+        datagram(&DatagramSpec {
+            agent: Some(ip(agent)),
+            sub_agent_id: 0,
+            sequence: seq,
+            uptime_ms: 0,
+            samples: vec![f],
+        })
+    };
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.1", 1, 0, 1), 0);
+    b.datagram(ip("127.0.0.1"), &from("192.0.2.2", 1, 0, 1), 0);
+    // A third agent, on either shard: refused, counted, nothing accounted.
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.3", 1, 0, 1), 0);
+    b.datagram(ip("127.0.0.1"), &from("192.0.2.3", 2, 0, 1), 0);
+    assert_eq!(limits.agents.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        (
+            a.stats.datagrams_over_agent_limit,
+            b.stats.datagrams_over_agent_limit
+        ),
+        (1, 1)
+    );
+    assert_eq!(a.agents().len() + b.agents().len(), 2);
+    assert_eq!(a.stats.datagrams, 2);
+    // Known agents go on; a second source of 192.0.2.1 is over its limit:
+    // its drops (5) are not added, the tracked source's (+3) are.
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.1", 2, 5, 2), 0);
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.1", 3, 3, 1), 0);
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.1", 4, 9, 2), 0);
+    assert_eq!(a.stats.flow_samples_over_source_limit, 2);
+    assert_eq!(a.stats.agent_drops, 3);
+    // 10 + 10 + 40 + 10 scaled packets out of 10.0.0.0/24.
+    assert_eq!(totals(&mut a)[0].1.out_pkts, 70);
+}

@@ -316,6 +316,34 @@ impl Rrd {
         })
     }
 
+    /// Creates an empty RRD whose last update is `start` and whose
+    /// COUNTER/DERIVE data sources already hold a reading taken at `start`
+    /// (`baseline`, one value per data source; others are ignored), so the
+    /// first update counts from it instead of becoming the baseline.
+    ///
+    /// rrdtool has no such option (its first update after `create` only sets
+    /// the baseline); the collector needs it because a subnet's cumulative
+    /// total is known to be zero when its series is created: without it every
+    /// sample of the first flush interval would be lost (docs/collector.md,
+    /// "Accounting continuity").
+    pub fn with_baseline(def: RrdDef, start: u64, baseline: &[Value]) -> Result<Self, RrdError> {
+        let mut r = Self::new(def, start)?;
+        if baseline.len() != r.def.ds.len() {
+            return Err(RrdError::Arity {
+                expected: r.def.ds.len(),
+                got: baseline.len(),
+            });
+        }
+        for ((d, p), v) in r.def.ds.iter().zip(&mut r.pdp).zip(baseline) {
+            if let (DsType::Counter32 | DsType::Counter64 | DsType::Derive, Value::Int(x)) =
+                (d.kind, v)
+            {
+                p.last_ds = Some(*x);
+            }
+        }
+        Ok(r)
+    }
+
     pub fn def(&self) -> &RrdDef {
         &self.def
     }

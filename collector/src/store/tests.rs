@@ -223,3 +223,89 @@ fn list_and_find() {
     assert!(s.find("if/x/1").is_none());
     assert!(s.find("nonsense").is_none());
 }
+
+fn burst(s: &mut Store, bytes: u64) {
+    s.apply(Drained {
+        subnets: vec![(
+            0,
+            SubnetCounters {
+                in_bytes: bytes,
+                out_bytes: 0,
+                in_pkts: bytes / 100,
+                out_pkts: 0,
+            },
+        )],
+        ifaces: vec![],
+    });
+}
+
+/// (known in_bytes summed over the rows of (start, end], rounded to 1e-6
+/// (rates are floating point), unknown rows).
+fn billed(s: &Store, start: u64, end: u64) -> (f64, usize) {
+    let r = s.report(start, end, 10, 95.0, None).unwrap();
+    let b = (r.subnets[0].in_bytes * 1e6).round() / 1e6;
+    (b, r.subnets[0].unknown_rows)
+}
+
+/// Issue 13 item 5: a burst received right after start, before the first
+/// flush, is in the series (the first push used to become the baseline and
+/// the burst read as 0 bytes), and the first row is exact even though the
+/// collector started in the middle of a step.
+#[test]
+fn burst_right_after_start_is_counted() {
+    for start in [T0, T0 + 3, T0 + 9] {
+        let mut s = Store::new(&cfg(), &nets(), start);
+        burst(&mut s, 123_400);
+        s.flush_subnets(start + 10);
+        burst(&mut s, 5_000);
+        s.flush_subnets(start + 20);
+        s.flush_subnets(T0 + 40);
+        assert_eq!(s.subnets[0].totals.in_bytes, 128_400);
+        assert_eq!(
+            billed(&s, T0 - 100, T0 + 40),
+            (128_400.0, 10),
+            "start {start}"
+        );
+        // Nothing before the start reads as traffic or as a gap.
+        assert_eq!(billed(&s, T0, T0 + 40), (128_400.0, 0), "start {start}");
+    }
+}
+
+/// Issue 13 item 5: a restart from a snapshot in the middle of traffic
+/// (the shutdown's last flush in the middle of a step), after a downtime
+/// shorter and longer than the heartbeat: the sum over the series is what
+/// was received, and only whole steps of a long downtime are unknown.
+#[test]
+fn restart_mid_traffic_keeps_the_sum() {
+    for (down_until, unknown) in [(T0 + 147, 0), (T0 + 305, 17)] {
+        let mut a = Store::new(&cfg(), &nets(), T0 + 3);
+        let mut sent = 0;
+        for k in 0..12 {
+            burst(&mut a, 10_000 + k * 77);
+            sent += 10_000 + k * 77;
+            a.flush_subnets(T0 + 13 + k * 10);
+        }
+        // The shutdown: received samples accounted, flushed mid-step, saved.
+        burst(&mut a, 4_321);
+        sent += 4_321;
+        a.flush_subnets(T0 + 127);
+        let snap = a.snapshot(T0 + 127);
+        let (mut b, rep) = Store::restore(&cfg(), &nets(), &snap, down_until).unwrap();
+        assert_eq!(rep.subnets_restored, 2);
+        // Right after the restart, before any flush.
+        burst(&mut b, 9_999);
+        sent += 9_999;
+        for k in 1..=8 {
+            b.flush_subnets(down_until + k * 10);
+            burst(&mut b, 1_000);
+            sent += 1_000;
+        }
+        let end = (down_until + 100).div_ceil(10) * 10;
+        b.flush_subnets(end);
+        assert_eq!(
+            billed(&b, T0, end),
+            (sent as f64, unknown),
+            "restart at {down_until}"
+        );
+    }
+}
