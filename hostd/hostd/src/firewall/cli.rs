@@ -100,6 +100,7 @@ pub fn run(cmd: &FirewallCmd, nft: &Nft, out: &mut impl Write) -> Result<(), Cli
                 &spec,
                 ApplyOptions {
                     force_replace: *force,
+                    ..ApplyOptions::default()
                 },
             )?;
             writeln!(out, "{}", applied_text(&applied))?;
