@@ -1079,7 +1079,18 @@ fn ten_thousand_cidrs_are_one_set_and_match() {
     cidrs = (0..10_000u32)
         .map(|k| std::net::Ipv4Addr::from(0x0a00_0000u32 + k * 2).to_string())
         .collect();
-    let a = p.apply_with(&mk(&cidrs), false);
+    // Loaded as a new set (whole-set path) ...
+    let a = p.server.enter(|| {
+        fw::apply_with(
+            &p.nft(),
+            &mk(&cidrs),
+            ApplyOptions {
+                whole_sets: true,
+                ..ApplyOptions::default()
+            },
+        )
+        .expect("apply")
+    });
     let Applied::Changed {
         elements_loaded, ..
     } = a
@@ -1087,6 +1098,34 @@ fn ten_thousand_cidrs_are_one_set_and_match() {
         panic!("{a:?}")
     };
     assert_eq!(elements_loaded, 10_000);
+    // ... and changed in place: every other /32 moved by one address.
+    let moved: Vec<String> = (0..10_000u32)
+        .map(|k| {
+            std::net::Ipv4Addr::from(0x0a00_0000u32 + k * 2 + u32::from(k % 2 == 1)).to_string()
+        })
+        .collect();
+    let a = p.apply_with(&mk(&moved), false);
+    assert!(
+        matches!(
+            a,
+            Applied::Changed {
+                how: "elements",
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let a = p.apply_with(&mk(&cidrs), false);
+    assert!(
+        matches!(
+            a,
+            Applied::Changed {
+                how: "elements",
+                ..
+            }
+        ),
+        "{a:?}"
+    );
     let listing = p
         .server
         .run(&["nft", "-j", "list", "table", "inet", "hostd"]);
@@ -1483,7 +1522,12 @@ fn hand_edits_are_reported_by_show_and_undone_by_apply() {
     let edits: Vec<Edit> = vec![
         (
             "add a rule",
-            Box::new(|| v(&["nft", "insert", "rule", "inet", "hostd", "input", "tcp", "dport", "8080", "accept"])),
+            Box::new(|| {
+                v(&[
+                    "nft", "insert", "rule", "inet", "hostd", "input", "tcp", "dport", "8080",
+                    "accept",
+                ])
+            }),
             (8080, Outcome::Connected),
             "`tcp dport 8080 accept` was not rendered by hostd (added by hand)",
             "`tcp dport 8080 accept` was not rendered by hostd (added by hand)",
@@ -1492,7 +1536,9 @@ fn hand_edits_are_reported_by_show_and_undone_by_apply() {
             "delete a rule",
             Box::new(|| {
                 let h = rule_handle(&p.server, "input", "rule:1");
-                v(&["nft", "delete", "rule", "inet", "hostd", "input", "handle", &h])
+                v(&[
+                    "nft", "delete", "rule", "inet", "hostd", "input", "handle", &h,
+                ])
             }),
             (22, Outcome::TimedOut),
             "chain input: its rules or policy differ from what hostd rendered",
@@ -1502,15 +1548,34 @@ fn hand_edits_are_reported_by_show_and_undone_by_apply() {
             "add a set element",
             Box::new(|| {
                 let set = set_named(&p.server, "r0_src4_");
-                v(&["nft", "add", "element", "inet", "hostd", &set, &format!("{{ {CLI4} }}")])
+                v(&[
+                    "nft",
+                    "add",
+                    "element",
+                    "inet",
+                    "hostd",
+                    &set,
+                    &format!("{{ {CLI4} }}"),
+                ])
             }),
             (80, Outcome::Connected),
-            "elements changed by hand (they no longer match the hash in its name); it holds 192.0.2.2/32, 198.51.100.0/24",
+            // Without the spec the set cannot be named (its elements are
+            // checked through the fingerprint's `sets=`); apply names it.
+            "every chain matches its hash: the elements or the type of a set were changed by hand",
             "elements changed by hand; added 192.0.2.2/32",
         ),
         (
             "change a chain policy",
-            Box::new(|| v(&["nft", "chain", "inet", "hostd", "input", "{ policy accept; }"])),
+            Box::new(|| {
+                v(&[
+                    "nft",
+                    "chain",
+                    "inet",
+                    "hostd",
+                    "input",
+                    "{ policy accept; }",
+                ])
+            }),
             (8080, Outcome::Connected),
             "chain input: policy accept, hostd rendered policy drop",
             "chain input: policy accept, hostd rendered policy drop",

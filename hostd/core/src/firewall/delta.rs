@@ -120,7 +120,11 @@ pub fn interval_delta(
         .filter(|e| !need.contains(&key(e)))
         .cloned()
         .collect();
-    delete.sort_by(|a, b| key(a).cmp(&key(b)));
+    // At a key holding both an end marker and a start (adjacent prefixes),
+    // the end marker goes first: the kernel's interval tree does not find
+    // it once the start at the same key is deactivated (ENOENT, measured on
+    // 6.18).
+    delete.sort_by(|a, b| (a.key.as_slice(), !a.end).cmp(&(b.key.as_slice(), !b.end)));
     delete.dedup();
     let add = want
         .iter()

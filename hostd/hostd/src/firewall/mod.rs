@@ -109,11 +109,13 @@ pub enum Applied {
     Unchanged,
     /// The table was created or updated in one transaction.
     Changed {
-        /// `update` (unchanged sets kept) or `replace` (whole table recreated).
+        /// `elements` (lists changed in place), `update` (unchanged sets
+        /// kept) or `replace` (whole table recreated).
         how: &'static str,
-        /// Named sets loaded by this transaction.
+        /// Named sets loaded by this transaction (changed, for `elements`).
         sets_loaded: usize,
-        /// Set elements loaded by this transaction.
+        /// Set elements loaded by this transaction (interval elements
+        /// deleted plus added, for `elements`).
         elements_loaded: usize,
         /// Time spent changing the kernel: loading new sets over netlink
         /// plus the nft transaction (reading and verifying excluded).
