@@ -506,13 +506,13 @@ fn continuous_probe_during_100_swaps_sees_no_gap() {
     // port (rules change: whole-set path, one nft transaction) and one in
     // four is forced (`--force`, whole-set path); the other half are lists
     // alone, changed in place (element deletions and additions).
-    let rule_change = |i: usize| i % 3 == 0;
-    let forced = |i: usize| i % 4 == 0;
+    let rule_change = |i: usize| i.is_multiple_of(3);
+    let forced = |i: usize| i.is_multiple_of(4);
     let base = |i: usize| {
         let extra: Vec<String> = (0..(if i % 10 == 5 { 2000 } else { 20 }))
             .map(|k| format!("10.{}.{}.0/24", (i + k / 250) % 250, k % 250))
             .collect();
-        let (v4, v6) = if i % 2 == 0 {
+        let (v4, v6) = if i.is_multiple_of(2) {
             ("192.0.2.0/24", "2001:db8::/64")
         } else {
             ("192.0.0.0/22", "2001:db8::/63")
