@@ -98,6 +98,7 @@ impl Pair {
                     spec,
                     ApplyOptions {
                         force_replace: force,
+                        ..ApplyOptions::default()
                     },
                 )
             })
@@ -496,20 +497,33 @@ rules:
 #[test]
 fn continuous_probe_during_100_swaps_sees_no_gap() {
     let p = Pair::new();
+    // Every generation keeps 22 open and 8080 closed, and changes the CIDR
+    // lists, the probed rule's own list every time: the prefix holding the
+    // client widens and narrows around it (192.0.2.0/24 <-> 192.0.0.0/22,
+    // 2001:db8::/64 <-> 2001:db8::/63: an end marker deleted and another
+    // added in one transaction), other CIDRs come and go, the first rule's
+    // list sometimes grows to 2,000. One generation in three also changes a
+    // port (rules change: whole-set path, one nft transaction) and one in
+    // four is forced (`--force`, whole-set path); the other half are lists
+    // alone, changed in place (element deletions and additions).
+    let rule_change = |i: usize| i.is_multiple_of(3);
+    let forced = |i: usize| i.is_multiple_of(4);
     let base = |i: usize| {
-        // Every generation keeps 22 open and 8080 closed, but changes rules
-        // and CIDR sets (a new set every time, some generations large),
-        // including the sets of the rule that accepts the probed flows.
         let extra: Vec<String> = (0..(if i % 10 == 5 { 2000 } else { 20 }))
             .map(|k| format!("10.{}.{}.0/24", (i + k / 250) % 250, k % 250))
             .collect();
+        let (v4, v6) = if i.is_multiple_of(2) {
+            ("192.0.2.0/24", "2001:db8::/64")
+        } else {
+            ("192.0.0.0/22", "2001:db8::/63")
+        };
         spec(&format!(
             "{MGMT_ELSEWHERE}rules:
   - {{ action: accept, protocol: tcp, ports: [{}], sources: [{}] }}
-  - {{ action: accept, protocol: tcp, ports: [22], sources: [192.0.2.0/24, \"2001:db8::/64\", 198.18.{}.0/24, \"2001:db8:ffff:{:x}::/64\"], comment: gen {i} }}
+  - {{ action: accept, protocol: tcp, ports: [22], sources: [{v4}, \"{v6}\", 198.18.{}.0/24, \"2001:db8:ffff:{:x}::/64\"], comment: probed }}
   - {{ action: drop, protocol: tcp, ports: [8080], comment: closed }}
 ",
-            20000 + i,
+            20000 + i / 3,
             extra.join(", "),
             i % 250,
             i
@@ -630,10 +644,10 @@ fn continuous_probe_during_100_swaps_sees_no_gap() {
                 })
             });
         }
-        // 100 consecutive swaps (every other one forced through `--force`).
+        // 100 consecutive swaps.
         for i in 1..=100 {
-            let a = p.apply_with(&base(i), i % 2 == 0);
-            swaps.push(a);
+            let a = p.apply_with(&base(i), forced(i));
+            swaps.push((i, a));
         }
         stop.store(true, Ordering::Relaxed);
     });
@@ -655,13 +669,30 @@ fn continuous_probe_during_100_swaps_sees_no_gap() {
         nstat(&p.client)
     );
     assert_eq!(swaps.len(), 100);
-    assert!(
-        swaps.iter().all(|a| matches!(a, Applied::Changed { .. })),
-        "every swap changed the table"
-    );
-    assert!(swaps
+    for (i, a) in &swaps {
+        let expected = if rule_change(*i) || forced(*i) {
+            "update"
+        } else {
+            "elements"
+        };
+        assert!(
+            matches!(a, Applied::Changed { how, .. } if *how == expected),
+            "swap {i}: expected the {expected} path, got {a:?}"
+        );
+    }
+    let in_place = swaps
         .iter()
-        .all(|a| matches!(a, Applied::Changed { how: "update", .. })));
+        .filter(|(_, a)| {
+            matches!(
+                a,
+                Applied::Changed {
+                    how: "elements",
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(in_place, 50, "swaps changed in place");
     let (ok, denied, echoes) = (
         allowed_ok.load(Ordering::Relaxed),
         denied_tries.load(Ordering::Relaxed),
@@ -698,7 +729,7 @@ fn continuous_probe_during_100_swaps_sees_no_gap() {
     // above already tells apart from the firewall.
     let retrans_after = (Pair::retrans(&p.client), Pair::retrans(&p.server));
     eprintln!(
-        "swaps: 100; allowed connects: {ok}; denied attempts: {denied}; echoes on established flows: {echoes}; \
+        "swaps: 100 ({in_place} in place); allowed connects: {ok}; denied attempts: {denied}; echoes on established flows: {echoes}; \
          meter: {pre22} packets to :22 before ({invalid22} invalid) and {post22} after hostd's chain, {pre_syn} SYNs \
          before and {post_syn} after, {pre8080} to :8080 before and {post8080} after; slow connects: {}; TCP retransmissions (client, server): {:?} -> {:?}\n{}\n{}",
         slow.load(Ordering::Relaxed),
@@ -706,6 +737,101 @@ fn continuous_probe_during_100_swaps_sees_no_gap() {
         retrans_after,
         nstat(&p.server),
         nstat(&p.client)
+    );
+}
+
+/// In-place list changes through the kernel: each transition below is one
+/// netlink batch of element deletions and additions on the live interval
+/// set (no auto-merge flag: hostd aggregates the list itself and diffs the
+/// exact start keys and end markers a fresh load would hold). After each,
+/// the set as the kernel dumps it, as nft itself lists it, and as packets
+/// see it is the new list.
+#[test]
+fn lists_change_in_place_exactly_as_a_fresh_load() {
+    let p = Pair::new();
+    let with = |v4: &str, v6: &str| {
+        spec(&format!(
+            "{MGMT_ELSEWHERE}rules:
+  - {{ action: accept, protocol: tcp, ports: [22], sources: [{v4}, {v6}] }}
+"
+        ))
+    };
+    let open6 = "\"2001:db8::/64\"";
+    // (IPv4 list, IPv6 list, client allowed over IPv4, over IPv6)
+    let steps: &[(&str, &str, bool, bool)] = &[
+        ("192.0.2.0/24", open6, true, true),
+        // Widened to the /22 holding it: start and end markers move.
+        ("192.0.0.0/22", "\"2001:db8::/63\"", true, true),
+        // Adjacent CIDRs that do not aggregate: an end marker and a start
+        // marker at the same key (192.0.2.128).
+        ("192.0.2.0/25, 192.0.2.128/26", open6, true, true),
+        // Narrowed to the client alone, plus a far prefix.
+        (
+            "192.0.2.2/32, 10.0.0.0/8",
+            "\"2001:db8::2/128\"",
+            true,
+            true,
+        ),
+        // Everything: an interval open to the top (no end marker).
+        ("0.0.0.0/0", "\"::/0\"", true, true),
+        // The client's neighbour only: the client is denied.
+        ("192.0.2.3/32", "\"2001:db8::3/128\"", false, false),
+        ("192.0.2.0/24, 10.0.0.0/8", open6, true, true),
+    ];
+    for (n, &(v4, v6, ok4, ok6)) in steps.iter().enumerate() {
+        let s = with(v4, v6);
+        let a = p.apply_with(&s, false);
+        if n > 0 {
+            assert!(
+                matches!(
+                    a,
+                    Applied::Changed {
+                        how: "elements",
+                        ..
+                    }
+                ),
+                "step {n} ({v4}; {v6}): expected an in-place change, got {a:?}"
+            );
+        }
+        let want = hostd_core::firewall::render(&s).expect("enabled").model();
+        let cur = p.server.enter(|| fw::read_current(&p.nft())).expect("read");
+        assert!(cur.drift.is_empty(), "step {n}: {:?}", cur.drift);
+        // nft's own listing of the table, elements included.
+        let by_nft =
+            hostd_core::firewall::Model::from_listing(&table_json(&p.server, "inet", "hostd"))
+                .expect("nft listing");
+        for (name, w) in &want.sets {
+            let role = name.rsplit_once('_').expect("hashed name").0;
+            let live = cur
+                .listed
+                .referenced_sets()
+                .into_iter()
+                .find(|l| l.rsplit_once('_').map(|x| x.0) == Some(role))
+                .unwrap_or_else(|| panic!("step {n}: no live set for {role}"));
+            assert_eq!(
+                cur.listed.sets[&live].elements, w.elements,
+                "step {n}: {live} as dumped over netlink"
+            );
+            assert_eq!(
+                by_nft.sets[&live].elements, w.elements,
+                "step {n}: {live} as nft lists it"
+            );
+        }
+        for (host, ok) in [(SRV4, ok4), (SRV6, ok6)] {
+            let got = p.tcp(host, 22, if ok { OPEN } else { DROP });
+            let expected = if ok {
+                Outcome::Connected
+            } else {
+                Outcome::TimedOut
+            };
+            assert_eq!(got, expected, "step {n} ({v4}; {v6}): {host}:22");
+        }
+    }
+    // The same spec again: nothing to send.
+    let last = steps.last().expect("steps");
+    assert_eq!(
+        p.apply(&with(last.0, last.1)).expect("apply"),
+        Applied::Unchanged
     );
 }
 
@@ -953,7 +1079,18 @@ fn ten_thousand_cidrs_are_one_set_and_match() {
     cidrs = (0..10_000u32)
         .map(|k| std::net::Ipv4Addr::from(0x0a00_0000u32 + k * 2).to_string())
         .collect();
-    let a = p.apply_with(&mk(&cidrs), false);
+    // Loaded as a new set (whole-set path) ...
+    let a = p.server.enter(|| {
+        fw::apply_with(
+            &p.nft(),
+            &mk(&cidrs),
+            ApplyOptions {
+                whole_sets: true,
+                ..ApplyOptions::default()
+            },
+        )
+        .expect("apply")
+    });
     let Applied::Changed {
         elements_loaded, ..
     } = a
@@ -961,6 +1098,34 @@ fn ten_thousand_cidrs_are_one_set_and_match() {
         panic!("{a:?}")
     };
     assert_eq!(elements_loaded, 10_000);
+    // ... and changed in place: every other /32 moved by one address.
+    let moved: Vec<String> = (0..10_000u32)
+        .map(|k| {
+            std::net::Ipv4Addr::from(0x0a00_0000u32 + k * 2 + u32::from(k % 2 == 1)).to_string()
+        })
+        .collect();
+    let a = p.apply_with(&mk(&moved), false);
+    assert!(
+        matches!(
+            a,
+            Applied::Changed {
+                how: "elements",
+                ..
+            }
+        ),
+        "{a:?}"
+    );
+    let a = p.apply_with(&mk(&cidrs), false);
+    assert!(
+        matches!(
+            a,
+            Applied::Changed {
+                how: "elements",
+                ..
+            }
+        ),
+        "{a:?}"
+    );
     let listing = p
         .server
         .run(&["nft", "-j", "list", "table", "inet", "hostd"]);
@@ -1357,7 +1522,12 @@ fn hand_edits_are_reported_by_show_and_undone_by_apply() {
     let edits: Vec<Edit> = vec![
         (
             "add a rule",
-            Box::new(|| v(&["nft", "insert", "rule", "inet", "hostd", "input", "tcp", "dport", "8080", "accept"])),
+            Box::new(|| {
+                v(&[
+                    "nft", "insert", "rule", "inet", "hostd", "input", "tcp", "dport", "8080",
+                    "accept",
+                ])
+            }),
             (8080, Outcome::Connected),
             "`tcp dport 8080 accept` was not rendered by hostd (added by hand)",
             "`tcp dport 8080 accept` was not rendered by hostd (added by hand)",
@@ -1366,7 +1536,9 @@ fn hand_edits_are_reported_by_show_and_undone_by_apply() {
             "delete a rule",
             Box::new(|| {
                 let h = rule_handle(&p.server, "input", "rule:1");
-                v(&["nft", "delete", "rule", "inet", "hostd", "input", "handle", &h])
+                v(&[
+                    "nft", "delete", "rule", "inet", "hostd", "input", "handle", &h,
+                ])
             }),
             (22, Outcome::TimedOut),
             "chain input: its rules or policy differ from what hostd rendered",
@@ -1376,15 +1548,34 @@ fn hand_edits_are_reported_by_show_and_undone_by_apply() {
             "add a set element",
             Box::new(|| {
                 let set = set_named(&p.server, "r0_src4_");
-                v(&["nft", "add", "element", "inet", "hostd", &set, &format!("{{ {CLI4} }}")])
+                v(&[
+                    "nft",
+                    "add",
+                    "element",
+                    "inet",
+                    "hostd",
+                    &set,
+                    &format!("{{ {CLI4} }}"),
+                ])
             }),
             (80, Outcome::Connected),
-            "elements changed by hand (they no longer match the hash in its name); it holds 192.0.2.2/32, 198.51.100.0/24",
+            // Without the spec the set cannot be named (its elements are
+            // checked through the fingerprint's `sets=`); apply names it.
+            "every chain matches its hash: the elements or the type of a set were changed by hand",
             "elements changed by hand; added 192.0.2.2/32",
         ),
         (
             "change a chain policy",
-            Box::new(|| v(&["nft", "chain", "inet", "hostd", "input", "{ policy accept; }"])),
+            Box::new(|| {
+                v(&[
+                    "nft",
+                    "chain",
+                    "inet",
+                    "hostd",
+                    "input",
+                    "{ policy accept; }",
+                ])
+            }),
             (8080, Outcome::Connected),
             "chain input: policy accept, hostd rendered policy drop",
             "chain input: policy accept, hostd rendered policy drop",

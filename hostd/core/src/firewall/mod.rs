@@ -9,12 +9,16 @@
 //! `hostd/hostd/src/firewall/`. User documentation: `docs/firewall.md`.
 
 mod counters;
+mod delta;
 mod model;
 mod render;
 mod spec;
 mod validate;
 
 pub use counters::{parse_current, parse_listing, RuleCounter, ShowRow, TableState};
+pub use delta::{
+    fresh_names, interval_delta, plan_element_update, ElementUpdate, SetDelta, WholeSets,
+};
 pub use model::{
     content_hash, diff, parse_statement, ranges_from_intervals, set_name_hash, terms_text,
     AddrRange, BaseChain, Carrier, ChainModel, Drift, ListingError, Model, RuleModel, SetModel,

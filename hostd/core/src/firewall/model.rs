@@ -16,13 +16,13 @@
 //! sides, by the same code. Anything hostd never writes is kept verbatim
 //! ([`Term::Other`]) and so always differs.
 //!
-//! # The fingerprint (format v1)
+//! # The fingerprint (format v2)
 //!
 //! [`Model::canonical_text`] writes the model as lines:
 //!
 //! ```text
 //! hostd-firewall v1
-//! set <name> <type> <flags,...>                     sets used by a rule, by name
+//! set <name> <type> <flags,...> <content hash>      sets used by a rule, by name
 //! chain <name> <type> <hook> <priority> <policy>    base chains, by name
 //! chain <name>                                      (a regular chain)
 //! rule <chain> "<comment>" <term> <term> ...        its rules, in order
@@ -33,11 +33,13 @@
 //! that the fingerprint carrier's own `fp=... input=... output=...` words are
 //! left out. The fingerprint is the first 8 bytes of the SHA-256 of that
 //! text (16 hex digits); each chain's hash is the first 4 bytes of the
-//! SHA-256 of its `chain` and `rule` lines. Set *elements* are not in the
-//! text: a set's name ends in the first 4 bytes of the SHA-256 of its
-//! content ([`content_hash`]), so the name stands for the elements, and each
-//! set is checked against its own name. SHA-256 (crate `sha2`) gives the same
-//! value on every build, unlike std's `DefaultHasher`.
+//! SHA-256 of its `chain` and `rule` lines. Set *elements* enter the text as
+//! their content hash ([`content_hash`], the 4th word of the `set` line): a
+//! set's name ends in the hash of the content it was *created* with, but
+//! hostd changes the elements of a live set in place when only a CIDR list
+//! changes (`plan_element_update`), so the name no longer stands for the
+//! elements. SHA-256 (crate `sha2`) gives the same value on every build,
+//! unlike std's `DefaultHasher`.
 //!
 //! The carrier is the comment of the input chain's last rule:
 //! `default:policy fp=<16 hex> input=<8 hex> output=<8 hex>`.
@@ -55,7 +57,7 @@ use sha2::{Digest, Sha256};
 use super::render::{IntervalElement, RuleTag, FAMILY, FINGERPRINT_KEY, TABLE};
 
 /// First line of the canonical text; bumped when its format changes.
-pub const FORMAT: &str = "hostd-firewall v1";
+pub const FORMAT: &str = "hostd-firewall v2";
 
 /// One expression of a rule, normalized (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -235,6 +237,9 @@ pub struct Carrier {
     /// Hash of each chain; empty for a table written before chain hashes
     /// were recorded.
     pub chains: BTreeMap<String, String>,
+    /// Hash of the sets' elements ([`Model::sets_hash`]), `sets=`; `None`
+    /// for a table written before it was recorded.
+    pub sets: Option<String>,
 }
 
 impl Carrier {
@@ -242,9 +247,12 @@ impl Carrier {
     pub fn parse(words: &str) -> Option<Self> {
         let mut fingerprint = None;
         let mut chains = BTreeMap::new();
+        let mut sets = None;
         for w in words.split(' ') {
             if let Some(fp) = w.strip_prefix(FINGERPRINT_KEY) {
                 fingerprint = Some(fp.to_owned());
+            } else if let Some(h) = w.strip_prefix("sets=") {
+                sets = Some(h.to_owned());
             } else if let Some((chain, hash)) = w.split_once('=') {
                 chains.insert(chain.to_owned(), hash.to_owned());
             }
@@ -252,6 +260,7 @@ impl Carrier {
         Some(Self {
             fingerprint: fingerprint?,
             chains,
+            sets,
         })
     }
 }
@@ -261,6 +270,9 @@ impl fmt::Display for Carrier {
         write!(f, "{FINGERPRINT_KEY}{}", self.fingerprint)?;
         for (c, h) in &self.chains {
             write!(f, " {c}={h}")?;
+        }
+        if let Some(h) = &self.sets {
+            write!(f, " sets={h}")?;
         }
         Ok(())
     }
@@ -950,7 +962,13 @@ impl Model {
         let mut s = format!("{FORMAT}\n");
         let used = self.referenced_sets();
         for (name, set) in self.sets.iter().filter(|(n, _)| used.contains(*n)) {
-            let _ = writeln!(s, "set {name} {} {}", set.kind, set.flags.join(","));
+            let _ = writeln!(
+                s,
+                "set {} {} {}",
+                set_role(name),
+                set.kind,
+                set.flags.join(",")
+            );
         }
         for (name, c) in &self.chains {
             s.push_str(&Self::chain_text(name, c));
@@ -958,7 +976,31 @@ impl Model {
         for (kind, name) in &self.objects {
             let _ = writeln!(s, "object {kind} {name}");
         }
+        let sets = self
+            .sets_hash()
+            .or_else(|| self.recorded().and_then(|c| c.sets))
+            .unwrap_or_else(|| "unread".to_owned());
+        let _ = writeln!(s, "sets {sets}");
         s
+    }
+
+    /// The hash of the elements of the sets the rules use: the first 4
+    /// bytes of the SHA-256 of one line per set, `<role> <content hash>`,
+    /// in order of role. `None` when the elements of one of them were not
+    /// read (a terse listing).
+    pub fn sets_hash(&self) -> Option<String> {
+        let used = self.referenced_sets();
+        let mut lines = Vec::new();
+        for (name, set) in self.sets.iter().filter(|(n, _)| used.contains(*n)) {
+            let content = match (&set.odd_element, &set.elements) {
+                (Some(odd), _) => format!("odd {odd}"),
+                (None, Some(r)) => content_hash(set.v6(), r),
+                (None, None) => return None,
+            };
+            lines.push(format!("{} {content}\n", set_role(name)));
+        }
+        lines.sort();
+        Some(sha256_hex(&lines.concat(), 4))
     }
 
     /// The fingerprint and the hash of each chain, as the carrier records
@@ -966,6 +1008,11 @@ impl Model {
     pub fn fingerprint(&self) -> Carrier {
         Carrier {
             fingerprint: sha256_hex(&self.canonical_text(), 8),
+            sets: Some(
+                self.sets_hash()
+                    .or_else(|| self.recorded().and_then(|c| c.sets))
+                    .unwrap_or_else(|| "unread".to_owned()),
+            ),
             chains: self
                 .chains
                 .iter()
@@ -995,7 +1042,7 @@ impl Model {
         let mut out = Vec::new();
         let used = self.referenced_sets();
         for (name, set) in self.sets.iter().filter(|(n, _)| used.contains(*n)) {
-            let Some((v6, hash)) = set_name_hash(name) else {
+            let Some((v6, _created_with)) = set_name_hash(name) else {
                 out.push(Drift::ExtraSet { set: name.clone() });
                 continue;
             };
@@ -1014,22 +1061,17 @@ impl Model {
                     added: Vec::new(),
                     removed: Vec::new(),
                 });
-            } else if let Some(r) = &set.elements {
-                if content_hash(v6, r) != hash {
-                    out.push(Drift::SetElements {
-                        set: name.clone(),
-                        now: cidr_list(v6, r),
-                        added: Vec::new(),
-                        removed: Vec::new(),
-                    });
-                }
             }
+            // The elements are checked through the fingerprint (their content
+            // hash is in the canonical text): the hash in a set's name is the
+            // content it was created with, and hostd changes the elements of
+            // a live set in place.
         }
         let Some(rec) = self.recorded() else {
             out.push(Drift::NoFingerprint);
             return out;
         };
-        if rec.chains.is_empty() {
+        if rec.chains.is_empty() || rec.sets.is_none() {
             out.push(Drift::OldFormat {
                 recorded: rec.fingerprint,
             });
@@ -1092,10 +1134,37 @@ fn chain_text<'a>(
             s,
             "rule {name} {:?} {}",
             r.canonical_comment().unwrap_or_default(),
-            terms_text(&r.terms)
+            set_roles_in(&terms_text(&r.terms))
         );
     }
     s
+}
+
+/// The role of a set hostd names (`r0_src4` for `r0_src4_1a2b3c4d`); any
+/// other name as it is.
+pub fn set_role(name: &str) -> &str {
+    match set_name_hash(name) {
+        Some(_) => name.rsplit_once('_').map_or(name, |(r, _)| r),
+        None => name,
+    }
+}
+
+/// `text` with each `@<set>` reference to a set hostd names replaced by its
+/// role: the fingerprint and the chain hashes do not depend on which name
+/// (which creation) holds a list, only on its role and content.
+fn set_roles_in(text: &str) -> String {
+    text.split(' ')
+        .map(|w| match w.strip_prefix('@') {
+            Some(n) => {
+                let end = n
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(n.len());
+                format!("@{}{}", set_role(&n[..end]), &n[end..])
+            }
+            None => w.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What can be said of a chain whose hash is no longer `recorded`, without
@@ -1521,11 +1590,11 @@ impl fmt::Display for Drift {
             ),
             Self::OldFormat { recorded } => write!(
                 f,
-                "fingerprint {recorded} was written by an older hostd (no chain hashes): the table cannot be checked"
+                "fingerprint {recorded} was written by an older hostd (no chain or set hashes): the table cannot be checked"
             ),
             Self::Fingerprint { recorded, computed } => write!(
                 f,
-                "the table hashes to {computed}, hostd recorded {recorded}"
+                "the table hashes to {computed}, hostd recorded {recorded} (every chain matches its hash: the elements or the type of a set were changed by hand)"
             ),
             Self::ExtraSet { set } => write!(f, "set {set}: not rendered by hostd (added by hand)"),
             Self::MissingSet { set } => write!(f, "set {set}: missing (deleted by hand)"),

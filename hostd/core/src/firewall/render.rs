@@ -84,6 +84,11 @@ pub struct Current {
     pub objects: BTreeSet<(String, String)>,
     /// The table as listed.
     pub listed: Model,
+    /// The elements of its sets as the kernel returned them (start keys and
+    /// end markers), by set name, where the caller read them (hostd dumps
+    /// them over netlink); empty otherwise. The base of an in-place list
+    /// change ([`plan_element_update`](super::plan_element_update)).
+    pub live_elements: std::collections::BTreeMap<String, Vec<IntervalElement>>,
 }
 
 impl Current {
@@ -107,6 +112,7 @@ impl Current {
             sets,
             objects: listed.objects.clone(),
             listed,
+            live_elements: std::collections::BTreeMap::new(),
         }
     }
 
@@ -150,8 +156,15 @@ impl Current {
         if !self.present {
             return Vec::new();
         }
+        if self.drift.is_empty() {
+            // As recorded: only a set left unused and edited can be wrong.
+            return self.stale_reused_sets(rs);
+        }
         if self.recorded.as_deref() == Some(rs.fingerprint.as_str()) {
-            let exact = super::diff(&rs.model(), &self.listed);
+            // Compared under the names the table uses (a list changed in
+            // place keeps the name of the set it was first loaded in).
+            let on_live = super::delta::on_live_names(rs, self);
+            let exact = super::diff(&on_live.model(), &self.listed);
             if !exact.is_empty() {
                 return exact;
             }
@@ -484,11 +497,7 @@ pub fn render(spec: &FirewallSpec) -> Option<Ruleset> {
         chains,
         fingerprint: String::new(),
     };
-    let carrier = rs.model().fingerprint();
-    rs.fingerprint.clone_from(&carrier.fingerprint);
-    if let Some(last) = rs.chains[0].rules.last_mut() {
-        last.comment = Some(carrier.to_string());
-    }
+    rs.seal();
     Some(rs)
 }
 
@@ -624,6 +633,16 @@ fn port_set(ranges: &mut [(u16, u16)]) -> String {
 }
 
 impl Ruleset {
+    /// Computes the fingerprint and writes the carrier into the comment of
+    /// the input chain's last rule.
+    pub(super) fn seal(&mut self) {
+        let carrier = self.model().fingerprint();
+        self.fingerprint.clone_from(&carrier.fingerprint);
+        if let Some(last) = self.chains.first_mut().and_then(|c| c.rules.last_mut()) {
+            last.comment = Some(carrier.to_string());
+        }
+    }
+
     /// The ruleset as a [`Model`], comparable with a listing
     /// ([`Model::from_listing`]).
     pub fn model(&self) -> Model {

@@ -522,8 +522,11 @@ fn fingerprint_follows_content_and_is_stored_in_input_chain() {
     assert_eq!(
         last.nft_comment(),
         format!(
-            "default:policy fp={} input={} output={}",
-            a.fingerprint, carrier.chains["input"], carrier.chains["output"]
+            "default:policy fp={} input={} output={} sets={}",
+            a.fingerprint,
+            carrier.chains["input"],
+            carrier.chains["output"],
+            carrier.sets.as_deref().expect("sets hash")
         )
     );
     assert_eq!(carrier.fingerprint, a.fingerprint);

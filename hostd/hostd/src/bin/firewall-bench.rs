@@ -11,7 +11,11 @@
 //! - `cold`: hostd's table absent, apply a ruleset with N CIDRs;
 //! - `forced re-send`: table present and current, `--force` sends it again;
 //! - `rule change`: a port of another rule changes, the N-CIDR set is kept;
-//! - `cidr change`: one CIDR added to the N: the set is reloaded.
+//! - `one CIDR added`: one CIDR added to the N, by the whole-set path (a new
+//!   set loaded, the rules switched to it) and in place (element deletions
+//!   and additions on the live set), runs alternating;
+//! - `floor`: the pieces every apply pays (nft listing, table read, an nft
+//!   process doing nothing).
 //!
 //! `apply` is the whole call (read the table, one transaction, read back and
 //! verify); `txn` is the nft transaction alone.
@@ -105,6 +109,12 @@ rules:
     FirewallSpec::from_yaml(&yaml).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+fn median(samples: &[(Duration, Duration)]) -> f64 {
+    let mut v: Vec<f64> = samples.iter().map(|s| s.0.as_secs_f64()).collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn txn(a: &Applied) -> Duration {
     match a {
         Applied::Changed { transaction, .. } => *transaction,
@@ -136,20 +146,27 @@ fn bench_size(nft: &Nft, n: usize, runs: usize) -> anyhow::Result<()> {
             ms(t[t.len() / 2])
         );
     };
-    let timed = |spec: &FirewallSpec, force: bool| -> anyhow::Result<(Duration, Duration)> {
+    let timed_how = |spec: &FirewallSpec,
+                     force: bool,
+                     whole_sets: bool|
+     -> anyhow::Result<(Duration, Duration, &'static str)> {
         let start = Instant::now();
         let a = fw::apply_with(
             nft,
             spec,
             ApplyOptions {
                 force_replace: force,
+                whole_sets,
             },
         )?;
         let took = start.elapsed();
-        if !matches!(a, Applied::Changed { .. }) {
+        let Applied::Changed { how, .. } = a else {
             bail!("expected a change, got {a:?}");
-        }
-        Ok((took, txn(&a)))
+        };
+        Ok((took, txn(&a), how))
+    };
+    let timed = |spec: &FirewallSpec, force: bool| -> anyhow::Result<(Duration, Duration)> {
+        timed_how(spec, force, false).map(|(a, t, _)| (a, t))
     };
 
     let mut cold = Vec::new();
@@ -172,14 +189,57 @@ fn bench_size(nft: &Nft, n: usize, runs: usize) -> anyhow::Result<()> {
     }
     report("rule change, set kept", rule);
 
-    let mut change = Vec::new();
-    for i in 0..runs {
+    // One more CIDR than the base list, a different one each run (outside
+    // the generator's range): each run replaces the previous run's extra
+    // CIDR. Runs alternate between the whole-set path (`whole_sets`: a new
+    // set loaded, the rules switched to it by nft, the old set deleted) and
+    // the in-place change (elements deleted and added in one netlink batch),
+    // so both see the same machine load.
+    let mut whole = Vec::new();
+    let mut in_place = Vec::new();
+    for i in 0..runs * 2 {
         let mut l = list.clone();
-        // One more CIDR, different each run, outside the generator's range.
         l.push(format!("198.18.{}.0/24", i % 250));
-        change.push(timed(&spec(&l, 8000)?, false)?);
+        let old_path = i % 2 == 0;
+        let (a, t, how) = timed_how(&spec(&l, 8000)?, false, old_path)?;
+        let expected = if old_path { "update" } else { "elements" };
+        if how != expected {
+            bail!("one CIDR added: expected the {expected} path, took {how}");
+        }
+        if old_path {
+            whole.push((a, t));
+        } else {
+            in_place.push((a, t));
+        }
     }
-    report("one CIDR added", change);
+    let ratio = median(&in_place) / median(&whole);
+    report("one CIDR added, whole-set path (before)", whole);
+    report(
+        &format!("one CIDR added, in place ({ratio:.2}x the whole-set path)"),
+        in_place,
+    );
+
+    // Where the floor goes: the pieces of an apply, timed alone.
+    let mut list_terse = Vec::new();
+    let mut read = Vec::new();
+    let mut noop = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        nft.list_terse()?;
+        let t = start.elapsed();
+        list_terse.push((t, t));
+        let start = Instant::now();
+        fw::read_current(nft)?;
+        let t = start.elapsed();
+        read.push((t, t));
+        let start = Instant::now();
+        nft.transaction("add table inet hostd\n", "bench no-op")?;
+        let t = start.elapsed();
+        noop.push((t, t));
+    }
+    report("floor: nft -j -t list ruleset alone", list_terse);
+    report("floor: read table (listing + netlink dump)", read);
+    report("floor: nft -f no-op transaction", noop);
     fw::disable(nft)?;
 
     // Breakdown: loading the N-CIDR set alone, over netlink and through nft.

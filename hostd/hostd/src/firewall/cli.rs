@@ -100,6 +100,7 @@ pub fn run(cmd: &FirewallCmd, nft: &Nft, out: &mut impl Write) -> Result<(), Cli
                 &spec,
                 ApplyOptions {
                     force_replace: *force,
+                    ..ApplyOptions::default()
                 },
             )?;
             writeln!(out, "{}", applied_text(&applied))?;
@@ -128,10 +129,17 @@ pub fn applied_text(a: &Applied) -> String {
             transaction,
             hand_edits,
         } => {
-            let mut s = format!(
-                "firewall applied ({how}, one transaction in {:.1} ms; {sets_loaded} sets / {elements_loaded} CIDRs loaded)",
-                transaction.as_secs_f64() * 1e3
-            );
+            let mut s = if *how == "elements" {
+                format!(
+                    "firewall lists changed in place (one transaction in {:.1} ms; {sets_loaded} sets, {elements_loaded} interval elements deleted or added)",
+                    transaction.as_secs_f64() * 1e3
+                )
+            } else {
+                format!(
+                    "firewall applied ({how}, one transaction in {:.1} ms; {sets_loaded} sets / {elements_loaded} CIDRs loaded)",
+                    transaction.as_secs_f64() * 1e3
+                )
+            };
             if !hand_edits.is_empty() {
                 s.push_str(&format!(
                     "; table inet hostd had been modified by hand, now undone ({} difference(s)):",

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod netlink;
 
 use std::{
+    collections::BTreeMap,
     ffi::OsString,
     io::Write as _,
     process::{Command, Stdio},
@@ -29,10 +30,11 @@ use std::{
 };
 
 use hostd_core::firewall::{
-    parse_listing, remove_script, render, Current, FirewallError, FirewallSpec, ListingError,
-    Model, NamedSet, Ruleset, TableState,
+    fresh_names, parse_listing, plan_element_update, remove_script, render, Current, ElementUpdate,
+    FirewallError, FirewallSpec, IntervalElement, ListingError, Model, NamedSet, Ruleset,
+    TableState,
 };
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 /// How to run `nft`.
 #[derive(Debug, Clone)]
@@ -107,11 +109,13 @@ pub enum Applied {
     Unchanged,
     /// The table was created or updated in one transaction.
     Changed {
-        /// `update` (unchanged sets kept) or `replace` (whole table recreated).
+        /// `elements` (lists changed in place), `update` (unchanged sets
+        /// kept) or `replace` (whole table recreated).
         how: &'static str,
-        /// Named sets loaded by this transaction.
+        /// Named sets loaded by this transaction (changed, for `elements`).
         sets_loaded: usize,
-        /// Set elements loaded by this transaction.
+        /// Set elements loaded by this transaction (interval elements
+        /// deleted plus added, for `elements`).
         elements_loaded: usize,
         /// Time spent changing the kernel: loading new sets over netlink
         /// plus the nft transaction (reading and verifying excluded).
@@ -129,6 +133,10 @@ pub enum Applied {
 pub struct ApplyOptions {
     /// Send the ruleset even when the kernel's fingerprint matches.
     pub force_replace: bool,
+    /// Never change a list in place: a changed list is loaded as a new set
+    /// and the rules switch to it (the path before in-place updates; kept
+    /// so that the benchmark measures both).
+    pub whole_sets: bool,
 }
 
 impl Nft {
@@ -202,6 +210,14 @@ impl Nft {
 /// taken from it, and sets no rule uses (which a later apply may reuse, so a
 /// full read checks them too) are not read.
 fn model_of(json: &str, trusted: Option<&Model>) -> Result<Model, Error> {
+    model_and_elements(json, trusted).map(|(m, _)| m)
+}
+
+/// [`model_of`], plus the raw elements it dumped, by set name.
+fn model_and_elements(
+    json: &str,
+    trusted: Option<&Model>,
+) -> Result<(Model, BTreeMap<String, Vec<IntervalElement>>), Error> {
     let mut model = Model::from_listing(json)?;
     let used = model.referenced_sets();
     let names: Vec<String> = model
@@ -225,7 +241,7 @@ fn model_of(json: &str, trusted: Option<&Model>) -> Result<Model, Error> {
             }
         }
     }
-    Ok(model)
+    Ok((model, elements))
 }
 
 /// The read after an apply's transaction: the sets of `rs` are not dumped
@@ -242,7 +258,9 @@ fn read_after(nft: &Nft, rs: &Ruleset) -> Result<Current, Error> {
 /// a netlink dump of the elements of the sets in use.
 pub fn read_current(nft: &Nft) -> Result<Current, Error> {
     let json = nft.list_terse()?;
-    let current = Current::from_model(model_of(&json, None)?);
+    let (model, elements) = model_and_elements(&json, None)?;
+    let mut current = Current::from_model(model);
+    current.live_elements = elements;
     if !current.drift.is_empty() {
         warn!(
             edits = %current.drift.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
@@ -334,6 +352,13 @@ pub fn apply_rendered(
         disable(nft)?;
         return Ok(Applied::Removed);
     };
+    // Sets whose names live sets hold with other elements (changed in
+    // place) get free names: the whole-set path must not reuse them.
+    let renamed = current
+        .as_ref()
+        .filter(|c| c.drift.is_empty())
+        .and_then(|c| fresh_names(rs, c));
+    let rs = renamed.as_ref().unwrap_or(rs);
     let hand_edits: Vec<String> = current
         .as_ref()
         .map(|c| c.hand_edits(rs).iter().map(ToString::to_string).collect())
@@ -341,7 +366,36 @@ pub fn apply_rendered(
     if !hand_edits.is_empty() {
         info!(edits = %hand_edits.join("; "), "rewriting hostd's table, modified by hand");
     }
-    let mut applied = match &current {
+    // A changed list alone is changed in place: one netlink batch of element
+    // deletions and additions plus the new fingerprint rule. Anything else
+    // (rules changing too, a table edited by hand, --force) takes the
+    // whole-set path below: see `plan_element_update` for when and why.
+    let in_place = match &current {
+        Some(cur) if !opts.force_replace && !opts.whole_sets => {
+            match plan_element_update(rs, cur) {
+                Ok(plan) => Some(plan),
+                Err(why) => {
+                    debug!(reason = %why, "lists not changed in place");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    if let (Some(plan), Some(cur)) = (&in_place, &current) {
+        if cur.fingerprint.as_deref() == Some(plan.ruleset.fingerprint.as_str()) {
+            info!(fingerprint = %plan.ruleset.fingerprint, "firewall unchanged");
+            return Ok(Applied::Unchanged);
+        }
+        match send_elements(plan) {
+            // The plan requires a table as recorded: no hand edits.
+            Ok(applied) => return finish(nft, &plan.ruleset, applied, Vec::new()),
+            Err(e) => {
+                warn!(error = %e, "in-place list change refused (nothing changed); loading whole sets");
+            }
+        }
+    }
+    let applied = match &current {
         Some(cur) => match mode(rs, cur, opts.force_replace) {
             Mode::Unchanged => {
                 info!(fingerprint = %rs.fingerprint, "firewall unchanged");
@@ -359,6 +413,42 @@ pub fn apply_rendered(
         },
         None => send(nft, rs, None, false)?,
     };
+    finish(nft, rs, applied, hand_edits)
+}
+
+/// Sends an in-place list change ([`netlink::apply_element_update`]).
+fn send_elements(plan: &ElementUpdate) -> Result<Applied, netlink::LoadError> {
+    let start = Instant::now();
+    netlink::apply_element_update(plan)?;
+    let transaction = start.elapsed();
+    let deleted: usize = plan.deltas.iter().map(|d| d.delete.len()).sum();
+    let added: usize = plan.deltas.iter().map(|d| d.add.len()).sum();
+    info!(
+        how = "elements",
+        fingerprint = %plan.ruleset.fingerprint,
+        sets = plan.deltas.len(),
+        deleted,
+        added,
+        ms = transaction.as_secs_f64() * 1e3,
+        "firewall lists changed in place"
+    );
+    Ok(Applied::Changed {
+        how: "elements",
+        sets_loaded: plan.deltas.len(),
+        elements_loaded: deleted + added,
+        transaction,
+        hand_edits: Vec::new(),
+    })
+}
+
+/// After the transaction: reads the table back, checks it holds `rs`
+/// (replacing it whole if not), and deletes the sets no rule uses.
+fn finish(
+    nft: &Nft,
+    rs: &Ruleset,
+    mut applied: Applied,
+    hand_edits: Vec<String>,
+) -> Result<Applied, Error> {
     if let Applied::Changed { hand_edits: h, .. } = &mut applied {
         *h = hand_edits;
     }
