@@ -2379,7 +2379,9 @@ fn subnet_counters_follow_the_longest_prefix_in_every_lookup() {
         ..Default::default()
     })
     .expect("load");
-    let phases: [(&str, Vec<IpNet>, bool, (SubnetLookup, SubnetLookup)); 4] = [
+    /// (what, subnets, trie only, expected lookup of IPv4 and IPv6)
+    type Phase = (&'static str, Vec<IpNet>, bool, (SubnetLookup, SubnetLookup));
+    let phases: [Phase; 4] = [
         (
             "hash tables",
             nested.iter().map(|n| net(n)).collect(),

@@ -409,7 +409,7 @@ mod tests {
         let mut seen = BTreeSet::new();
         while s.len() < 65_536 {
             let slot = s.len() as u32;
-            let net: IpNet = if slot % 2 == 0 {
+            let net: IpNet = if slot.is_multiple_of(2) {
                 let len = [8u8, 16, 24, 32][(r() % 4) as usize];
                 let a = (r() as u32) & 0x0aff_ffff;
                 ipnet::Ipv4Net::new(a.into(), len)
