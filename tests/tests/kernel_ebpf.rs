@@ -2289,3 +2289,168 @@ fn a_full_counter_map_counts_what_it_cannot_hold() {
         .unwrap_or_else(|| panic!("no generic counters for eth0 in {generic:?}"));
     assert_eq!((g.out_ucast_pkts, g.out_octets), (14, 1400), "{g:?}");
 }
+
+/// An ICMP echo frame between two addresses of one family: 98 bytes over
+/// IPv4, 118 over IPv6 (the programs check no checksum).
+fn echo_frame(src: std::net::IpAddr, dst: std::net::IpAddr) -> Vec<u8> {
+    use std::net::IpAddr;
+    let mut p = vec![0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a];
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            p.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            p.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 64, 58, 64]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+        }
+        _ => panic!("mixed families"),
+    }
+    p.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+    p.extend((0..56u8).map(|i| i.wrapping_mul(7)));
+    p
+}
+
+/// Per-subnet counters are exact with nested prefixes, IPv4 and IPv6, in
+/// the hash-table lookup, in the LPM-trie lookup (forced, and automatic past
+/// eight prefix lengths) and across a change of the subnets (the tables
+/// switch generation): every (source, destination) pair is run a distinct
+/// number of times through the ingress program with BPF_PROG_TEST_RUN and
+/// each subnet must count exactly the runs whose source or destination has
+/// it as longest matching prefix (a reference computed here).
+#[test]
+fn subnet_counters_follow_the_longest_prefix_in_every_lookup() {
+    use hostd_telemetry::SubnetLookup;
+    use std::net::IpAddr;
+
+    let nested = [
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "10.1.2.0/24",
+        "10.1.2.3/32",
+        "192.0.2.0/24",
+        "2001:db8::/32",
+        "2001:db8:1::/48",
+        "2001:db8:1:2::/64",
+        "2001:db8:1:2::3/128",
+    ];
+    // Ten IPv4 lengths: past the hash tables' eight.
+    let many: Vec<String> = (8..=17)
+        .map(|l| format!("10.0.0.0/{l}"))
+        .chain(["2001:db8:1::/48".to_owned()])
+        .collect();
+    let addrs: Vec<IpAddr> = [
+        "10.1.2.3",
+        "10.1.2.4",
+        "10.1.3.1",
+        "10.9.0.1",
+        "10.0.0.1",
+        "10.0.128.1",
+        "192.0.2.77",
+        "198.51.100.1",
+        "2001:db8:1:2::3",
+        "2001:db8:1:2::4",
+        "2001:db8:1:3::1",
+        "2001:db8:2::1",
+        "2001:db9::1",
+    ]
+    .iter()
+    .map(|a| a.parse().expect("addr"))
+    .collect();
+    // Every ordered pair of one family, run 1, 2, 3, ... times.
+    let pairs: Vec<(IpAddr, IpAddr, u32)> = addrs
+        .iter()
+        .flat_map(|s| addrs.iter().map(move |d| (*s, *d)))
+        .filter(|(s, d)| s.is_ipv4() == d.is_ipv4())
+        .enumerate()
+        .map(|(i, (s, d))| (s, d, 1 + (i % 7) as u32))
+        .collect();
+    let longest = |nets: &[IpNet], a: IpAddr| {
+        nets.iter()
+            .filter(|n| n.contains(&a))
+            .max_by_key(|n| n.prefix_len())
+            .copied()
+    };
+
+    let mut t = Telemetry::load_with(&LoadOptions {
+        max_subnets: 64,
+        ..Default::default()
+    })
+    .expect("load");
+    /// (what, subnets, trie only, expected lookup of IPv4 and IPv6)
+    type Phase = (&'static str, Vec<IpNet>, bool, (SubnetLookup, SubnetLookup));
+    let phases: [Phase; 4] = [
+        (
+            "hash tables",
+            nested.iter().map(|n| net(n)).collect(),
+            false,
+            (
+                SubnetLookup::Hash { lengths: 4 },
+                SubnetLookup::Hash { lengths: 4 },
+            ),
+        ),
+        (
+            "LPM tries (forced)",
+            nested.iter().map(|n| net(n)).collect(),
+            true,
+            (SubnetLookup::Trie, SubnetLookup::Trie),
+        ),
+        (
+            "changed subnets, hash tables again",
+            nested[1..].iter().map(|n| net(n)).collect(),
+            false,
+            (
+                SubnetLookup::Hash { lengths: 3 },
+                SubnetLookup::Hash { lengths: 4 },
+            ),
+        ),
+        (
+            "ten IPv4 lengths: trie for IPv4, hash for IPv6",
+            many.iter().map(|n| net(n)).collect(),
+            false,
+            (SubnetLookup::Trie, SubnetLookup::Hash { lengths: 1 }),
+        ),
+    ];
+    for (what, nets, trie_only, lookup) in phases {
+        t.set_trie_only(trie_only).expect("trie only");
+        t.set_subnets(&nets).expect("subnets");
+        assert_eq!(t.subnet_lookup(), lookup, "{what}: lookup");
+        let before: BTreeMap<IpNet, SubnetCounters> =
+            t.subnet_counters().expect("counters").into_iter().collect();
+        let mut want: BTreeMap<IpNet, SubnetCounters> = BTreeMap::new();
+        for (s, d, n) in &pairs {
+            let frame = echo_frame(*s, *d);
+            t.test_run(programs::INGRESS, &frame, *n)
+                .unwrap_or_else(|e| panic!("{what}: test run {s} -> {d}: {e:?}"));
+            let (n, len) = (u64::from(*n), frame.len() as u64);
+            if let Some(net) = longest(&nets, *s) {
+                let c = want.entry(net).or_default();
+                c.from_packets += n;
+                c.from_bytes += n * len;
+            }
+            if let Some(net) = longest(&nets, *d) {
+                let c = want.entry(net).or_default();
+                c.to_packets += n;
+                c.to_bytes += n * len;
+            }
+        }
+        let after = t.subnet_counters().expect("counters");
+        assert_eq!(after.len(), nets.len(), "{what}: every subnet has a slot");
+        for (net, c) in after {
+            let b = before.get(&net).copied().unwrap_or_default();
+            let got = SubnetCounters {
+                to_packets: c.to_packets - b.to_packets,
+                to_bytes: c.to_bytes - b.to_bytes,
+                from_packets: c.from_packets - b.from_packets,
+                from_bytes: c.from_bytes - b.from_bytes,
+            };
+            assert_eq!(
+                got,
+                want.get(&net).copied().unwrap_or_default(),
+                "{what}: {net}"
+            );
+        }
+    }
+}

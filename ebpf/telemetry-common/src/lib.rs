@@ -16,8 +16,12 @@
 //! | `LOST` | per-CPU array[1] | 0 | [`IfVlanCounters`] of packets neither map had room for |
 //! | `SUBNETS_V4` | LPM trie | prefix length + 4 address bytes | slot (`u32`) |
 //! | `SUBNETS_V6` | LPM trie | prefix length + 16 address bytes | slot (`u32`) |
+//! | `SUBNET_META` | array[2] | generation (0, 1) | [`SubnetTableMeta`] |
+//! | `SUBNET_TABLE_V4` | array | `meta.base + bucket` | [`BucketV4`] |
+//! | `SUBNET_TABLE_V6` | array | `meta.base + bucket` | [`BucketV6`] |
 //! | `SUBNET_COUNTERS` | per-CPU array | slot | [`SubnetCounters`] |
 //! | `SAMPLES` | ring buffer | - | [`SampleRecord`] |
+//! | `ZERO` | array[1] | 0 | an all-zero [`IfVlanCounters`] (never written): new entries' initial value |
 //! | `SKIP` | per-CPU array[1] | 0 | packets left before the next sample (`u64`) |
 #![no_std]
 
@@ -39,6 +43,9 @@ pub mod maps {
     pub const LOST: &str = "LOST";
     pub const SUBNETS_V4: &str = "SUBNETS_V4";
     pub const SUBNETS_V6: &str = "SUBNETS_V6";
+    pub const SUBNET_META: &str = "SUBNET_META";
+    pub const SUBNET_TABLE_V4: &str = "SUBNET_TABLE_V4";
+    pub const SUBNET_TABLE_V6: &str = "SUBNET_TABLE_V6";
     pub const SUBNET_COUNTERS: &str = "SUBNET_COUNTERS";
     pub const SAMPLES: &str = "SAMPLES";
     pub const SKIP: &str = "SKIP";
@@ -68,13 +75,124 @@ pub struct Config {
     /// Bit 0: IPv4 subnets configured; bit 1: IPv6 subnets configured. Saves
     /// the LPM lookups when there is nothing to find.
     pub flags: u32,
-    pub _reserved: u32,
+    /// Which generation of `SUBNET_META` (and of the bucket tables) the
+    /// programs use (0 or 1): userspace writes the other one, then flips
+    /// this, so a packet never sees a half-written table.
+    pub subnet_gen: u32,
 }
 
 /// [`Config::flags`] bit: look IPv4 packets up in `SUBNETS_V4`.
 pub const FLAG_SUBNETS_V4: u32 = 1;
 /// [`Config::flags`] bit: look IPv6 packets up in `SUBNETS_V6`.
 pub const FLAG_SUBNETS_V6: u32 = 2;
+
+/// Most distinct prefix lengths per address family the hash tables serve;
+/// with more, that family is looked up in its LPM trie
+/// ([`SUBNET_MODE_TRIE`]). Each configured length costs an address that
+/// matches none of them one or two bucket reads (an inlined array lookup
+/// and a compare, ~1-2 ns each); at 8 lengths a miss costs about what the
+/// trie's walk does, so beyond it the trie is the better structure.
+pub const MAX_PREFIX_LENGTHS: usize = 8;
+
+/// [`SubnetTableMeta::v4_count`] / `v6_count`: look this family up in its
+/// LPM trie (too many distinct lengths, or no hash table could be built).
+pub const SUBNET_MODE_TRIE: u32 = 0xff;
+
+/// How the programs find the longest configured prefix of an address
+/// (per generation, see [`Config::subnet_gen`]).
+///
+/// For each family: `*_count` distinct prefix lengths, longest first, in
+/// `*_lens` (with their masks); the address, masked to each length in turn,
+/// is looked up in a two-choice cuckoo hash table of two-entry buckets
+/// (`SUBNET_TABLE_V4`/`V6`, this generation's part starts at `base`, has
+/// `bucket_mask + 1` buckets): its first bucket, and its second only when
+/// the first is marked `moved`; the first hit is the longest matching
+/// prefix. `*_count` 0: no subnet of the family; [`SUBNET_MODE_TRIE`]: use
+/// the trie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubnetTableMeta {
+    /// Seed of the bucket hash ([`buckets_of`]).
+    pub seed: u64,
+    pub _reserved: u64,
+    /// Buckets per generation minus one (a power of two minus one).
+    pub bucket_mask: u32,
+    /// Index of this generation's first bucket in the table maps.
+    pub base: u32,
+    pub v4_count: u32,
+    pub v6_count: u32,
+    /// Prefix lengths, longest first; the entry tag is the length plus one.
+    pub v4_lens: [u32; MAX_PREFIX_LENGTHS],
+    /// `u32` masks (host order) of `v4_lens`.
+    pub v4_masks: [u32; MAX_PREFIX_LENGTHS],
+    pub v6_lens: [u32; MAX_PREFIX_LENGTHS],
+    /// (high, low) `u64` masks (host order) of `v6_lens`.
+    pub v6_masks: [[u64; 2]; MAX_PREFIX_LENGTHS],
+}
+
+/// One configured IPv4 prefix in a bucket: `tag` is its length plus one
+/// (0: empty entry), `addr` the network address as a host-order `u32`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryV4 {
+    pub addr: u32,
+    pub tag: u32,
+    pub slot: u32,
+}
+
+/// One configured IPv6 prefix: the network address as two host-order
+/// `u64` halves.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EntryV6 {
+    pub hi: u64,
+    pub lo: u64,
+    pub tag: u32,
+    pub slot: u32,
+}
+
+/// A bucket of the IPv4 table: two entries; `moved` 1 when some key whose
+/// first bucket this is sits in its second bucket (only then does a lookup
+/// that missed here read the second one).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketV4 {
+    pub e: [EntryV4; 2],
+    pub moved: u32,
+    pub _pad: u32,
+}
+
+/// A bucket of the IPv6 table, as [`BucketV4`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketV6 {
+    pub e: [EntryV6; 2],
+    pub moved: u32,
+    pub _pad: u32,
+}
+
+/// The hash key of a masked IPv4 address with its tag.
+#[inline(always)]
+pub fn key_v4(addr: u32, tag: u32) -> u64 {
+    (u64::from(addr) << 8) | u64::from(tag)
+}
+
+/// The hash key of a masked IPv6 address with its tag.
+#[inline(always)]
+pub fn key_v6(hi: u64, lo: u64, tag: u32) -> u64 {
+    hi ^ (lo << 23) ^ (lo >> 41) ^ (u64::from(tag) << 56)
+}
+
+/// The two buckets (within a generation) of `key` under `seed`, from one
+/// multiply-xorshift mix: the low and the high half. The same function in
+/// the programs and in the loader that fills the table.
+#[inline(always)]
+pub fn buckets_of(key: u64, seed: u64, bucket_mask: u32) -> (u32, u32) {
+    let h = (key ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let h = (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let h = h ^ (h >> 32);
+    ((h as u32) & bucket_mask, ((h >> 32) as u32) & bucket_mask)
+}
 
 /// Most random draws one skb may take for sampling (each draw is one
 /// sample among its segments). Past that (only when the sampling rate is far
@@ -233,4 +351,7 @@ mod pod {
     unsafe impl aya::Pod for super::IfVlanCounters {}
     unsafe impl aya::Pod for super::SubnetCounters {}
     unsafe impl aya::Pod for super::SampleRecord {}
+    unsafe impl aya::Pod for super::SubnetTableMeta {}
+    unsafe impl aya::Pod for super::BucketV4 {}
+    unsafe impl aya::Pod for super::BucketV6 {}
 }

@@ -13,9 +13,14 @@
 //!    that map is full, to the interface's overflow counters (`IF_MISSES`;
 //!    `LOST` should that be full too), so nothing goes uncounted;
 //! 2. for IPv4/IPv6 (untagged, one tag or QinQ, the outer tag in the frame
-//!    or offloaded), look its source and destination up in the LPM tries of
-//!    configured subnets and add it to the per-CPU counters of the matching
-//!    slots (`SUBNET_COUNTERS`);
+//!    or offloaded), find the longest configured prefix of its source and of
+//!    its destination and add it to the per-CPU counters of their slots
+//!    (`SUBNET_COUNTERS`): for each configured prefix length, longest first,
+//!    the address masked to it is looked up in a two-choice cuckoo hash
+//!    table built by the loader (`SUBNET_TABLE_V4`/`V6`, at most two bucket
+//!    reads per length, inlined array lookups); with more than
+//!    `MAX_PREFIX_LENGTHS` distinct lengths, in the LPM trie (`SUBNETS_V4`/
+//!    `V6`) instead;
 //! 3. sample 1 in N frames on average: a per-CPU countdown of random skips
 //!    (`bpf_get_prandom_u32`, mean N) runs through the skb's segments, each
 //!    one chance to be sampled; the skb's first `CONFIG.header_bytes` bytes
@@ -39,9 +44,10 @@ mod programs {
         programs::TcContext,
     };
     use telemetry_common::{
-        next_skip, Config, DirCounters, IfVlanCounters, IfVlanKey, SampleRecord, SubnetCounters,
-        DIR_EGRESS, DIR_INGRESS, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_DRAWS_PER_SKB,
-        MAX_HEADER_BYTES, NO_VLAN,
+        buckets_of, key_v4, key_v6, next_skip, BucketV4, BucketV6, Config, DirCounters,
+        IfVlanCounters, IfVlanKey, SampleRecord, SubnetCounters, SubnetTableMeta, DIR_EGRESS,
+        DIR_INGRESS, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_DRAWS_PER_SKB, MAX_HEADER_BYTES,
+        MAX_PREFIX_LENGTHS, NO_VLAN, SUBNET_MODE_TRIE,
     };
 
     /// "Continue with the next program / default action" in both clsact and TCX.
@@ -80,8 +86,25 @@ mod programs {
     #[map]
     static SUBNETS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(1024, 0);
 
+    /// Two generations of the lookup parameters ([`SubnetTableMeta`]);
+    /// `CONFIG.subnet_gen` says which one is live.
+    #[map]
+    static SUBNET_META: Array<SubnetTableMeta> = Array::with_max_entries(2, 0);
+
+    /// Both generations' buckets (the loader sizes them).
+    #[map]
+    static SUBNET_TABLE_V4: Array<BucketV4> = Array::with_max_entries(2 * 1024, 0);
+
+    #[map]
+    static SUBNET_TABLE_V6: Array<BucketV6> = Array::with_max_entries(2 * 1024, 0);
+
     #[map]
     static SUBNET_COUNTERS: PerCpuArray<SubnetCounters> = PerCpuArray::with_max_entries(1024, 0);
+
+    /// One all-zero [`IfVlanCounters`] (never written): the initial value
+    /// of new counter entries.
+    #[map]
+    static ZERO: Array<IfVlanCounters> = Array::with_max_entries(1, 0);
 
     /// Per CPU: packets left before the next sample.
     #[map]
@@ -275,18 +298,39 @@ mod programs {
             }
         }
 
-        if want_v4 {
-            if let Some(a) = v4 {
-                let src = SUBNETS_V4.get(Key::new(32, [a[0], a[1], a[2], a[3]]));
-                let dst = SUBNETS_V4.get(Key::new(32, [a[4], a[5], a[6], a[7]]));
-                count_subnets(src.copied(), dst.copied(), segs, w.bytes);
+        if want_v4 || want_v6 {
+            // The lookups take scalars: arrays and options on the stack
+            // pushed the program past BPF's 512 bytes of stack.
+            let meta = SUBNET_META.get(cfg.subnet_gen & 1);
+            if let (true, Some(a)) = (want_v4, v4) {
+                let src = u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
+                let dst = u32::from_be_bytes([a[4], a[5], a[6], a[7]]);
+                let (src, dst) = match meta {
+                    Some(m) if m.v4_count != SUBNET_MODE_TRIE => (find_v4(m, src), find_v4(m, dst)),
+                    _ => (trie_v4(src), trie_v4(dst)),
+                };
+                count_subnets(src, dst, segs, w.bytes);
             }
-        }
-        if want_v6 {
-            if let Some(a) = v6 {
-                let src = SUBNETS_V6.get(Key::new(128, a[0]));
-                let dst = SUBNETS_V6.get(Key::new(128, a[1]));
-                count_subnets(src.copied(), dst.copied(), segs, w.bytes);
+            if let (true, Some(a)) = (want_v6, v6) {
+                let sh = u64::from_be_bytes([
+                    a[0][0], a[0][1], a[0][2], a[0][3], a[0][4], a[0][5], a[0][6], a[0][7],
+                ]);
+                let sl = u64::from_be_bytes([
+                    a[0][8], a[0][9], a[0][10], a[0][11], a[0][12], a[0][13], a[0][14], a[0][15],
+                ]);
+                let dh = u64::from_be_bytes([
+                    a[1][0], a[1][1], a[1][2], a[1][3], a[1][4], a[1][5], a[1][6], a[1][7],
+                ]);
+                let dl = u64::from_be_bytes([
+                    a[1][8], a[1][9], a[1][10], a[1][11], a[1][12], a[1][13], a[1][14], a[1][15],
+                ]);
+                let (src, dst) = match meta {
+                    Some(m) if m.v6_count != SUBNET_MODE_TRIE => {
+                        (find_v6(m, sh, sl), find_v6(m, dh, dl))
+                    }
+                    _ => (trie_v6(sh, sl), trie_v6(dh, dl)),
+                };
+                count_subnets(src, dst, segs, w.bytes);
             }
         }
 
@@ -364,7 +408,10 @@ mod programs {
         if let Some(p) = map.get_ptr_mut(key) {
             return Some(p);
         }
-        let _ = map.insert(key, &IfVlanCounters::default(), u64::from(BPF_NOEXIST));
+        // The zeroed value comes from a map, not the stack: two 96-byte
+        // values on the stack left too little of BPF's 512 bytes.
+        let zero = ZERO.get(0)?;
+        let _ = map.insert(key, zero, u64::from(BPF_NOEXIST));
         map.get_ptr_mut(key)
     }
 
@@ -382,10 +429,105 @@ mod programs {
         Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
     }
 
+    /// No subnet (the lookups' "none").
+    const NO_SLOT: u32 = u32::MAX;
+
+    /// Slot of the longest configured IPv4 prefix holding `addr` (host
+    /// order), or [`NO_SLOT`]: the configured lengths, longest first, each
+    /// one bucket read (two when the first bucket is marked `moved`).
     #[inline(always)]
-    fn count_subnets(src: Option<u32>, dst: Option<u32>, packets: u64, bytes: u64) {
-        if let Some(slot) = src {
-            if let Some(c) = SUBNET_COUNTERS.get_ptr_mut(slot) {
+    fn find_v4(m: &SubnetTableMeta, addr: u32) -> u32 {
+        for i in 0..MAX_PREFIX_LENGTHS {
+            if i as u32 >= m.v4_count {
+                break;
+            }
+            let tag = m.v4_lens[i] + 1;
+            let net = addr & m.v4_masks[i];
+            let (b1, b2) = buckets_of(key_v4(net, tag), m.seed, m.bucket_mask);
+            let Some(b) = SUBNET_TABLE_V4.get(m.base + b1) else {
+                continue;
+            };
+            if b.e[0].tag == tag && b.e[0].addr == net {
+                return b.e[0].slot;
+            }
+            if b.e[1].tag == tag && b.e[1].addr == net {
+                return b.e[1].slot;
+            }
+            if b.moved == 0 {
+                continue;
+            }
+            if let Some(b) = SUBNET_TABLE_V4.get(m.base + b2) {
+                if b.e[0].tag == tag && b.e[0].addr == net {
+                    return b.e[0].slot;
+                }
+                if b.e[1].tag == tag && b.e[1].addr == net {
+                    return b.e[1].slot;
+                }
+            }
+        }
+        NO_SLOT
+    }
+
+    /// As [`find_v4`] for an IPv6 address as two host-order halves.
+    #[inline(always)]
+    fn find_v6(m: &SubnetTableMeta, hi: u64, lo: u64) -> u32 {
+        for i in 0..MAX_PREFIX_LENGTHS {
+            if i as u32 >= m.v6_count {
+                break;
+            }
+            let tag = m.v6_lens[i] + 1;
+            let nh = hi & m.v6_masks[i][0];
+            let nl = lo & m.v6_masks[i][1];
+            let (b1, b2) = buckets_of(key_v6(nh, nl, tag), m.seed, m.bucket_mask);
+            let Some(b) = SUBNET_TABLE_V6.get(m.base + b1) else {
+                continue;
+            };
+            if b.e[0].tag == tag && b.e[0].hi == nh && b.e[0].lo == nl {
+                return b.e[0].slot;
+            }
+            if b.e[1].tag == tag && b.e[1].hi == nh && b.e[1].lo == nl {
+                return b.e[1].slot;
+            }
+            if b.moved == 0 {
+                continue;
+            }
+            if let Some(b) = SUBNET_TABLE_V6.get(m.base + b2) {
+                if b.e[0].tag == tag && b.e[0].hi == nh && b.e[0].lo == nl {
+                    return b.e[0].slot;
+                }
+                if b.e[1].tag == tag && b.e[1].hi == nh && b.e[1].lo == nl {
+                    return b.e[1].slot;
+                }
+            }
+        }
+        NO_SLOT
+    }
+
+    /// The LPM trie's answer for `addr` (host order), or [`NO_SLOT`].
+    #[inline(always)]
+    fn trie_v4(addr: u32) -> u32 {
+        SUBNETS_V4
+            .get(Key::new(32, addr.to_be_bytes()))
+            .copied()
+            .unwrap_or(NO_SLOT)
+    }
+
+    /// As [`trie_v4`] for IPv6.
+    #[inline(always)]
+    fn trie_v6(hi: u64, lo: u64) -> u32 {
+        let h = hi.to_be_bytes();
+        let l = lo.to_be_bytes();
+        let a = [
+            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5],
+            l[6], l[7],
+        ];
+        SUBNETS_V6.get(Key::new(128, a)).copied().unwrap_or(NO_SLOT)
+    }
+
+    #[inline(always)]
+    fn count_subnets(src: u32, dst: u32, packets: u64, bytes: u64) {
+        if src != NO_SLOT {
+            if let Some(c) = SUBNET_COUNTERS.get_ptr_mut(src) {
                 // SAFETY: per-CPU value of this CPU.
                 unsafe {
                     (*c).from_packets += packets;
@@ -393,8 +535,8 @@ mod programs {
                 }
             }
         }
-        if let Some(slot) = dst {
-            if let Some(c) = SUBNET_COUNTERS.get_ptr_mut(slot) {
+        if dst != NO_SLOT {
+            if let Some(c) = SUBNET_COUNTERS.get_ptr_mut(dst) {
                 // SAFETY: per-CPU value of this CPU.
                 unsafe {
                     (*c).to_packets += packets;

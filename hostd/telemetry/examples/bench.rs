@@ -8,9 +8,17 @@
 //! 1. ns per packet with `BPF_PROG_TEST_RUN` (the kernel's own average over
 //!    `repeat` runs of one 98-byte IPv4 frame): the no-op program (the cost of
 //!    running any TC program under test-run), counters only, counters with
-//!    1k and 64k subnets, and each of those plus 1:1000 sampling. Each case is
-//!    measured `ROUNDS` times; the median is reported.
-//! 2. TCP throughput over a veth pair between two namespaces with iperf3,
+//!    1k and 64k subnets (looked up in the hash tables, and in the LPM tries
+//!    as before them), and each of those plus 1:1000 sampling. Each case is
+//!    measured `ROUNDS` times; the median is reported. One frame replayed a
+//!    million times keeps its lookups cache-hot, so:
+//! 2. ns per packet over [`SPREAD_FRAMES`] different frames (IPv4 and
+//!    IPv6), source and destination each in a random configured subnet
+//!    (random host bits), each frame run once per call (`repeat` 1: the
+//!    kernel's figure then includes one clock read, which the no-op row
+//!    measured the same way removes), [`SPREAD_PASSES`] passes, median of
+//!    `ROUNDS`.
+//! 3. TCP throughput over a veth pair between two namespaces with iperf3,
 //!    without and with the programs attached to the client's veth (both
 //!    directions), alternating, median of `IPERF_ROUNDS` runs each.
 //!
@@ -48,15 +56,17 @@ fn packet() -> Vec<u8> {
     p
 }
 
-/// `n` distinct IPv4 subnets (mostly /24, every tenth a /32); the packet's
-/// destination 10.200.0.1 falls in the first (10.200.0.0/24).
+/// `n` distinct IPv4 subnets, nested: 172.0.0.0/8 holding the others
+/// (mostly /24, every tenth a /32), three prefix lengths; the single-frame
+/// packet's destination 10.200.0.1 falls in 10.200.0.0/24.
 fn subnets(n: usize) -> Vec<IpNet> {
     let mut v: Vec<IpNet> = Vec::with_capacity(n);
     if n == 0 {
         return v;
     }
     v.push("10.200.0.0/24".parse().expect("net"));
-    for i in 0..(n as u32 - 1) {
+    v.push("172.0.0.0/8".parse().expect("net"));
+    for i in 0..(n as u32 - 2) {
         let base = (172u32 << 24) | (16 << 16) | (i << 8);
         let net = if i % 10 == 0 {
             ipnet::Ipv4Net::new(Ipv4Addr::from(base + 1), 32)
@@ -66,6 +76,158 @@ fn subnets(n: usize) -> Vec<IpNet> {
         v.push(IpNet::V4(net.expect("prefix")));
     }
     v
+}
+
+/// `n` distinct IPv6 subnets, nested: 2001:db8::/32 holding the others
+/// (mostly /64, every tenth a /128), three prefix lengths.
+fn subnets_v6(n: usize) -> Vec<IpNet> {
+    let mut v: Vec<IpNet> = Vec::with_capacity(n);
+    if n == 0 {
+        return v;
+    }
+    v.push("2001:db8::/32".parse().expect("net"));
+    for i in 0..(n as u128 - 1) {
+        let base = (0x2001_0db8u128 << 96) | (i << 64);
+        let net = if i % 10 == 0 {
+            ipnet::Ipv6Net::new((base | 1).into(), 128)
+        } else {
+            ipnet::Ipv6Net::new(base.into(), 64)
+        };
+        v.push(IpNet::V6(net.expect("prefix")));
+    }
+    v
+}
+
+/// Frames of the spread benchmark.
+const SPREAD_FRAMES: usize = 2048;
+/// Passes over them per round.
+const SPREAD_PASSES: usize = 16;
+
+/// xorshift64: reproducible addresses.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A random address inside a random subnet of `nets`.
+    fn addr_in(&mut self, nets: &[IpNet]) -> std::net::IpAddr {
+        let net = nets[(self.next() % nets.len() as u64) as usize];
+        match net {
+            IpNet::V4(n) => {
+                let host = (self.next() as u32) & !u32::from(n.netmask());
+                std::net::IpAddr::V4((u32::from(n.network()) | host).into())
+            }
+            IpNet::V6(n) => {
+                let r = (u128::from(self.next()) << 64) | u128::from(self.next());
+                let host = r & !u128::from(n.netmask());
+                std::net::IpAddr::V6((u128::from(n.network()) | host).into())
+            }
+        }
+    }
+}
+
+/// Ethernet + IP + ICMP echo (56 bytes of payload) between two addresses of
+/// the same family (98 bytes over IPv4, 118 over IPv6; checksums are not
+/// checked by the programs).
+fn ip_frame(src: std::net::IpAddr, dst: std::net::IpAddr) -> Vec<u8> {
+    use std::net::IpAddr;
+    let mut p = vec![0x02, 0, 0, 0, 0, 0x0b, 0x02, 0, 0, 0, 0, 0x0a];
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            p.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            p.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 64, 58, 64]);
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(&[128, 0, 0, 0, 0, 1, 0, 1]);
+        }
+        _ => unreachable!("addresses of one family"),
+    }
+    p.extend((0..56u8).map(|i| i.wrapping_mul(7)));
+    p
+}
+
+/// Average kernel ns per packet over `frames`, each run once per call,
+/// `SPREAD_PASSES` passes; median of `ROUNDS` rounds.
+fn measure_spread(
+    t: &mut Telemetry,
+    name: &'static str,
+    frames: &[Vec<u8>],
+) -> anyhow::Result<f64> {
+    for f in frames {
+        t.test_run(name, f, 1)?;
+    }
+    let mut runs = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let mut total = 0u128;
+        for _ in 0..SPREAD_PASSES {
+            for f in frames {
+                total += t.test_run(name, f, 1)?.as_nanos();
+            }
+        }
+        runs.push(total as f64 / (SPREAD_PASSES * frames.len()) as f64);
+    }
+    Ok(median(runs))
+}
+
+/// The spread benchmark: rows (label, ns) and the no-op baseline of each
+/// family first.
+fn spread(t: &mut Telemetry) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    let mut rows = Vec::new();
+    t.set_sampling(0, 128)?;
+    for (fam, gen) in [
+        ("IPv4", subnets as fn(usize) -> Vec<IpNet>),
+        ("IPv6", subnets_v6),
+    ] {
+        let mut base = None;
+        for n in [1024usize, 65536] {
+            let nets = gen(n);
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ n as u64);
+            let frames: Vec<Vec<u8>> = (0..SPREAD_FRAMES)
+                .map(|_| ip_frame(rng.addr_in(&nets), rng.addr_in(&nets)))
+                .collect();
+            t.set_subnets(&nets)?;
+            let noop = match base {
+                Some(b) => b,
+                None => {
+                    let b = measure_spread(t, programs::NOOP, &frames)?;
+                    rows.push((format!("{fam}: no program (no-op TC program)"), b, b));
+                    t.set_subnets(&[])?;
+                    let c = measure_spread(t, programs::INGRESS, &frames)?;
+                    rows.push((format!("{fam}: counters, no subnets"), c, b));
+                    t.set_subnets(&nets)?;
+                    base = Some(b);
+                    b
+                }
+            };
+            for trie in [true, false] {
+                t.set_trie_only(trie)?;
+                let ns = measure_spread(t, programs::INGRESS, &frames)?;
+                let how = if trie {
+                    "LPM trie (before)".to_owned()
+                } else {
+                    format!("hash tables {:?}", t.subnet_lookup())
+                };
+                rows.push((
+                    format!("{fam}: counters, {}k subnets, {how}", n / 1024),
+                    ns,
+                    noop,
+                ));
+            }
+            t.set_trie_only(false)?;
+        }
+    }
+    t.set_subnets(&[])?;
+    Ok(rows)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -117,7 +279,8 @@ fn measure_with(
     Ok(median(runs))
 }
 
-fn prog_test_run() -> anyhow::Result<Vec<(String, f64)>> {
+#[allow(clippy::type_complexity, reason = "two tables of rows")]
+fn prog_test_run() -> anyhow::Result<(Vec<(String, f64)>, Vec<(String, f64, f64)>)> {
     let pkt = packet();
     let mut rows = Vec::new();
     // A ring big enough for one round's samples at 1:1000 (1000 x 288 B).
@@ -139,6 +302,14 @@ fn prog_test_run() -> anyhow::Result<Vec<(String, f64)>> {
         let nets = subnets(n);
         t.set_subnets(&nets)?;
         t.set_sampling(0, 128)?;
+        if n != 0 {
+            t.set_trie_only(true)?;
+            rows.push((
+                format!("counters{label}, LPM trie (before)"),
+                measure(&mut t, programs::INGRESS, &pkt)?,
+            ));
+            t.set_trie_only(false)?;
+        }
         rows.push((
             format!("counters{label}"),
             measure(&mut t, programs::INGRESS, &pkt)?,
@@ -186,7 +357,8 @@ fn prog_test_run() -> anyhow::Result<Vec<(String, f64)>> {
             rx.samples
         );
     }
-    Ok(rows)
+    let spread_rows = spread(&mut t)?;
+    Ok((rows, spread_rows))
 }
 
 /// Two namespaces and a veth pair, deleted on drop.
@@ -322,11 +494,20 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism()?.get()
     );
     println!("BPF_PROG_TEST_RUN, 98-byte IPv4 frame, {REPEAT} runs x {ROUNDS} rounds (median of kernel averages):");
-    let rows = prog_test_run()?;
+    let (rows, spread_rows) = prog_test_run()?;
     let base = rows[0].1;
     println!("| case | ns/packet | minus no-op |");
     println!("|---|---:|---:|");
     for (label, ns) in &rows {
+        println!("| {label} | {ns:.1} | {:.1} |", ns - base);
+    }
+    println!(
+        "BPF_PROG_TEST_RUN, {SPREAD_FRAMES} frames with addresses spread over the subnets, \
+         each run once per call, {SPREAD_PASSES} passes x {ROUNDS} rounds (median):"
+    );
+    println!("| case | ns/packet | minus no-op |");
+    println!("|---|---:|---:|");
+    for (label, ns, base) in &spread_rows {
         println!("| {label} | {ns:.1} | {:.1} |", ns - base);
     }
     if !skip_iperf {

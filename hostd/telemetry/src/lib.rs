@@ -17,6 +17,7 @@
 pub mod agent;
 pub mod loader;
 pub mod sflow;
+pub mod subnet_table;
 
 pub use agent::{Agent, AgentConfig, AgentError, Sent};
 pub use aya::programs::TcAttachType;
@@ -25,6 +26,7 @@ pub use loader::{
     tcx_programs, unpin, AttachMode, LoadOptions, Telemetry, TelemetryError, TestSkb,
     DEFAULT_PIN_DIR,
 };
+pub use subnet_table::SubnetLookup;
 pub use telemetry_common::{
     programs, DirCounters, IfVlanCounters, IfVlanKey, SubnetCounters, NO_VLAN,
 };
@@ -35,7 +37,10 @@ mod layout {
     //! sizes as the programs see them.
     use std::mem::size_of;
 
-    use telemetry_common::{Config, SampleRecord, MAX_HEADER_BYTES};
+    use telemetry_common::{
+        BucketV4, BucketV6, Config, SampleRecord, SubnetTableMeta, MAX_HEADER_BYTES,
+        MAX_PREFIX_LENGTHS,
+    };
 
     use super::*;
 
@@ -46,6 +51,12 @@ mod layout {
         assert_eq!(size_of::<DirCounters>(), 6 * 8);
         assert_eq!(size_of::<IfVlanCounters>(), 2 * 6 * 8);
         assert_eq!(size_of::<SubnetCounters>(), 4 * 8);
+        assert_eq!(
+            size_of::<SubnetTableMeta>(),
+            2 * 8 + 4 * 4 + 3 * MAX_PREFIX_LENGTHS * 4 + MAX_PREFIX_LENGTHS * 16
+        );
+        assert_eq!(size_of::<BucketV4>(), 2 * 12 + 8);
+        assert_eq!(size_of::<BucketV6>(), 2 * 24 + 8);
         assert_eq!(
             size_of::<SampleRecord>(),
             5 * 4 + 2 * 2 + 5 * 4 + MAX_HEADER_BYTES

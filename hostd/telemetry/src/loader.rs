@@ -20,9 +20,12 @@ use aya::{
 };
 use ipnet::IpNet;
 use telemetry_common::{
-    maps, programs, Config, DirCounters, IfVlanCounters, IfVlanKey, SubnetCounters,
-    DEFAULT_HEADER_BYTES, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_HEADER_BYTES,
+    maps, programs, BucketV4, BucketV6, Config, DirCounters, IfVlanCounters, IfVlanKey,
+    SubnetCounters, SubnetTableMeta, DEFAULT_HEADER_BYTES, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6,
+    MAX_HEADER_BYTES,
 };
+
+use crate::subnet_table::{self, SubnetLookup, SubnetTables};
 
 /// The eBPF object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/telemetry-ebpf"));
@@ -211,6 +214,15 @@ pub struct Telemetry {
     config: Config,
     subnets: Vec<IpNet>,
     max_subnets: u32,
+    /// Buckets per generation of the subnet hash tables.
+    buckets: u32,
+    /// What each generation of the table maps holds (`None`: zeroes, as
+    /// created), so a change rewrites only the buckets that differ.
+    written: [Option<SubnetTables>; 2],
+    /// A write into that generation failed half-way: rewrite all of it.
+    stale: [bool; 2],
+    /// Look every family up in its trie (benchmarks).
+    trie_only: bool,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -245,6 +257,14 @@ impl Telemetry {
             .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
             .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
             .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
+            .map_max_entries(
+                maps::SUBNET_TABLE_V4,
+                2 * subnet_table::buckets_for(opts.max_subnets),
+            )
+            .map_max_entries(
+                maps::SUBNET_TABLE_V6,
+                2 * subnet_table::buckets_for(opts.max_subnets),
+            )
             .map_max_entries(maps::SAMPLES, opts.ring_bytes);
         let pins: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
             Some(dir) => {
@@ -284,18 +304,24 @@ impl Telemetry {
             attached: BTreeMap::new(),
             config: Config {
                 sampling_rate: 0,
-                _reserved: 0,
+                subnet_gen: 0,
                 header_bytes: DEFAULT_HEADER_BYTES,
                 flags: 0,
             },
             subnets: Vec::new(),
             max_subnets: opts.max_subnets,
+            buckets: subnet_table::buckets_for(opts.max_subnets),
+            written: [None, None],
+            stale: [false, false],
+            trie_only: false,
         };
         // Subnets already in pinned tries (hostd restarted): keep their slots
         // until `set_subnets` says otherwise.
         t.subnets = t.pinned_subnets()?;
         t.config.flags = subnet_flags(&t.subnets);
-        t.write_config()?;
+        // The hash tables are not pinned: rebuilt from the tries.
+        let slots = t.slots()?;
+        t.publish_tables(&slots)?;
         tracing::info!(
             ?mode,
             pinned = opts.pin_dir.is_some(),
@@ -313,6 +339,14 @@ impl Telemetry {
             .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
             .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
             .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
+            .map_max_entries(
+                maps::SUBNET_TABLE_V4,
+                2 * subnet_table::buckets_for(opts.max_subnets),
+            )
+            .map_max_entries(
+                maps::SUBNET_TABLE_V6,
+                2 * subnet_table::buckets_for(opts.max_subnets),
+            )
             .map_max_entries(maps::SAMPLES, opts.ring_bytes)
             .load(OBJECT)
             .map_err(|e| TelemetryError::Load(Box::new(e)))
@@ -409,11 +443,101 @@ impl Telemetry {
         // Slot order is stable: sort by slot.
         let mut by_slot: Vec<(u32, IpNet)> = assigned.into_iter().map(|(n, s)| (s, n)).collect();
         by_slot.sort();
+        let slots: BTreeMap<IpNet, u32> = by_slot.iter().map(|(s, n)| (*n, *s)).collect();
         self.subnets = by_slot.into_iter().map(|(_, n)| n).collect();
         self.config.flags = subnet_flags(&self.subnets);
-        self.write_config()?;
-        tracing::info!(count = self.subnets.len(), "telemetry subnets set");
+        self.publish_tables(&slots)?;
+        tracing::info!(
+            count = self.subnets.len(),
+            lookup = ?self.subnet_lookup(),
+            "telemetry subnets set"
+        );
         Ok(())
+    }
+
+    /// How the programs look up (IPv4, IPv6) addresses for the configured
+    /// subnets.
+    pub fn subnet_lookup(&self) -> (SubnetLookup, SubnetLookup) {
+        match &self.written[(self.config.subnet_gen & 1) as usize] {
+            Some(t) => (t.lookup_v4(), t.lookup_v6()),
+            None => (SubnetLookup::None, SubnetLookup::None),
+        }
+    }
+
+    /// `true`: look every address up in the LPM tries, as before the hash
+    /// tables (to compare the two in one benchmark run); `false` (the
+    /// default): hash tables where they apply.
+    pub fn set_trie_only(&mut self, on: bool) -> Result<(), TelemetryError> {
+        self.trie_only = on;
+        let slots = self.slots()?;
+        self.publish_tables(&slots)
+    }
+
+    /// Builds the hash tables for `slots` into the generation the programs
+    /// do not use, then switches `CONFIG` to it (with the subnet flags): a
+    /// packet sees either the old tables or the new ones, never a mix.
+    fn publish_tables(&mut self, slots: &BTreeMap<IpNet, u32>) -> Result<(), TelemetryError> {
+        let list: Vec<(IpNet, u32)> = slots.iter().map(|(n, s)| (*n, *s)).collect();
+        let next = (self.config.subnet_gen ^ 1) & 1;
+        let base = next * self.buckets;
+        let mut tables = subnet_table::build(&list, self.buckets, self.trie_only);
+        tables.meta.base = base;
+        let old = self.written[next as usize].take();
+        let old = if self.stale[next as usize] { None } else { old };
+        let all = self.stale[next as usize];
+        // Until every write below succeeded, this generation's content is
+        // unknown.
+        self.stale[next as usize] = true;
+        {
+            let map =
+                self.ebpf
+                    .map_mut(maps::SUBNET_TABLE_V4)
+                    .ok_or(TelemetryError::MissingMap {
+                        name: maps::SUBNET_TABLE_V4,
+                    })?;
+            let mut a: Array<_, BucketV4> =
+                Array::try_from(map).map_err(map_err(maps::SUBNET_TABLE_V4))?;
+            for (i, b) in tables.v4.iter().enumerate() {
+                let was = old.as_ref().map_or(BucketV4::default(), |o| o.v4[i]);
+                if all || *b != was {
+                    a.set(base + i as u32, *b, 0)
+                        .map_err(map_err(maps::SUBNET_TABLE_V4))?;
+                }
+            }
+        }
+        {
+            let map =
+                self.ebpf
+                    .map_mut(maps::SUBNET_TABLE_V6)
+                    .ok_or(TelemetryError::MissingMap {
+                        name: maps::SUBNET_TABLE_V6,
+                    })?;
+            let mut a: Array<_, BucketV6> =
+                Array::try_from(map).map_err(map_err(maps::SUBNET_TABLE_V6))?;
+            for (i, b) in tables.v6.iter().enumerate() {
+                let was = old.as_ref().map_or(BucketV6::default(), |o| o.v6[i]);
+                if all || *b != was {
+                    a.set(base + i as u32, *b, 0)
+                        .map_err(map_err(maps::SUBNET_TABLE_V6))?;
+                }
+            }
+        }
+        {
+            let map = self
+                .ebpf
+                .map_mut(maps::SUBNET_META)
+                .ok_or(TelemetryError::MissingMap {
+                    name: maps::SUBNET_META,
+                })?;
+            let mut a: Array<_, SubnetTableMeta> =
+                Array::try_from(map).map_err(map_err(maps::SUBNET_META))?;
+            a.set(next, tables.meta, 0)
+                .map_err(map_err(maps::SUBNET_META))?;
+        }
+        self.written[next as usize] = Some(tables);
+        self.stale[next as usize] = false;
+        self.config.subnet_gen = next;
+        self.write_config()
     }
 
     /// Attaches both directions of `interface` (resolved in the calling
