@@ -35,12 +35,11 @@ pub use unixctl::{Unixctl, UnixctlError};
 /// The database ovs-vswitchd uses.
 pub const DB: &str = "Open_vSwitch";
 
-/// The columns hostd monitors (and needs for `next_cfg` waits and
-/// interface checks); pass to [`Client::monitor_cache`].
-pub const HOSTD_TABLES: &[(&str, &[&str])] = &[
-    ("Open_vSwitch", &["bridges", "cur_cfg", "next_cfg"]),
-    (
-        "Bridge",
+/// The configuration columns hostd manages, table by table (with `$extra`
+/// columns appended): one list for the engine's cache and the daemon's
+/// drift watch.
+macro_rules! columns {
+    (bridge $(, $extra:literal)*) => {
         &[
             "name",
             "ports",
@@ -51,10 +50,10 @@ pub const HOSTD_TABLES: &[(&str, &[&str])] = &[
             "mcast_snooping_enable",
             "external_ids",
             "other_config",
-        ],
-    ),
-    (
-        "Port",
+            $($extra),*
+        ]
+    };
+    (port $(, $extra:literal)*) => {
         &[
             "name",
             "interfaces",
@@ -68,23 +67,39 @@ pub const HOSTD_TABLES: &[(&str, &[&str])] = &[
             "other_config",
             "fake_bridge",
             "external_ids",
-            "bond_active_slave",
-        ],
-    ),
+            $($extra),*
+        ]
+    };
+    (interface $(, $extra:literal)*) => {
+        &["name", "type", "options", "mtu_request", "external_ids", $($extra),*]
+    };
+}
+
+/// The columns hostd monitors (and needs for `next_cfg` waits and
+/// interface checks); pass to [`Client::monitor_cache`].
+pub const HOSTD_TABLES: &[(&str, &[&str])] = &[
+    ("Open_vSwitch", &["bridges", "cur_cfg", "next_cfg"]),
+    ("Bridge", columns!(bridge)),
+    ("Port", columns!(port, "bond_active_slave")),
     (
         "Interface",
-        &[
-            "name",
-            "type",
-            "options",
-            "mtu_request",
-            "external_ids",
+        columns!(
+            interface,
             "ofport",
             "error",
             "lacp_current",
             "link_state",
             "admin_state",
-            "mac_in_use",
-        ],
+            "mac_in_use"
+        ),
     ),
+];
+
+/// The configuration columns only (no column ovs-vswitchd rewrites): a
+/// change in one of them is drift (the daemon's OVSDB watch).
+pub const CONFIG_TABLES: &[(&str, &[&str])] = &[
+    ("Open_vSwitch", &["bridges"]),
+    ("Bridge", columns!(bridge)),
+    ("Port", columns!(port)),
+    ("Interface", columns!(interface)),
 ];

@@ -20,9 +20,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use telemetry_common::{
-    maps, programs, BucketV4, BucketV6, Config, DirCounters, IfVlanCounters, IfVlanKey,
-    SubnetCounters, SubnetTableMeta, DEFAULT_HEADER_BYTES, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6,
-    MAX_HEADER_BYTES,
+    maps, programs, Config, DirCounters, IfVlanCounters, IfVlanKey, SubnetCounters,
+    SubnetTableMeta, DEFAULT_HEADER_BYTES, FLAG_SUBNETS_V4, FLAG_SUBNETS_V6, MAX_HEADER_BYTES,
 };
 
 use crate::subnet_table::{self, SubnetLookup, SubnetTables};
@@ -123,6 +122,30 @@ fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> TelemetryE
         name,
         source: Box::new(source),
     }
+}
+
+/// Writes the buckets of one generation of a subnet table (`base` is the
+/// generation's first index): every one when `all`, else only those that
+/// differ from `old`, what the generation held.
+fn write_buckets<B: aya::Pod + PartialEq + Default>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    base: u32,
+    new: &[B],
+    old: Option<&[B]>,
+    all: bool,
+) -> Result<(), TelemetryError> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(TelemetryError::MissingMap { name })?;
+    let mut a: Array<_, B> = Array::try_from(map).map_err(map_err(name))?;
+    for (i, b) in new.iter().enumerate() {
+        let was = old.and_then(|o| o.get(i)).copied().unwrap_or_default();
+        if all || *b != was {
+            a.set(base + i as u32, *b, 0).map_err(map_err(name))?;
+        }
+    }
+    Ok(())
 }
 
 /// skb metadata for [`Telemetry::test_run_with`].
@@ -488,40 +511,22 @@ impl Telemetry {
         // Until every write below succeeded, this generation's content is
         // unknown.
         self.stale[next as usize] = true;
-        {
-            let map =
-                self.ebpf
-                    .map_mut(maps::SUBNET_TABLE_V4)
-                    .ok_or(TelemetryError::MissingMap {
-                        name: maps::SUBNET_TABLE_V4,
-                    })?;
-            let mut a: Array<_, BucketV4> =
-                Array::try_from(map).map_err(map_err(maps::SUBNET_TABLE_V4))?;
-            for (i, b) in tables.v4.iter().enumerate() {
-                let was = old.as_ref().map_or(BucketV4::default(), |o| o.v4[i]);
-                if all || *b != was {
-                    a.set(base + i as u32, *b, 0)
-                        .map_err(map_err(maps::SUBNET_TABLE_V4))?;
-                }
-            }
-        }
-        {
-            let map =
-                self.ebpf
-                    .map_mut(maps::SUBNET_TABLE_V6)
-                    .ok_or(TelemetryError::MissingMap {
-                        name: maps::SUBNET_TABLE_V6,
-                    })?;
-            let mut a: Array<_, BucketV6> =
-                Array::try_from(map).map_err(map_err(maps::SUBNET_TABLE_V6))?;
-            for (i, b) in tables.v6.iter().enumerate() {
-                let was = old.as_ref().map_or(BucketV6::default(), |o| o.v6[i]);
-                if all || *b != was {
-                    a.set(base + i as u32, *b, 0)
-                        .map_err(map_err(maps::SUBNET_TABLE_V6))?;
-                }
-            }
-        }
+        write_buckets(
+            &mut self.ebpf,
+            maps::SUBNET_TABLE_V4,
+            base,
+            &tables.v4,
+            old.as_ref().map(|o| o.v4.as_slice()),
+            all,
+        )?;
+        write_buckets(
+            &mut self.ebpf,
+            maps::SUBNET_TABLE_V6,
+            base,
+            &tables.v6,
+            old.as_ref().map(|o| o.v6.as_slice()),
+            all,
+        )?;
         {
             let map = self
                 .ebpf

@@ -10,50 +10,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use hostd_ovsdb::{Client, DB};
+use hostd_ovsdb::{Client, CONFIG_TABLES, DB};
 use tokio::sync::mpsc;
 
 use super::events::Event;
-
-/// The columns whose change is drift (what the OVS planner compares).
-pub const CONFIG_TABLES: &[(&str, &[&str])] = &[
-    ("Open_vSwitch", &["bridges"]),
-    (
-        "Bridge",
-        &[
-            "name",
-            "ports",
-            "datapath_type",
-            "fail_mode",
-            "stp_enable",
-            "rstp_enable",
-            "mcast_snooping_enable",
-            "external_ids",
-            "other_config",
-        ],
-    ),
-    (
-        "Port",
-        &[
-            "name",
-            "interfaces",
-            "tag",
-            "trunks",
-            "vlan_mode",
-            "bond_mode",
-            "lacp",
-            "bond_updelay",
-            "bond_downdelay",
-            "other_config",
-            "fake_bridge",
-            "external_ids",
-        ],
-    ),
-    (
-        "Interface",
-        &["name", "type", "options", "mtu_request", "external_ids"],
-    ),
-];
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
