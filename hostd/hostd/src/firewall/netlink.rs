@@ -188,6 +188,11 @@ impl Msg {
     }
 }
 
+/// The batch begin or end message (`NFNL_MSG_BATCH_BEGIN`/`_END`).
+fn batch_marker(out: &mut Vec<u8>, kind: u16, seq: u32) {
+    Msg::new(kind, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES).finish(out);
+}
+
 fn nft_type(msg: u16) -> u16 {
     (NFNL_SUBSYS_NFTABLES << 8) | msg
 }
@@ -198,14 +203,7 @@ fn batch(sets: &[&NamedSet], first_seq: u32) -> (Vec<u8>, Vec<(u32, String)>) {
     let mut out = Vec::new();
     let mut acked = Vec::new();
     let mut seq = first_seq;
-    Msg::new(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    )
-    .finish(&mut out);
+    batch_marker(&mut out, NFNL_MSG_BATCH_BEGIN, seq);
     seq += 1;
 
     // `add table inet hostd`: creates it when absent, no-op otherwise.
@@ -268,14 +266,7 @@ fn batch(sets: &[&NamedSet], first_seq: u32) -> (Vec<u8>, Vec<(u32, String)>) {
             seq += 1;
         }
     }
-    Msg::new(
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    )
-    .finish(&mut out);
+    batch_marker(&mut out, NFNL_MSG_BATCH_END, seq);
     (out, acked)
 }
 
@@ -344,14 +335,7 @@ fn update_batch(plan: &ElementUpdate, first_seq: u32) -> (Vec<u8>, Vec<(u32, Str
     let mut out = Vec::new();
     let mut acked = Vec::new();
     let mut seq = first_seq;
-    Msg::new(
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    )
-    .finish(&mut out);
+    batch_marker(&mut out, NFNL_MSG_BATCH_BEGIN, seq);
     seq += 1;
     for d in &plan.deltas {
         element_messages(&mut out, &mut acked, &mut seq, &d.set, &d.delete, true);
@@ -382,14 +366,7 @@ fn update_batch(plan: &ElementUpdate, first_seq: u32) -> (Vec<u8>, Vec<(u32, Str
     m.finish(&mut out);
     acked.push((seq, "replacement of the fingerprint rule".to_owned()));
     seq += 1;
-    Msg::new(
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-    )
-    .finish(&mut out);
+    batch_marker(&mut out, NFNL_MSG_BATCH_END, seq);
     (out, acked)
 }
 
