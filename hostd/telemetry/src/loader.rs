@@ -124,6 +124,26 @@ fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> TelemetryE
     }
 }
 
+/// Sizes the maps as `opts` asks (both loaders: the agent's and the
+/// benchmarks' raw object).
+fn sized<'a, 'b>(loader: &'a mut EbpfLoader<'b>, opts: &LoadOptions) -> &'a mut EbpfLoader<'b> {
+    loader
+        .map_max_entries(maps::IF_COUNTERS, opts.max_if_vlans)
+        .map_max_entries(maps::IF_MISSES, opts.max_interfaces)
+        .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
+        .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
+        .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
+        .map_max_entries(
+            maps::SUBNET_TABLE_V4,
+            2 * subnet_table::buckets_for(opts.max_subnets),
+        )
+        .map_max_entries(
+            maps::SUBNET_TABLE_V6,
+            2 * subnet_table::buckets_for(opts.max_subnets),
+        )
+        .map_max_entries(maps::SAMPLES, opts.ring_bytes)
+}
+
 /// Writes the buckets of one generation of a subnet table (`base` is the
 /// generation's first index): every one when `all`, else only those that
 /// differ from `old`, what the generation held.
@@ -274,21 +294,7 @@ impl Telemetry {
     /// kernel. Sampling starts off; subnets start empty.
     pub fn load_with(opts: &LoadOptions) -> Result<Self, TelemetryError> {
         let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries(maps::IF_COUNTERS, opts.max_if_vlans)
-            .map_max_entries(maps::IF_MISSES, opts.max_interfaces)
-            .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
-            .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
-            .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
-            .map_max_entries(
-                maps::SUBNET_TABLE_V4,
-                2 * subnet_table::buckets_for(opts.max_subnets),
-            )
-            .map_max_entries(
-                maps::SUBNET_TABLE_V6,
-                2 * subnet_table::buckets_for(opts.max_subnets),
-            )
-            .map_max_entries(maps::SAMPLES, opts.ring_bytes);
+        sized(&mut loader, opts);
         let pins: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| TelemetryError::PinDir {
@@ -356,21 +362,7 @@ impl Telemetry {
     /// Loads the embedded object without loading any program into the
     /// kernel, for benchmarks that load single programs themselves.
     pub fn raw_object(opts: &LoadOptions) -> Result<Ebpf, TelemetryError> {
-        EbpfLoader::new()
-            .map_max_entries(maps::IF_COUNTERS, opts.max_if_vlans)
-            .map_max_entries(maps::IF_MISSES, opts.max_interfaces)
-            .map_max_entries(maps::SUBNETS_V4, opts.max_subnets)
-            .map_max_entries(maps::SUBNETS_V6, opts.max_subnets)
-            .map_max_entries(maps::SUBNET_COUNTERS, opts.max_subnets)
-            .map_max_entries(
-                maps::SUBNET_TABLE_V4,
-                2 * subnet_table::buckets_for(opts.max_subnets),
-            )
-            .map_max_entries(
-                maps::SUBNET_TABLE_V6,
-                2 * subnet_table::buckets_for(opts.max_subnets),
-            )
-            .map_max_entries(maps::SAMPLES, opts.ring_bytes)
+        sized(&mut EbpfLoader::new(), opts)
             .load(OBJECT)
             .map_err(|e| TelemetryError::Load(Box::new(e)))
     }

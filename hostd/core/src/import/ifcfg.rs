@@ -66,7 +66,7 @@ const NO_STATE: &[&str] = &[
 ];
 
 /// Suffixes initscripts skips (editor and package manager copies).
-const SKIPPED: &[&str] = &[
+const BACKUP_SUFFIXES: &[&str] = &[
     "~", ".bak", ".orig", ".rpmnew", ".rpmorig", ".rpmsave", ".old",
 ];
 
@@ -125,7 +125,7 @@ pub fn import(path: &str, files: &dyn Files) -> Result<Import, ImportErrors> {
     let mut routes = Vec::new();
     for n in &names {
         let p = join(&dir, n);
-        if SKIPPED.iter().any(|s| n.ends_with(s)) {
+        if BACKUP_SUFFIXES.iter().any(|s| n.ends_with(s)) {
             if n.starts_with("ifcfg-") || n.starts_with("route") {
                 b.notes
                     .push(format!("{p}: skipped, as initscripts does (a backup copy)"));
