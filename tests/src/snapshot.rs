@@ -149,34 +149,60 @@ pub fn snapshot(ns: &NetNs) -> Value {
     v
 }
 
-/// Line differences between two snapshots (for failure messages).
+/// The differences between two snapshots (for failure messages): per
+/// section (`link`, `addr`, `route4`, ...), the entries one has more often
+/// than the other, each as one line of JSON (`-` only in the first, `+`
+/// only in the second). Entries are whole objects compared as a multiset,
+/// so a value moved between two links, or a route present twice instead of
+/// once, shows as the entries it changed.
 pub fn diff(a: &Value, b: &Value) -> String {
-    let a = serde_json::to_string_pretty(a).unwrap_or_default();
-    let b = serde_json::to_string_pretty(b).unwrap_or_default();
-    let al: Vec<&str> = a.lines().collect();
-    let bl: Vec<&str> = b.lines().collect();
-    let mut out = String::new();
-    // A small LCS-free diff: report lines present in one and not the other.
-    let bs: std::collections::BTreeSet<&str> = bl.iter().copied().collect();
-    let as_: std::collections::BTreeSet<&str> = al.iter().copied().collect();
-    for (i, l) in al.iter().enumerate() {
-        if !bs.contains(l) {
-            out.push_str(&format!("- line {i}: {l}\n"));
+    use std::collections::BTreeMap;
+    fn entries(v: &Value) -> BTreeMap<String, i64> {
+        let mut m = BTreeMap::new();
+        match v {
+            Value::Array(xs) => {
+                for x in xs {
+                    *m.entry(x.to_string()).or_insert(0) += 1;
+                }
+            }
+            other => {
+                m.insert(other.to_string(), 1);
+            }
         }
-        if out.len() > 3000 {
-            return out;
+        m
+    }
+    let mut sections: Vec<&str> = Vec::new();
+    for v in [a, b] {
+        if let Value::Object(o) = v {
+            for k in o.keys() {
+                if !sections.contains(&k.as_str()) {
+                    sections.push(k);
+                }
+            }
         }
     }
-    for (i, l) in bl.iter().enumerate() {
-        if !as_.contains(l) {
-            out.push_str(&format!("+ line {i}: {l}\n"));
+    let mut out = String::new();
+    for sec in sections {
+        let mut count = entries(&a[sec]);
+        for (k, n) in entries(&b[sec]) {
+            *count.entry(k).or_insert(0) -= n;
         }
-        if out.len() > 3000 {
-            return out;
+        for (k, n) in count.iter().filter(|(_, n)| **n != 0) {
+            let sign = if *n > 0 { '-' } else { '+' };
+            let times = if n.abs() > 1 {
+                format!(" (x{})", n.abs())
+            } else {
+                String::new()
+            };
+            out.push_str(&format!("{sign} {sec}{times}: {k}\n"));
+            if out.len() > 6000 {
+                out.push_str("...\n");
+                return out;
+            }
         }
     }
     if out.is_empty() && a != b {
-        out.push_str("(the same lines in another order)\n");
+        out.push_str("(no entry differs, but the snapshots do)\n");
     }
     out
 }
@@ -232,5 +258,31 @@ pub fn wait_equal(ns: &NetNs, want: &Value, timeout: Duration) -> Result<(), Str
     match ok {
         Ok(_) => Ok(()),
         Err(_) => Err(diff(want, &last)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::diff;
+
+    #[test]
+    fn diff_names_moved_values_and_multiplicity() {
+        let a = json!({
+            "link": [{"ifname": "a", "mtu": 1500}, {"ifname": "b", "mtu": 9000}],
+            "route4": [{"dst": "10.0.0.0/24"}],
+        });
+        // The MTUs swapped: every pretty-printed line still exists in both.
+        let b = json!({
+            "link": [{"ifname": "a", "mtu": 9000}, {"ifname": "b", "mtu": 1500}],
+            "route4": [{"dst": "10.0.0.0/24"}, {"dst": "10.0.0.0/24"}],
+        });
+        let d = diff(&a, &b);
+        assert!(d.contains(r#"- link: {"ifname":"a","mtu":1500}"#), "{d}");
+        assert!(d.contains(r#"+ link: {"ifname":"a","mtu":9000}"#), "{d}");
+        assert!(d.contains(r#"+ route4: {"dst":"10.0.0.0/24"}"#), "{d}");
+        assert!(!d.contains("x2"), "{d}");
+        assert_eq!(diff(&a, &a), "");
     }
 }

@@ -719,10 +719,16 @@ fn diff_apply(
         .enter(|| engine::show(cfg))
         .map_err(|e| format!("{what}: observe: {e}"))?;
     if !r.corrections.is_empty() {
-        stats.disagreements.push(format!(
-            "{what}: verification needed {} corrective plan(s) (the model missed what the kernel did): {}",
-            r.corrections.len(),
-            r.corrections.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" / ")
+        stats.disagreements.push(with_doc(
+            format!(
+                "{what}: verification needed {} corrective plan(s) (the model missed what the kernel did): {}\nobserved before:\n{}\nplan:\n{}",
+                r.corrections.len(),
+                r.corrections.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" / "),
+                serde_norway::to_string(&before).unwrap_or_default(),
+                r.plan
+            ),
+            "applied",
+            d,
         ));
     } else if r.executed {
         let model = hostd_core::sim::simulate_kernel(&before, &r.plan.ops)

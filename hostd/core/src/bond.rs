@@ -656,10 +656,17 @@ impl BondOptions {
         o
     }
 
-    /// What setting the mode does to the other options: a mode that cannot
-    /// use the ARP monitor (802.3ad, balance-tlb, balance-alb) turns it off
-    /// and turns the MII monitor on at 100 ms if it was off.
+    /// What setting the mode does to the other options (the kernel's
+    /// `bond_option_mode_set`): a mode that cannot use the ARP monitor
+    /// (802.3ad, balance-tlb, balance-alb) turns it off and turns the MII
+    /// monitor on at 100 ms if it was off; every mode change resets
+    /// `arp_validate` to none ("don't cache arp_validate between modes");
+    /// balance-alb turns `tlb_dynamic_lb` on.
     pub fn after_mode_set(&mut self, mode: BondMode) {
+        self.arp_validate = Some(ArpValidate::None);
+        if mode == BondMode::BalanceAlb {
+            self.tlb_dynamic_lb = Some(true);
+        }
         let arp_capable = !matches!(
             mode,
             BondMode::Lacp | BondMode::BalanceTlb | BondMode::BalanceAlb

@@ -1034,8 +1034,8 @@ impl Kernel {
 
 /// Bond options set as the kernel's `bond_changelink` does, in its order:
 /// the mode first (a mode without ARP monitoring turns it off and the MII
-/// monitor on at 100 ms), then `miimon` (a non-zero MII monitor turns ARP
-/// monitoring off), then the delays (refused while the MII monitor is off;
+/// monitor on at 100 ms, and resets `arp_validate`), then `miimon` (a
+/// non-zero MII monitor turns ARP monitoring and its validation off), then the delays (refused while the MII monitor is off;
 /// kept as ticks of it, so a later `miimon` change scales them), then
 /// `arp_interval` (a non-zero ARP monitor turns the MII monitor off), then
 /// the rest.
@@ -1051,7 +1051,10 @@ pub fn set_bond_options(
     if let Some(m) = changes.miimon {
         o.miimon = Some(m);
         if m != 0 && o.arp_interval.is_some_and(|a| a != 0) {
+            // `bond_option_miimon_set`: the ARP monitor off, and with it
+            // its validation.
             o.arp_interval = Some(0);
+            o.arp_validate = Some(crate::bond::ArpValidate::None);
         }
     }
     let miimon = o.miimon.unwrap_or(0);
@@ -1150,6 +1153,36 @@ mod tests {
 
     fn observed(yaml: &str) -> Observed {
         serde_norway::from_str(yaml).expect("observed")
+    }
+
+    /// The kernel's `bond_option_mode_set` resets `arp_validate` ("don't
+    /// cache arp_validate between modes") and `bond_option_miimon_set`
+    /// turns ARP validation off with the ARP monitor (seed 1796320259).
+    #[test]
+    fn mode_and_miimon_reset_arp_validate() {
+        use crate::bond::ArpValidate;
+        use crate::schema::BondMode;
+        let mut o = BondOptions::kernel_defaults(BondMode::ActiveBackup);
+        let mut ticks = [0; 3];
+        let arp = BondOptions {
+            arp_interval: Some(100),
+            arp_validate: Some(ArpValidate::Filter),
+            ..Default::default()
+        };
+        set_bond_options(&mut o, &mut ticks, None, &arp).expect("arp");
+        assert_eq!(o.arp_validate, Some(ArpValidate::Filter));
+        assert_eq!(o.miimon, Some(0));
+        let mii = BondOptions {
+            miimon: Some(100),
+            ..Default::default()
+        };
+        set_bond_options(&mut o, &mut ticks, None, &mii).expect("miimon");
+        assert_eq!((o.arp_interval, o.arp_validate), (Some(0), Some(ArpValidate::None)));
+        set_bond_options(&mut o, &mut ticks, None, &arp).expect("arp again");
+        set_bond_options(&mut o, &mut ticks, Some(BondMode::BalanceXor), &BondOptions::default())
+            .expect("mode");
+        assert_eq!(o.arp_validate, Some(ArpValidate::None));
+        assert_eq!(o.arp_interval, Some(100), "balance-xor keeps the ARP monitor");
     }
 
     /// A bridge found at the MTU its ports give may hold it as set by hand
