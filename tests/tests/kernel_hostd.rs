@@ -860,13 +860,13 @@ fn with_doc(e: String, name: &str, d: &NetworkState) -> String {
 /// at a random step of a transition (a stop, or a request the kernel refuses
 /// in the middle of a batch) rolls back exactly; teardown leaves the foreign
 /// state as it was. Runs as many cases as fit in `HOSTD_DIFF_BUDGET` seconds
-/// (default 300: CI runs every VM test in about 30 minutes; `HOSTD_DIFF_CASES` caps the count; the long mode is
+/// (default 200: CI runs every VM test in about 30 minutes; `HOSTD_DIFF_CASES` caps the count; the long mode is
 /// `HOSTD_DIFF_BUDGET=0 HOSTD_DIFF_CASES=5000`). Every failing seed is
 /// printed; kept ones (tests/regressions/differential-seeds.txt) run first.
 #[test]
 fn differential_generated_documents_and_transitions() {
     kernel::require(NEEDS);
-    let budget = env_u64("HOSTD_DIFF_BUDGET").unwrap_or(300);
+    let budget = env_u64("HOSTD_DIFF_BUDGET").unwrap_or(200);
     let max_cases = env_u64("HOSTD_DIFF_CASES").unwrap_or(u64::MAX);
     let base = env_u64("HOSTD_DIFF_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
