@@ -1177,12 +1177,24 @@ mod tests {
             ..Default::default()
         };
         set_bond_options(&mut o, &mut ticks, None, &mii).expect("miimon");
-        assert_eq!((o.arp_interval, o.arp_validate), (Some(0), Some(ArpValidate::None)));
+        assert_eq!(
+            (o.arp_interval, o.arp_validate),
+            (Some(0), Some(ArpValidate::None))
+        );
         set_bond_options(&mut o, &mut ticks, None, &arp).expect("arp again");
-        set_bond_options(&mut o, &mut ticks, Some(BondMode::BalanceXor), &BondOptions::default())
-            .expect("mode");
+        set_bond_options(
+            &mut o,
+            &mut ticks,
+            Some(BondMode::BalanceXor),
+            &BondOptions::default(),
+        )
+        .expect("mode");
         assert_eq!(o.arp_validate, Some(ArpValidate::None));
-        assert_eq!(o.arp_interval, Some(100), "balance-xor keeps the ARP monitor");
+        assert_eq!(
+            o.arp_interval,
+            Some(100),
+            "balance-xor keeps the ARP monitor"
+        );
     }
 
     /// A bridge found at the MTU its ports give may hold it as set by hand

@@ -459,6 +459,122 @@ async fn lacp_between_hostd_bonds_reported_in_status() {
             .and_then(|l| l.partner_sys_id.clone()),
         s.lacp.as_ref().and_then(|l| l.sys_id.clone())
     );
+
+    // The daemon's status source reports the same bonds: announced as
+    // `LacpChanged` with `"kind": "ovs"` on the first read, in `Status()`,
+    // and not again while only their LACP counters move.
+    use hostd::daemon::status::{
+        HostStatusSource, OvsStatus, Refresh, StatusChange, StatusConfig, StatusSource,
+    };
+    let source = |ovs: Option<OvsStatus>| {
+        HostStatusSource::new(&StatusConfig {
+            lldp: false,
+            announce: false,
+            ovs,
+            ..StatusConfig::default()
+        })
+    };
+    let src = Arc::new(source(Some(OvsStatus {
+        rundir: sb.dir().to_owned(),
+        ctl: Some(sb.vswitchd_ctl()),
+    })));
+    let refresh = |src: Arc<HostStatusSource>| async move {
+        tokio::task::spawn_blocking(move || {
+            src.refresh(&Refresh {
+                links: true,
+                ..Refresh::default()
+            })
+        })
+        .await
+        .expect("refresh")
+    };
+    let first = refresh(src.clone()).await;
+    let mut announced: Vec<String> = first
+        .iter()
+        .filter_map(|c| match c {
+            StatusChange::Lacp(v) if v["kind"] == "ovs" => {
+                assert_eq!(v["status"]["lacp_status"], "negotiated", "{v}");
+                v["bond"].as_str().map(str::to_owned)
+            }
+            _ => None,
+        })
+        .collect();
+    announced.sort();
+    assert_eq!(announced, ["hbond", "sbond"], "{first:?}");
+    let snap = src.snapshot();
+    let names: Vec<&str> = snap["status"]["ovs-bonds"]
+        .as_array()
+        .expect("ovs-bonds in Status()")
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(names, ["hbond", "sbond"], "{snap}");
+    // The first PDUs still carry settling bits (a partner's "expired"),
+    // which are announced. Settled: no announcement for 4 s (sbond sends
+    // hbond a PDU a second, hbond asked for the fast rate), while the
+    // counters move (bounded).
+    let ovs_changes = |c: &[StatusChange]| {
+        c.iter()
+            .filter(|c| matches!(c, StatusChange::Lacp(v) if v["kind"] == "ovs"))
+            .count()
+    };
+    let rx = |snap: &serde_json::Value| {
+        snap["status"]["ovs-bonds"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["name"] == "hbond"))
+            .and_then(|b| b["members"][0]["stats"]["rx_pdus"].as_u64())
+            .expect("hbond rx_pdus")
+    };
+    let settle = std::time::Instant::now();
+    let mut quiet_since = (std::time::Instant::now(), rx(&src.snapshot()));
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let c = refresh(src.clone()).await;
+        if ovs_changes(&c) > 0 {
+            quiet_since = (std::time::Instant::now(), rx(&src.snapshot()));
+        } else if quiet_since.0.elapsed() >= Duration::from_secs(4) {
+            break;
+        }
+        assert!(
+            settle.elapsed() < Duration::from_secs(40),
+            "OVS bond status never settled: {}",
+            src.snapshot()["status"]["ovs-bonds"]
+        );
+    }
+    assert!(
+        rx(&src.snapshot()) > quiet_since.1,
+        "the LACP counters did not move while nothing was announced: {}",
+        src.snapshot()["status"]["ovs-bonds"]
+    );
+    // A control socket that does not answer is a note, not an error; no
+    // ovs-vswitchd in the run directory (no pid file) is no OVS bonds.
+    let dead = Arc::new(source(Some(OvsStatus {
+        rundir: sb.dir().to_owned(),
+        ctl: Some(sb.dir().join("nobody.ctl")),
+    })));
+    refresh(dead.clone()).await;
+    let notes = dead.snapshot()["status"]["notes"].to_string();
+    assert!(notes.contains("Open vSwitch bonds not read"), "{notes}");
+    let empty_dir = tempfile_dir();
+    let none = Arc::new(source(Some(OvsStatus {
+        rundir: empty_dir.clone(),
+        ctl: None,
+    })));
+    refresh(none.clone()).await;
+    let snap = none.snapshot();
+    assert!(snap["status"]["ovs-bonds"].is_null(), "{snap}");
+    assert!(
+        !snap["status"]["notes"].to_string().contains("Open vSwitch"),
+        "{snap}"
+    );
+    let _ = std::fs::remove_dir_all(empty_dir);
+}
+
+/// An empty directory of its own.
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("hostd-ovs-status-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
 }
 
 /// The daemon's OVSDB event source: one event on connection, one per

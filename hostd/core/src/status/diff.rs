@@ -7,11 +7,15 @@
 //! or partner details, churn); it appeared or went away. A NIC's LLDP
 //! changed when its list of neighbours differs, including a NIC that
 //! appeared or went away while hearing neighbours. A change of the LLDP
-//! source (read, unavailable and why) is reported apart.
+//! source (read, unavailable and why) is reported apart. An Open vSwitch
+//! bond changed when its mode, LACP status, active member or a member's
+//! state differs; its LACP PDU counters (`lacp/show-stats`) are not a
+//! change (they move every second).
 
 use std::collections::BTreeMap;
 
 use super::{BondStatus, HostStatus, LldpNeighbor};
+use crate::ovs::status::OvsBondStatus;
 
 /// The names of what changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +24,10 @@ pub struct Changes {
     pub bonds: Vec<String>,
     /// Bonds that went away.
     pub bonds_gone: Vec<String>,
+    /// Open vSwitch bonds that appeared or whose state changed.
+    pub ovs_bonds: Vec<String>,
+    /// Open vSwitch bonds that went away.
+    pub ovs_bonds_gone: Vec<String>,
     /// NICs whose LLDP neighbours changed (appeared, went away, changed).
     pub lldp: Vec<String>,
     /// Whether LLDP was read, and why not, changed.
@@ -31,6 +39,8 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.bonds.is_empty()
             && self.bonds_gone.is_empty()
+            && self.ovs_bonds.is_empty()
+            && self.ovs_bonds_gone.is_empty()
             && self.lldp.is_empty()
             && !self.lldp_source
     }
@@ -54,6 +64,22 @@ pub fn changes(old: &HostStatus, new: &HostStatus) -> Changes {
             out.bonds_gone.push((*name).to_owned());
         }
     }
+    let oo: BTreeMap<&str, OvsBondStatus> = old
+        .ovs_bonds
+        .iter()
+        .map(|b| (b.name.as_str(), ovs_state(b)))
+        .collect();
+    for b in &new.ovs_bonds {
+        if oo.get(b.name.as_str()) != Some(&ovs_state(b)) {
+            out.ovs_bonds.push(b.name.clone());
+        }
+    }
+    for name in oo.keys() {
+        if !new.ovs_bonds.iter().any(|b| b.name == *name) {
+            out.ovs_bonds_gone.push((*name).to_owned());
+        }
+    }
+    out.ovs_bonds.sort();
     let neighbors = |s: &HostStatus| -> BTreeMap<String, Vec<LldpNeighbor>> {
         s.nics
             .iter()
@@ -71,6 +97,16 @@ pub fn changes(old: &HostStatus, new: &HostStatus) -> Changes {
         }
     }
     out
+}
+
+/// An OVS bond without its counters, members by name.
+fn ovs_state(b: &OvsBondStatus) -> OvsBondStatus {
+    let mut b = b.clone();
+    for m in &mut b.members {
+        m.stats = None;
+    }
+    b.members.sort_by(|x, y| x.name.cmp(&y.name));
+    b
 }
 
 /// Members compared by name, whatever their order.
@@ -194,5 +230,51 @@ mod tests {
         let c = changes(&a, &e);
         assert!(c.lldp_source);
         assert_eq!(c.lldp, ["eth0", "eth1"]);
+    }
+
+    #[test]
+    fn ovs_bond_state_changes_but_not_its_counters() {
+        use crate::ovs::status::{LacpMember, LacpStats, OvsMemberStatus};
+        let member = |name: &str, rx: u64| OvsMemberStatus {
+            name: name.into(),
+            enabled: true,
+            active: true,
+            lacp: Some(LacpMember {
+                state: vec!["current".into(), "attached".into()],
+                ..LacpMember::default()
+            }),
+            stats: Some(LacpStats {
+                rx_pdus: rx,
+                ..LacpStats::default()
+            }),
+            ..OvsMemberStatus::default()
+        };
+        let mut a = host();
+        a.ovs_bonds.push(OvsBondStatus {
+            name: "hbond".into(),
+            lacp_status: Some("negotiated".into()),
+            members: vec![member("h1", 10), member("h2", 10)],
+            ..OvsBondStatus::default()
+        });
+        let mut b = a.clone();
+        for (i, m) in b.ovs_bonds[0].members.iter_mut().enumerate() {
+            m.stats = Some(LacpStats {
+                rx_pdus: 40 + i as u64,
+                ..LacpStats::default()
+            });
+        }
+        b.ovs_bonds[0].members.reverse();
+        assert!(changes(&a, &b).is_empty(), "{:?}", changes(&a, &b));
+        let mut c = b.clone();
+        c.ovs_bonds[0].members[0].lacp = Some(LacpMember {
+            state: vec!["expired".into(), "attached".into()],
+            ..LacpMember::default()
+        });
+        assert_eq!(changes(&b, &c).ovs_bonds, ["hbond"]);
+        let d = host();
+        let gone = changes(&c, &d);
+        assert_eq!(gone.ovs_bonds_gone, ["hbond"]);
+        assert!(gone.bonds.is_empty());
+        assert_eq!(changes(&d, &c).ovs_bonds, ["hbond"]);
     }
 }

@@ -64,6 +64,11 @@ impl HostStatus {
         self.bonds.iter().find(|b| b.name == name)
     }
 
+    /// The Open vSwitch bond named `name`.
+    pub fn ovs_bond(&self, name: &str) -> Option<&crate::ovs::status::OvsBondStatus> {
+        self.ovs_bonds.iter().find(|b| b.name == name)
+    }
+
     /// The NIC named `name`.
     pub fn nic(&self, name: &str) -> Option<&NicStatus> {
         self.nics.iter().find(|n| n.name == name)

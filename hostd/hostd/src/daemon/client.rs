@@ -83,6 +83,17 @@ pub struct DaemonArgs {
     /// while after any change, whatever this says).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub status_poll: Duration,
+    /// Status: where ovs-vswitchd keeps its pid file and control socket;
+    /// its bonds are reported (and announced) while it runs there.
+    #[arg(long, env = "OVS_RUNDIR", default_value = "/run/openvswitch")]
+    pub ovs_rundir: PathBuf,
+    /// Status: ovs-vswitchd's control socket, when not the one in
+    /// `--ovs-rundir`.
+    #[arg(long)]
+    pub ovs_ctl: Option<PathBuf>,
+    /// Status: do not ask ovs-vswitchd (kernel bonds and NICs only).
+    #[arg(long)]
+    pub no_ovs_status: bool,
     /// The fleet channel (docs/fleet.md).
     #[command(flatten)]
     pub fleet: crate::fleet::FleetArgs,
@@ -113,6 +124,10 @@ impl DaemonArgs {
             quiet: self.status_quiet,
             max_delay: self.status_max_delay,
             poll: (!self.status_poll.is_zero()).then_some(self.status_poll),
+            ovs: (!self.no_ovs_status).then(|| super::status::OvsStatus {
+                rundir: self.ovs_rundir.clone(),
+                ctl: self.ovs_ctl.clone(),
+            }),
         })
     }
 

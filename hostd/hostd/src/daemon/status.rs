@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hostd_core::ovs::status::OvsBondStatus;
 use hostd_core::status::{
     diagnose, diff, lldp::Parsed, BondStatus, Finding, HostStatus, Intent, LldpSource,
 };
@@ -108,6 +109,18 @@ pub struct StatusConfig {
     /// event); `None`: never. After a change they are polled every second
     /// for a few seconds, whatever this says.
     pub poll: Option<Duration>,
+    /// Where to ask ovs-vswitchd for its bonds (`None`: never).
+    pub ovs: Option<OvsStatus>,
+}
+
+/// How the status source reaches ovs-vswitchd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OvsStatus {
+    /// Its run directory (pid file, `ovs-vswitchd.PID.ctl`): bonds are
+    /// read only while a pid file is there.
+    pub rundir: std::path::PathBuf,
+    /// Its control socket, when not the one in `rundir`.
+    pub ctl: Option<std::path::PathBuf>,
 }
 
 impl Default for StatusConfig {
@@ -121,6 +134,10 @@ impl Default for StatusConfig {
             quiet: Duration::from_millis(10),
             max_delay: Duration::from_millis(250),
             poll: Some(Duration::from_secs(30)),
+            ovs: Some(OvsStatus {
+                rundir: "/run/openvswitch".into(),
+                ctl: None,
+            }),
         }
     }
 }
@@ -152,6 +169,8 @@ struct Current {
     lldp: Option<Result<Parsed, String>>,
     /// Notes of the last link read and of the last LLDP read.
     link_notes: Vec<String>,
+    /// Why the last read of ovs-vswitchd's bonds failed.
+    ovs_note: Option<String>,
     intent: Option<Intent>,
     findings: Vec<Finding>,
     /// Whether the first refresh happened (the baseline).
@@ -163,6 +182,7 @@ struct Current {
 /// The status source backed by `hostd::status`.
 pub struct HostStatusSource {
     lldp_enabled: bool,
+    ovs: Option<OvsStatus>,
     lldpcli: Lldpcli,
     /// Netlink socket and procfs reader; held through a link refresh (read
     /// and compose), so two refreshes cannot overwrite a newer read with an
@@ -177,6 +197,7 @@ impl HostStatusSource {
     pub fn new(cfg: &StatusConfig) -> Self {
         Self {
             lldp_enabled: cfg.lldp,
+            ovs: cfg.ovs.clone(),
             lldpcli: cfg.lldpcli.clone(),
             reader: Mutex::new(None),
             indexes: Mutex::new(None),
@@ -213,6 +234,17 @@ impl HostStatusSource {
         }
     }
 
+    /// ovs-vswitchd's bonds: `None` when not asked for, `Ok(empty)` when
+    /// it does not run (no pid file), `Err` when it runs but does not
+    /// answer.
+    fn read_ovs(&self) -> Option<Result<Vec<OvsBondStatus>, String>> {
+        let o = self.ovs.as_ref()?;
+        Some(
+            crate::status::cli::read_ovs_bonds(o.ctl.as_deref(), &o.rundir)
+                .map(Option::unwrap_or_default),
+        )
+    }
+
     fn read_lldp(&self, what: &LldpRead) -> (Result<Parsed, String>, Duration) {
         let t = Instant::now();
         let r = match what {
@@ -226,6 +258,7 @@ impl HostStatusSource {
     fn compose(
         &self,
         netlink: Option<Result<NetlinkRead, String>>,
+        ovs: Option<Result<Vec<OvsBondStatus>, String>>,
         lldp: Option<(Result<Parsed, String>, Duration, bool)>,
     ) -> Vec<StatusChange> {
         let mut cur = lock(&self.current);
@@ -254,6 +287,18 @@ impl HostStatusSource {
             }
             None => {}
         }
+        match ovs {
+            Some(Ok(bonds)) => {
+                new.ovs_bonds = bonds;
+                cur.ovs_note = None;
+            }
+            Some(Err(e)) => {
+                // The previous OVS bonds stand, with a note.
+                tracing::warn!(error = %e, "status: reading Open vSwitch bonds");
+                cur.ovs_note = Some(format!("Open vSwitch bonds not read: {e}"));
+            }
+            None => {}
+        }
         if let Some((r, took, asked)) = lldp {
             if asked {
                 cur.reads.lldp += 1;
@@ -274,6 +319,7 @@ impl HostStatusSource {
             }
         }
         new.notes.clone_from(&cur.link_notes);
+        new.notes.extend(cur.ovs_note.clone());
         if let Some(Ok(p)) = &cur.lldp {
             new.notes
                 .extend(p.problems.iter().map(|x| format!("lldpcli: {x}")));
@@ -329,6 +375,23 @@ fn announce(
             "findings": [],
         })));
     }
+    // Open vSwitch bonds: the same signal, with `"kind": "ovs"`.
+    for name in &c.ovs_bonds {
+        out.push(StatusChange::Lacp(json!({
+            "bond": name,
+            "kind": "ovs",
+            "status": new.ovs_bond(name),
+            "findings": findings_of(findings, &format!("ovs:{name}")),
+        })));
+    }
+    for name in &c.ovs_bonds_gone {
+        out.push(StatusChange::Lacp(json!({
+            "bond": name,
+            "kind": "ovs",
+            "status": Value::Null,
+            "findings": [],
+        })));
+    }
     let lldp_event = |nic: Option<&str>| {
         let neighbors = nic
             .and_then(|n| new.nic(n))
@@ -365,9 +428,10 @@ impl StatusSource for HostStatusSource {
         if what.links || what.bonds {
             let mut reader = lock(&self.reader);
             let nl = self.read_netlink(&mut reader, what);
-            self.compose(Some(nl), lldp)
+            let ovs = self.read_ovs();
+            self.compose(Some(nl), ovs, lldp)
         } else {
-            self.compose(None, lldp)
+            self.compose(None, None, lldp)
         }
     }
 
@@ -437,6 +501,7 @@ pub struct Inbox {
 struct InboxQueue {
     links: Vec<(u32, Option<String>)>,
     overflow: bool,
+    ovs: bool,
     first: Option<tokio::time::Instant>,
 }
 
@@ -447,6 +512,8 @@ pub struct InboxBatch {
     pub links: Vec<(u32, Option<String>)>,
     /// Events were dropped (the cap, or a netlink overrun): re-read.
     pub overflow: bool,
+    /// OVSDB's configuration changed (bonds may have come or gone).
+    pub ovs: bool,
     /// When the first of them arrived.
     pub first: Option<tokio::time::Instant>,
 }
@@ -479,6 +546,10 @@ impl Inbox {
                         q.overflow = true;
                         q.links.clear();
                     }
+                    Event::Ovs => {
+                        any = true;
+                        q.ovs = true;
+                    }
                     _ => {}
                 }
             }
@@ -496,10 +567,11 @@ impl Inbox {
         loop {
             {
                 let mut q = lock(&self.q);
-                if q.overflow || !q.links.is_empty() {
+                if q.overflow || q.ovs || !q.links.is_empty() {
                     return InboxBatch {
                         links: std::mem::take(&mut q.links),
                         overflow: std::mem::take(&mut q.overflow),
+                        ovs: std::mem::take(&mut q.ovs),
                         first: q.first.take(),
                     };
                 }

@@ -8,6 +8,9 @@
 //!   partner's state bits), so the bonds are also polled (a dump filtered
 //!   to the bonds and their members): every second for
 //!   [`FOLLOW_UP`] after any change, then every `--status-poll`.
+//!   Open vSwitch bonds (`bond/show`, `lacp/show` over ovs-vswitchd's
+//!   control socket, while it runs) are read with the links and at each
+//!   poll, and after OVSDB configuration changes (`super::ovs_watch`).
 //! - **lldp**: `lldpcli watch`, supervised ([`super::lldp_watch`]): each
 //!   event, coalesced, is one `lldpcli show neighbors` read; the watch
 //!   stopping makes LLDP "unavailable (why)" until it runs again.
@@ -108,6 +111,7 @@ async fn links(d: Daemon, inbox: Arc<Inbox>) {
         tokio::select! {
             batch = inbox.next() => {
                 let relevant = batch.overflow
+                    || batch.ovs
                     || batch.links.iter().any(|(i, n)| src.concerns(*i, n.as_deref()));
                 if relevant {
                     let now = Instant::now();
