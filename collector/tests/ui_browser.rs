@@ -211,6 +211,24 @@ async fn page_and_graphs_in_chromium() {
         assert!(head.contains("content-type: image/png"), "{head}");
         assert_eq!(&body[1..4], b"PNG");
     }
+    // SVG by extension or parameter, for an interface too.
+    for path in [
+        "/graph/subnet/10.0.0.0/24.svg?range=15m",
+        "/graph/if/192.0.2.1/3?format=svg&range=15m&ds=packets",
+    ] {
+        let (st, head, body) = http(api, path, &format!("Authorization: Bearer {TOKEN}\r\n")).await;
+        assert_eq!(st, 200, "{path}: {head}");
+        assert!(head.contains("content-type: image/svg+xml"), "{head}");
+        let svg = String::from_utf8(body).unwrap();
+        roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    let (st, _, _) = http(
+        api,
+        "/graph/subnet/192.0.2.0/24.png",
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
+    )
+    .await;
+    assert_eq!(st, 404);
     let (st, head, _) = http(api, &format!("/ui?token={TOKEN}&range=15m"), "").await;
     assert_eq!(st, 303, "{head}");
     assert!(
