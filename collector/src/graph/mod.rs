@@ -28,6 +28,7 @@ use std::sync::OnceLock;
 use plotters::{
     coord::Shift,
     prelude::*,
+    style::text_anchor::{HPos, Pos, VPos},
     style::{register_font, FontStyle},
 };
 
@@ -263,6 +264,45 @@ pub fn time_label(t: f64, span: u64) -> String {
     }
 }
 
+/// Time-axis ticks over `(start, end]`: multiples (UTC) of the smallest
+/// interval in a fixed list that gives at most 8 labels (bold), and of the
+/// next smaller one for the light grid lines.
+pub fn time_ticks(start: u64, end: u64) -> (Vec<f64>, Vec<f64>) {
+    const STEPS: [u64; 15] = [
+        10,
+        30,
+        60,
+        300,
+        600,
+        900,
+        1800,
+        3600,
+        7200,
+        10_800,
+        21_600,
+        43_200,
+        86_400,
+        7 * 86_400,
+        28 * 86_400,
+    ];
+    let span = end.saturating_sub(start).max(1);
+    let i = STEPS
+        .iter()
+        .position(|s| span / s <= 8)
+        .unwrap_or(STEPS.len() - 1);
+    let at = |step: u64| -> Vec<f64> {
+        let mut v = Vec::new();
+        let mut t = start.div_ceil(step) * step;
+        while t <= end && v.len() < 200 {
+            v.push(t as f64);
+            t += step;
+        }
+        v
+    };
+    let light = if i > 0 { at(STEPS[i - 1]) } else { Vec::new() };
+    (at(STEPS[i]), light)
+}
+
 fn ensure_font() -> Result<(), GraphError> {
     static OK: OnceLock<bool> = OnceLock::new();
     if *OK.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
@@ -418,6 +458,7 @@ where
     let xfmt = move |x: &f64| time_label(*x, span);
     let yfmt = move |y: &f64| si(*y, unit);
 
+    let (bold, light) = time_ticks(g.start, g.end);
     let mut chart = ChartBuilder::on(&top)
         .caption(&g.title, (FAMILY, 15))
         .margin(6)
@@ -428,9 +469,11 @@ where
         .map_err(draw_err)?;
     chart
         .configure_mesh()
-        .x_labels(7)
+        // Vertical grid lines and time labels are drawn below, at round
+        // times (plotters' own key points are round decimal numbers).
+        .disable_x_mesh()
+        .x_labels(0)
         .y_labels(6)
-        .x_label_formatter(&xfmt)
         .y_label_formatter(&yfmt)
         .label_style((FAMILY, 11))
         .axis_desc_style((FAMILY, 11))
@@ -439,6 +482,23 @@ where
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()
         .map_err(draw_err)?;
+
+    for (ticks, color) in [(&light, (240, 240, 240)), (&bold, (215, 215, 215))] {
+        for t in ticks.iter() {
+            chart
+                .draw_series(LineSeries::new([(*t, 0.0), (*t, ymax)], rgb(color)))
+                .map_err(draw_err)?;
+        }
+    }
+    let label_style = (FAMILY, 11)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    for t in &bold {
+        let (x, y) = chart.backend_coord(&(*t, 0.0));
+        root.draw(&Text::new(xfmt(t), (x, y + 5), &label_style))
+            .map_err(draw_err)?;
+    }
 
     // Areas first, lines over them.
     for pass in [Style::Area, Style::Line] {

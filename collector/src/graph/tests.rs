@@ -338,3 +338,21 @@ fn ranges_paths_and_escaping() {
         "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
     );
 }
+
+#[test]
+fn time_ticks_are_round() {
+    // 30 minutes from 08:00: every 5 minutes, light every minute.
+    let (b, l) = time_ticks(T0, T0 + 1800);
+    assert_eq!(b.first(), Some(&(T0 as f64)));
+    assert_eq!(b.len(), 7);
+    assert!(b.iter().all(|t| (*t as u64).is_multiple_of(300)));
+    assert_eq!(l.len(), 31);
+    // A day from an odd time: every 3 hours on the hour.
+    let (b, _) = time_ticks(T0 + 77, T0 + 77 + 86_400);
+    assert!(b.len() <= 8 && b.len() >= 7, "{b:?}");
+    assert!(b.iter().all(|t| (*t as u64).is_multiple_of(10_800)));
+    assert!(b.iter().all(|t| *t > (T0 + 77) as f64));
+    // Years: at most 200 ticks whatever the span.
+    let (b, l) = time_ticks(0, 20 * 366 * 86_400);
+    assert!(b.len() <= 200 && l.len() <= 200);
+}
