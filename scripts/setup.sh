@@ -36,6 +36,9 @@ APT_PACKAGES=(
   # hostd's dns-resolver test runs its own systemd-resolved on a private bus
   # (hostd/hostd/tests/resolved.rs); see the resolv.conf save/restore below
   systemd-resolved
+  # collector graphs: the headless-browser test of the HTML page
+  # (collector/tests/ui_browser.rs)
+  chromium
 )
 
 missing=()

@@ -56,6 +56,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(protected)
+        // Graphs and the HTML page (issue 13): their own auth, see graph::web.
+        .merge(crate::graph::web::routes(shared.clone()))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -66,7 +68,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// Constant-time comparison of a presented token with the configured ones.
-fn token_ok(tokens: &[String], presented: &str) -> bool {
+pub(crate) fn token_ok(tokens: &[String], presented: &str) -> bool {
     tokens.iter().fold(false, |ok, t| {
         let (a, b) = (t.as_bytes(), presented.as_bytes());
         let mut diff = (a.len() ^ b.len()) as u8 | (a.len() != b.len()) as u8;

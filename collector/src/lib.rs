@@ -10,12 +10,14 @@
 //! - [`rrd`]: the round-robin database (rrdtool semantics, checked against it).
 //!
 //! Edges: [`ingest`] (UDP sockets, recvmmsg), [`store`] (series registry and
-//! snapshots), [`api`] (HTTP+JSON, Prometheus), [`config`], and [`run`], which
+//! snapshots), [`api`] (HTTP+JSON, Prometheus), [`graph`] (PNG/SVG graphs
+//! and the HTML page), [`config`], and [`run`], which
 //! ties them together until a shutdown future resolves.
 
 pub mod accounting;
 pub mod api;
 pub mod config;
+pub mod graph;
 pub mod header;
 pub mod ingest;
 pub mod rrd;
