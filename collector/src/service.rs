@@ -251,6 +251,8 @@ impl Collector {
                 }
             }
         }));
+        // SNMP poller (issue 13): its own task, none without snmp.targets.
+        tasks.extend(crate::snmp::poller::spawn(shared.clone(), stop_rx.clone()));
         tracing::info!(api = %api_addr, sflow = ?sflow_addrs, subnets = cfg.subnets.len(), "collector running");
         Ok(Self {
             shared,
