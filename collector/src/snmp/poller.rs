@@ -183,11 +183,35 @@ async fn columns<const N: usize>(
 
 /// One poll: sysUpTime, interfaces (names when due), HOST-RESOURCES,
 /// ENTITY-SENSOR temperatures.
-async fn poll_once(c: &SnmpClient, reps: u32, with_names: bool) -> Result<PollData, String> {
+///
+/// SNMPv3: async-snmp (rightly) ignores the unauthenticated
+/// usmStatsWrongDigests Report an agent sends for a wrong password, so that
+/// case looks like a timeout. When the agent did answer engine discovery
+/// (its engine is in `engines`) the error says so and names the likely
+/// cause.
+async fn poll_once(
+    c: &SnmpClient,
+    reps: u32,
+    with_names: bool,
+    engines: &EngineCache,
+) -> Result<PollData, String> {
     let up = c
         .get(&Oid::from_slice(oids::SYS_UPTIME))
         .await
-        .map_err(|e| format!("sysUpTime: {e}"))?;
+        .map_err(|e| {
+            let v3_unauthenticated = c.version() == async_snmp::Version::V3
+                && e.kind() == async_snmp::ErrorKind::Timeout
+                && engines.get(&c.peer_addr()).is_some();
+            if v3_unauthenticated {
+                format!(
+                    "sysUpTime: {e}: the agent answered SNMPv3 engine discovery but no \
+                     authenticated reply came back: authentication failed (wrong user, \
+                     auth_password or priv_password, or the user has no access)"
+                )
+            } else {
+                format!("sysUpTime: {e}")
+            }
+        })?;
     let up: Vec<Varbind> = up
         .varbinds
         .into_iter()
@@ -335,7 +359,7 @@ pub fn spawn(
                                 c
                             }
                         };
-                        poll_once(&c, t.max_repetitions, names_due(polls, refresh)).await
+                        poll_once(&c, t.max_repetitions, names_due(polls, refresh), &engines).await
                     };
                     let result = match tokio::time::timeout(deadline, run).await {
                         Ok(r) => r.map_err(|e| redact(e, &secrets)),
@@ -384,4 +408,26 @@ pub fn spawn(
         tasks.abort_all();
         tracing::info!("SNMP poller stopped");
     }))
+}
+
+/// Polls one target once on a socket of its own, within its deadline (the
+/// tests' differential against `snmpbulkwalk`; the collector uses
+/// [`spawn`]). `target` must have been validated and loaded.
+pub async fn poll_target_once(target: &TargetConfig, with_names: bool) -> Result<PollData, String> {
+    let cr = creds(target)?;
+    let mut sockets = Sockets { v4: None, v6: None };
+    let (host, _) = super::config::split_address(&target.address).unwrap_or_default();
+    let sock = sockets.for_host(&host).await?;
+    let engines = Arc::new(EngineCache::new());
+    let run = async {
+        let c = build(target, &cr, &sock, &engines).await?;
+        poll_once(&c, target.max_repetitions, with_names, &engines).await
+    };
+    match tokio::time::timeout(target.deadline(), run).await {
+        Ok(r) => r.map_err(|e| redact(e, &cr.secrets)),
+        Err(_) => Err(format!(
+            "poll deadline of {} ms exceeded",
+            target.deadline().as_millis()
+        )),
+    }
 }

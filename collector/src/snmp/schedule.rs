@@ -97,5 +97,5 @@ impl Schedule {
 /// Whether the poll number `poll` (1 = first) walks the names: the first
 /// poll and every `refresh`-th after it.
 pub fn names_due(poll: u64, refresh: u64) -> bool {
-    poll <= 1 || (poll - 1) % refresh.max(1) == 0
+    poll <= 1 || (poll - 1).is_multiple_of(refresh.max(1))
 }
