@@ -573,3 +573,319 @@ fn secrets_never_printed_or_logged_by_the_binary() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- snmpsim (PyPI, in the venv made by scripts/setup.sh) ----
+
+const WRAP_RATE: u64 = 1_000_000; // bytes/s of the simulated wrapping counters
+const WRAP_AFTER_S: u64 = 8; // the 32-bit counter wraps this long after snmpsim starts
+
+/// `OID|TAG|VALUE` lines sorted by OID, as snmpsim wants them.
+fn snmprec(mut rows: Vec<(Vec<u32>, String)>) -> String {
+    rows.sort();
+    rows.iter()
+        .map(|(o, v)| {
+            let o: Vec<String> = o.iter().map(|a| a.to_string()).collect();
+            format!("{}|{v}\n", o.join("."))
+        })
+        .collect()
+}
+
+fn oid(base: &[u32], idx: &[u32]) -> Vec<u32> {
+    base.iter().chain(idx).copied().collect()
+}
+
+/// A switch with 1,000 interfaces: 999 with HC counters, the last with
+/// 32-bit counters only; a RAM row; two temperature sensors (scales units
+/// and milli) and a voltage sensor; ifName/ifAlias/entPhysicalName.
+fn big_agent() -> String {
+    let mut r = vec![(vec![1, 3, 6, 1, 2, 1, 1, 3, 0], "67|1000".to_string())];
+    let if_t = [1, 3, 6, 1, 2, 1, 2, 2, 1];
+    let ifx = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
+    for i in 1..=1000u32 {
+        r.push((oid(&if_t, &[2, i]), format!("4|port {i}")));
+        for col in [10, 11, 13, 14, 16, 17, 19, 20] {
+            r.push((oid(&if_t, &[col, i]), format!("65|{}", i * 100 + col)));
+        }
+        r.push((oid(&ifx, &[1, i]), format!("4|Eth1/{i}")));
+        r.push((oid(&ifx, &[18, i]), format!("4|customer {i}")));
+        if i < 1000 {
+            for col in [6, 7, 10, 11] {
+                r.push((
+                    oid(&ifx, &[col, i]),
+                    format!("70|{}", (1u64 << 40) + i as u64),
+                ));
+            }
+        }
+    }
+    let st = [1, 3, 6, 1, 2, 1, 25, 2, 3, 1];
+    r.push((oid(&st, &[2, 1]), "6|1.3.6.1.2.1.25.2.1.2".into()));
+    r.push((oid(&st, &[3, 1]), "4|Physical memory".into()));
+    r.push((oid(&st, &[4, 1]), "2|1024".into()));
+    r.push((oid(&st, &[5, 1]), "2|1048576".into()));
+    r.push((oid(&st, &[6, 1]), "2|524288".into()));
+    let se = [1, 3, 6, 1, 2, 1, 99, 1, 1, 1];
+    for (idx, ty, scale, prec, val) in [
+        (10, 8, 9, 1, 425),
+        (11, 8, 8, 0, 38_000),
+        (12, 4, 9, 2, 1200),
+    ] {
+        for (col, v) in [(1, ty), (2, scale), (3, prec), (4, val), (5, 1)] {
+            r.push((oid(&se, &[col, idx]), format!("2|{v}")));
+        }
+    }
+    let names = [1, 3, 6, 1, 2, 1, 47, 1, 1, 1, 1, 7];
+    r.push((oid(&names, &[10]), "4|CPU".into()));
+    r.push((oid(&names, &[11]), "4|Inlet".into()));
+    r.push((oid(&names, &[12]), "4|12V".into()));
+    snmprec(r)
+}
+
+/// Two interfaces counting WRAP_RATE bytes/s: ifIndex 1 with only 32-bit
+/// counters, wrapping WRAP_AFTER_S after start; ifIndex 2 with HC.
+fn wrap_agent() -> String {
+    let if_t = [1, 3, 6, 1, 2, 1, 2, 2, 1];
+    let ifx = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
+    let initial = u32::MAX as u64 - WRAP_RATE * WRAP_AFTER_S;
+    let mut r = vec![(vec![1, 3, 6, 1, 2, 1, 1, 3, 0], "67|1000".to_string())];
+    for i in 1..=2u32 {
+        r.push((oid(&if_t, &[2, i]), format!("4|if{i}")));
+        for col in [11, 13, 14, 16, 17, 19, 20] {
+            r.push((oid(&if_t, &[col, i]), "65|0".into()));
+        }
+        r.push((oid(&ifx, &[1, i]), format!("4|if{i}")));
+    }
+    r.push((
+        oid(&if_t, &[10, 1]),
+        format!("65:numeric|rate={WRAP_RATE},initial={initial},wrap=1"),
+    ));
+    r.push((oid(&if_t, &[10, 2]), "65|0".into()));
+    r.push((
+        oid(&ifx, &[6, 2]),
+        format!("70:numeric|rate={WRAP_RATE},initial=1000"),
+    ));
+    for col in [7, 10, 11] {
+        r.push((oid(&ifx, &[col, 2]), "70|0".into()));
+    }
+    snmprec(r)
+}
+
+struct Snmpsim {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Snmpsim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Snmpsim {
+    /// Serves `data/<community>.snmprec` files on 127.0.0.1.
+    fn start(dir: &Path, agents: &[(&str, String)]) -> Self {
+        let data = dir.join("data");
+        let cache = dir.join("cache");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&cache).unwrap();
+        for (community, text) in agents {
+            std::fs::write(data.join(format!("{community}.snmprec")), text).unwrap();
+        }
+        // snmpsim refuses to run as root and drops to nobody.
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in [
+            (dir, 0o755),
+            (data.as_path(), 0o755),
+            (cache.as_path(), 0o777),
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let venv = std::env::var("HOSTNET_VENV").unwrap_or_else(|_| "/opt/hostnet/venv".into());
+        let python = format!("{venv}/bin/python");
+        let have = Command::new(&python)
+            .args(["-c", "import snmpsim"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(have, "snmpsim missing in {venv}: run scripts/setup.sh");
+        let port = free_udp_port();
+        // After the drop to nobody, Python's lazy stdlib imports fail where
+        // the interpreter lives in a private directory (pyenv under /root
+        // here): import what snmpsim needs before it drops privileges.
+        let pre = "import dbm, dbm.dumb, encodings.latin_1, encodings.ascii, encodings.idna, \
+                   sys, random, math, bisect, struct, hashlib, hmac, json, logging.handlers; \
+                   from snmpsim.commands.responder import main; \
+                   sys.argv[0] = 'snmpsim-command-responder'; sys.exit(main())";
+        let log = std::fs::File::create(dir.join("snmpsim.log")).unwrap();
+        let child = Command::new(&python)
+            .args(["-c", pre])
+            .arg(format!("--data-dir={}", data.display()))
+            .arg(format!("--cache-dir={}", cache.display()))
+            .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"))
+            .args([
+                "--process-user=nobody",
+                "--process-group=nogroup",
+                "--logging-method=null",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let s = Snmpsim { child, port };
+        let community = agents[0].0;
+        lab::wait_until("snmpsim answering", Duration::from_secs(60), || {
+            Command::new("snmpget")
+                .args(["-v2c", "-c", community, "-t", "0.5", "-r", "0"])
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("1.3.6.1.2.1.1.3.0")
+                .env("MIBS", "")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success()
+        });
+        s
+    }
+}
+
+fn snmpget_u64(port: u16, community: &str, oid: &str) -> u64 {
+    let out = Command::new("snmpget")
+        .args(["-v2c", "-c", community, "-On", "-Oqv"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(oid)
+        .env("MIBS", "")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snmpsim_1000_interfaces_sensors_and_a_counter_wrap() {
+    // Two instances: the small one starts fast, so its counter's wrap
+    // (timed from snmpsim's start) falls inside the polled window.
+    let dir = tmpdir("simwrap");
+    let sim = Snmpsim::start(&dir, &[("wrap", wrap_agent())]);
+    let addr = format!("127.0.0.1:{}", sim.port);
+
+    // The wrapping agent, polled every second by the collector across the
+    // 32-bit wrap: no unknown interval, no spike.
+    let start = snmpget_u64(sim.port, "wrap", "1.3.6.1.2.1.2.2.1.10.1");
+    assert!(
+        u32::MAX as u64 - start > WRAP_RATE * 3,
+        "snmpsim took too long to start: the counter ({start}) wraps in less than 3 s"
+    );
+    let mut wrap = v2c("wrap", &addr);
+    wrap.community = Some(Secret::new("wrap"));
+    wrap.interval = 1;
+    wrap.timeout_ms = 500;
+    let c = Collector::start(collector_config(vec![wrap]), system_clock())
+        .await
+        .unwrap();
+    let t_start = system_clock()();
+    lab::wait_until("the counter wrapped", Duration::from_secs(30), || {
+        snmpget_u64(sim.port, "wrap", "1.3.6.1.2.1.2.2.1.10.1") < start
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t_end = system_clock()();
+    let st = json(c.api_addr, "/api/v1/snmp/targets").await;
+    let t = target(&st, "wrap");
+    assert_eq!(t["polls_failed"], 0, "{t}");
+    for id in ["snmp/wrap/if/1", "snmp/wrap/if/2"] {
+        let data = json(
+            c.api_addr,
+            &format!(
+                "/api/v1/series/data?id={id}&start={}&end={}",
+                t_start + 2,
+                t_end - 1
+            ),
+        )
+        .await;
+        let rows: Vec<Option<f64>> = data["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[1].as_f64())
+            .collect();
+        assert!(rows.len() >= 5, "{id}: {data}");
+        let known: Vec<f64> = rows.iter().flatten().copied().collect();
+        assert_eq!(
+            known.len(),
+            rows.len(),
+            "{id}: a wrap must not be unknown: {rows:?}"
+        );
+        for v in &known {
+            // Readings land on whole seconds: one row may hold up to ~2 s.
+            assert!(
+                *v > 0.3 * WRAP_RATE as f64 && *v < 3.0 * WRAP_RATE as f64,
+                "{id}: {rows:?}"
+            );
+        }
+        let mean = known.iter().sum::<f64>() / known.len() as f64;
+        assert!(
+            (mean / WRAP_RATE as f64 - 1.0).abs() < 0.2,
+            "{id}: mean {mean} B/s, {rows:?}"
+        );
+    }
+    c.shutdown().await.unwrap();
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // 1,000 interfaces in one poll, the odd one on 32-bit counters.
+    let dir = tmpdir("simbig");
+    let sim = Snmpsim::start(&dir, &[("big", big_agent())]);
+    let addr = format!("127.0.0.1:{}", sim.port);
+    let mut big = v2c("big", &addr);
+    big.community = Some(Secret::new("big"));
+    big.deadline_ms = Some(60_000);
+    big.timeout_ms = 5000;
+    let t0 = Instant::now();
+    let p = poll_target_once(&big, true)
+        .await
+        .expect("poll of 1,000 interfaces");
+    let took = t0.elapsed();
+    let t1 = Instant::now();
+    for col in ["1.3.6.1.2.1.31.1.1.1.6", "1.3.6.1.2.1.31.1.1.1.10"] {
+        assert_eq!(bulkwalk_c(&addr, "big", col), 999);
+    }
+    eprintln!(
+        "snmpsim: one poll of 1,000 interfaces (names, 8 counter columns, the \
+         32-bit fallback, storage, sensors) {took:?}; snmpbulkwalk of 2 HC columns {:?}",
+        t1.elapsed()
+    );
+    assert_eq!(p.interfaces.len(), 1000);
+    assert_eq!(p.interfaces.iter().filter(|r| r.is_hc()).count(), 999);
+    let last = &p.interfaces[999];
+    assert_eq!(last.if_index, 1000);
+    assert_eq!(last.traffic[0], Some(Counter::C32(100_010)));
+    assert_eq!(
+        p.interfaces[0].traffic[1],
+        Some(Counter::C64((1 << 40) + 1))
+    );
+    assert_eq!(p.interfaces[4].errors[0], Some(Counter::C32(514)));
+    let names = p.if_names.as_ref().unwrap();
+    assert_eq!(names[&1000].name.as_deref(), Some("Eth1/1000"));
+    assert_eq!(names[&7].alias.as_deref(), Some("customer 7"));
+    assert_eq!(p.temperatures, vec![(10, Some(42.5)), (11, Some(38.0))]);
+    let sn = p.sensor_names.as_ref().unwrap();
+    assert_eq!(sn[&10], "CPU");
+    assert_eq!(sn[&11], "Inlet");
+    assert_eq!(p.storage.len(), 1);
+    assert_eq!(p.storage[0].kind, 2);
+    assert_eq!(p.storage[0].size_bytes, 1024.0 * 1_048_576.0);
+
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn bulkwalk_c(addr: &str, community: &str, oid: &str) -> usize {
+    let out = Command::new("snmpbulkwalk")
+        .args(["-v2c", "-c", community, "-On", "-Cr25", addr, oid])
+        .env("MIBS", "")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!(".{oid}.")))
+        .count()
+}
