@@ -889,3 +889,18 @@ fn bulkwalk_c(addr: &str, community: &str, oid: &str) -> usize {
         .filter(|l| l.starts_with(&format!(".{oid}.")))
         .count()
 }
+
+#[tokio::test]
+async fn start_fails_on_an_unreadable_secret_file_naming_the_field() {
+    let mut t = v2c("a", "127.0.0.1:161");
+    t.community = None;
+    t.community_file = Some("/nonexistent/community".into());
+    let e = Collector::start(collector_config(vec![t]), system_clock())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("snmp.targets[0].community_file: reading /nonexistent/community"),
+        "{e}"
+    );
+}

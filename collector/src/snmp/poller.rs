@@ -277,6 +277,25 @@ async fn poll_once(
     Ok(d)
 }
 
+/// Validates the `snmp:` section, reads its secret files and checks the
+/// credentials with the client library; returns the loaded section.
+pub fn check(cfg: &SnmpConfig) -> Result<SnmpConfig, super::config::SnmpConfigError> {
+    let mut cfg = cfg.clone();
+    cfg.validate_and_load()?;
+    if let Some((i, e)) = cfg
+        .targets
+        .iter()
+        .enumerate()
+        .find_map(|(i, t)| creds(t).err().map(|e| (i, e)))
+    {
+        return Err(super::config::SnmpConfigError {
+            field: format!("snmp.targets[{i}]"),
+            message: e,
+        });
+    }
+    Ok(cfg)
+}
+
 struct Done {
     target: usize,
     client: Option<SnmpClient>,
@@ -284,19 +303,16 @@ struct Done {
 }
 
 /// Starts the poller if `snmp.targets` is not empty: registers the targets
-/// in the store and polls until `stop` turns true.
+/// in the store and polls until `stop` turns true. Fails (naming the field)
+/// when a secret file cannot be read or a credential is invalid.
 pub fn spawn(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let mut cfg: SnmpConfig = shared.cfg.snmp.clone();
-    if cfg.targets.is_empty() {
-        return None;
+) -> Result<Option<tokio::task::JoinHandle<()>>, super::config::SnmpConfigError> {
+    if shared.cfg.snmp.targets.is_empty() {
+        return Ok(None);
     }
-    if let Err(e) = cfg.validate_and_load() {
-        tracing::error!(error = %e, "SNMP poller not started");
-        return None;
-    }
+    let cfg = check(&shared.cfg.snmp)?;
     if let Ok(mut st) = shared.store.write() {
         st.snmp.configure(
             &shared.cfg.series,
@@ -307,7 +323,7 @@ pub fn spawn(
             },
         );
     }
-    Some(tokio::spawn(async move {
+    Ok(Some(tokio::spawn(async move {
         let targets: Arc<Vec<TargetConfig>> = Arc::new(cfg.targets.clone());
         let creds: Vec<Result<Creds, String>> = targets.iter().map(creds).collect();
         let mut clients: Vec<Option<SnmpClient>> = vec![None; targets.len()];
@@ -407,7 +423,7 @@ pub fn spawn(
         }
         tasks.abort_all();
         tracing::info!("SNMP poller stopped");
-    }))
+    })))
 }
 
 /// Polls one target once on a socket of its own, within its deadline (the
