@@ -904,3 +904,51 @@ async fn start_fails_on_an_unreadable_secret_file_naming_the_field() {
         "{e}"
     );
 }
+
+/// 100 targets (all the same snmpd under different names) share one UDP
+/// socket, at most 8 polls at a time, and all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_targets_share_one_socket_with_bounded_concurrency() {
+    let dir = tmpdir("many");
+    let d = Snmpd::start(&dir);
+    let targets: Vec<TargetConfig> = (0..100)
+        .map(|i| {
+            let mut t = v2c(&format!("t{i}"), &d.addr());
+            t.interval = 5;
+            t.deadline_ms = Some(4000);
+            t.timeout_ms = 1000;
+            t
+        })
+        .collect();
+    let mut cfg = collector_config(targets);
+    cfg.snmp.max_in_flight = 8;
+    let c = Collector::start(cfg, system_clock()).await.unwrap();
+    let t0 = Instant::now();
+    let st = loop {
+        let st = json(c.api_addr, "/api/v1/snmp/targets").await;
+        let all = st["targets"].as_array().unwrap();
+        if all.iter().all(|t| t["polls_ok"].as_u64().unwrap() >= 1)
+            || t0.elapsed() > Duration::from_secs(30)
+        {
+            break st;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = t0.elapsed();
+    let sockets = st["sockets"].as_u64().unwrap();
+    let all = st["targets"].as_array().unwrap();
+    let failed: Vec<&Value> = all.iter().filter(|t| t["polls_ok"] == 0).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(all.iter().all(|t| t["polls_failed"] == 0), "{st}");
+    eprintln!("100 targets polled once in {took:?} over {sockets} SNMP socket(s)");
+    assert_eq!(sockets, 1, "one IPv4 socket for 100 IPv4 targets");
+    let peak = st["peak_in_flight"].as_u64().unwrap();
+    eprintln!("peak polls in flight: {peak}");
+    assert!(
+        (2..=8).contains(&peak),
+        "concurrent but bounded by max_in_flight 8: {peak}"
+    );
+    c.shutdown().await.unwrap();
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

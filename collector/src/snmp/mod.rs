@@ -36,6 +36,8 @@ pub async fn targets_handler(State(sh): State<Arc<Shared>>) -> axum::response::R
             "rows_over_limit": s.rows_over_limit,
         },
         "readings_dropped": s.readings_dropped,
+        "sockets": s.sockets,
+        "peak_in_flight": s.peak_in_flight,
     }))
     .into_response()
 }

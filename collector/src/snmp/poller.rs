@@ -330,6 +330,7 @@ pub fn spawn(
         let mut sockets = Sockets { v4: None, v6: None };
         let engines = Arc::new(EngineCache::new());
         let sem = Arc::new(Semaphore::new(cfg.max_in_flight));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (tx, mut rx) = mpsc::channel::<Done>(targets.len() + 1);
         let mut tasks = tokio::task::JoinSet::new();
         let t0 = Instant::now();
@@ -356,10 +357,16 @@ pub fn spawn(
                         Some(sockets.for_host(&host).await)
                     }
                 };
-                let (sem, tx, engines) = (sem.clone(), tx.clone(), engines.clone());
+                let (sem, tx, engines, peak) =
+                    (sem.clone(), tx.clone(), engines.clone(), peak.clone());
+                let max_in_flight = cfg.max_in_flight;
                 let refresh = cfg.names_refresh_polls;
                 tasks.spawn(async move {
-                    let _permit = sem.acquire_owned().await;
+                    let _permit = sem.clone().acquire_owned().await;
+                    peak.fetch_max(
+                        max_in_flight - sem.available_permits(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     let start = Instant::now();
                     let deadline = t.deadline();
                     let secrets = cr.as_ref().map(|c| c.secrets.clone()).unwrap_or_default();
@@ -413,6 +420,9 @@ pub fn spawn(
                     let t = (shared.clock)();
                     if let Ok(mut st) = shared.store.write() {
                         st.snmp.apply(done.outcome, t);
+                        st.snmp.peak_in_flight = peak.load(std::sync::atomic::Ordering::Relaxed);
+                        st.snmp.sockets =
+                            usize::from(sockets.v4.is_some()) + usize::from(sockets.v6.is_some());
                         if let Some(s) = st.snmp.targets.get_mut(done.target) {
                             s.overruns = sched.slots[done.target].overruns;
                         }

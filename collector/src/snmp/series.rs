@@ -170,6 +170,10 @@ pub struct SnmpSeries {
     /// Readings not applied (a second poll within the same second, or a
     /// counter whose width changed since the series was created).
     pub readings_dropped: u64,
+    /// UDP sockets the poller has open (one per address family in use).
+    pub sockets: usize,
+    /// Most polls seen running at once (bounded by `snmp.max_in_flight`).
+    pub peak_in_flight: usize,
 }
 
 fn def(cfg: &SeriesConfig, kind: Kind, hc: bool, heartbeat: u64) -> RrdDef {
