@@ -414,11 +414,26 @@ pub fn spawn(
                     if done.client.is_some() {
                         clients[done.target] = done.client;
                     }
-                    if let Err(e) = &done.outcome.result {
-                        tracing::warn!(target_name = %targets[done.target].name, error = %e, "SNMP poll failed");
-                    }
                     let t = (shared.clock)();
                     if let Ok(mut st) = shared.store.write() {
+                        // Log changes of state, not every failed poll of a
+                        // target that stays down.
+                        let was_failing = st
+                            .snmp
+                            .targets
+                            .get(done.target)
+                            .is_some_and(|s| s.last_error.is_some());
+                        let name = &targets[done.target].name;
+                        match (&done.outcome.result, was_failing) {
+                            (Err(e), false) => {
+                                tracing::warn!(target_name = %name, error = %e, "SNMP poll failed")
+                            }
+                            (Err(e), true) => {
+                                tracing::debug!(target_name = %name, error = %e, "SNMP poll failed again")
+                            }
+                            (Ok(_), true) => tracing::info!(target_name = %name, "SNMP target answers again"),
+                            (Ok(_), false) => {}
+                        }
                         st.snmp.apply(done.outcome, t);
                         st.snmp.peak_in_flight = peak.load(std::sync::atomic::Ordering::Relaxed);
                         st.snmp.sockets =
