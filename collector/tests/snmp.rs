@@ -577,7 +577,7 @@ fn secrets_never_printed_or_logged_by_the_binary() {
 // ---- snmpsim (PyPI, in the venv made by scripts/setup.sh) ----
 
 const WRAP_RATE: u64 = 1_000_000; // bytes/s of the simulated wrapping counters
-const WRAP_AFTER_S: u64 = 8; // the 32-bit counter wraps this long after snmpsim starts
+const WRAP_AFTER_S: u64 = 10; // the 32-bit counter wraps this long after snmpsim starts
 
 /// `OID|TAG|VALUE` lines sorted by OID, as snmpsim wants them.
 fn snmprec(mut rows: Vec<(Vec<u32>, String)>) -> String {
@@ -772,8 +772,8 @@ async fn snmpsim_1000_interfaces_sensors_and_a_counter_wrap() {
     // 32-bit wrap: no unknown interval, no spike.
     let start = snmpget_u64(sim.port, "wrap", "1.3.6.1.2.1.2.2.1.10.1");
     assert!(
-        u32::MAX as u64 - start > WRAP_RATE * 3,
-        "snmpsim took too long to start: the counter ({start}) wraps in less than 3 s"
+        u32::MAX as u64 - start > WRAP_RATE * 4,
+        "snmpsim took too long to start: the counter ({start}) wraps in less than 4 s"
     );
     let mut wrap = v2c("wrap", &addr);
     wrap.community = Some(Secret::new("wrap"));
@@ -786,7 +786,9 @@ async fn snmpsim_1000_interfaces_sensors_and_a_counter_wrap() {
     lab::wait_until("the counter wrapped", Duration::from_secs(30), || {
         snmpget_u64(sim.port, "wrap", "1.3.6.1.2.1.2.2.1.10.1") < start
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // At least 3 s after the wrap and 9 s after the collector's start.
+    let wait = 3.max(9u64.saturating_sub(system_clock()() - t_start));
+    tokio::time::sleep(Duration::from_secs(wait)).await;
     let t_end = system_clock()();
     let st = json(c.api_addr, "/api/v1/snmp/targets").await;
     let t = target(&st, "wrap");
