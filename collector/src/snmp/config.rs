@@ -52,6 +52,9 @@ pub struct SnmpConfig {
     pub max_interfaces_per_target: usize,
     /// Rows per target of each other table (processors, storage, sensors).
     pub max_rows_per_table: usize,
+    /// SNMP series overall (memory guard: each takes the archives' memory,
+    /// an interface series 830 KB with the default archives).
+    pub max_series: usize,
     /// Targets polled at the same time over all sockets (each target has at
     /// most one request in flight, so this bounds the requests in flight).
     pub max_in_flight: usize,
@@ -67,6 +70,7 @@ impl Default for SnmpConfig {
             max_targets: 1000,
             max_interfaces_per_target: 1024,
             max_rows_per_table: 256,
+            max_series: 4096,
             max_in_flight: 64,
             names_refresh_polls: 10,
         }
@@ -297,6 +301,7 @@ impl SnmpConfig {
                 self.max_interfaces_per_target,
             ),
             ("snmp.max_rows_per_table", self.max_rows_per_table),
+            ("snmp.max_series", self.max_series),
             ("snmp.max_in_flight", self.max_in_flight),
         ] {
             if v == 0 {

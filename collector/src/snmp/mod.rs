@@ -33,6 +33,7 @@ pub async fn targets_handler(State(sh): State<Arc<Shared>>) -> axum::response::R
         "limits": {
             "max_interfaces_per_target": s.limits.max_interfaces_per_target,
             "max_rows_per_table": s.limits.max_rows_per_table,
+            "max_series": s.limits.max_series,
             "rows_over_limit": s.rows_over_limit,
         },
         "readings_dropped": s.readings_dropped,

@@ -320,6 +320,7 @@ pub fn spawn(
             Limits {
                 max_interfaces_per_target: cfg.max_interfaces_per_target,
                 max_rows_per_table: cfg.max_rows_per_table,
+                max_series: cfg.max_series,
             },
         );
     }

@@ -144,6 +144,7 @@ pub struct Entry {
 pub struct Limits {
     pub max_interfaces_per_target: usize,
     pub max_rows_per_table: usize,
+    pub max_series: usize,
 }
 
 impl Default for Limits {
@@ -152,6 +153,7 @@ impl Default for Limits {
         Self {
             max_interfaces_per_target: c.max_interfaces_per_target,
             max_rows_per_table: c.max_rows_per_table,
+            max_series: c.max_series,
         }
     }
 }
@@ -165,7 +167,8 @@ pub struct SnmpSeries {
     cfg: Option<SeriesConfig>,
     /// Heartbeat per target (at least the store's, and 2 intervals + 1).
     heartbeats: Vec<u64>,
-    /// Rows not stored: over `max_interfaces_per_target`/`max_rows_per_table`.
+    /// Rows not stored: over `max_interfaces_per_target`, `max_rows_per_table`
+    /// or `max_series`.
     pub rows_over_limit: u64,
     /// Readings not applied (a second poll within the same second, or a
     /// counter whose width changed since the series was created).
@@ -249,7 +252,7 @@ impl SnmpSeries {
             Kind::If => self.limits.max_interfaces_per_target,
             _ => self.limits.max_rows_per_table,
         };
-        if self.count(target, kind) >= max {
+        if self.count(target, kind) >= max || self.series.len() >= self.limits.max_series {
             self.rows_over_limit += 1;
             return false;
         }

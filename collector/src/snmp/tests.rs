@@ -296,6 +296,7 @@ fn limits_and_failures_are_counted() {
         super::series::Limits {
             max_interfaces_per_target: 2,
             max_rows_per_table: 1,
+            max_series: 3,
         },
     );
     let mut d = PollData::default();
@@ -305,6 +306,14 @@ fn limits_and_failures_are_counted() {
         d.interfaces.push(r);
     }
     d.processors = vec![(1, 5.0), (2, 7.0)];
+    // The overall cap (3) stops the storage row the table cap would allow.
+    d.storage = vec![decode::StorageRow {
+        index: 1,
+        kind: 2,
+        descr: "RAM".into(),
+        used_bytes: 1.0,
+        size_bytes: 2.0,
+    }];
     s.apply(
         PollOutcome {
             target: 0,
@@ -314,7 +323,8 @@ fn limits_and_failures_are_counted() {
         1000,
     );
     assert_eq!(s.series.len(), 3);
-    assert_eq!(s.rows_over_limit, 4);
+    assert_eq!(s.rows_over_limit, 5);
+    assert!(s.find("sw1/storage/1").is_none());
     assert!(s.find("sw1/cpu/1").is_some());
     assert!(s.find("sw1/cpu/2").is_none());
     assert!(s.find("sw1/if/1/x").is_none());
