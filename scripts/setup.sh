@@ -93,6 +93,16 @@ else
   log "virtme-ng: present"
 fi
 
+# snmpsim for the collector's SNMP tests (issue 13), in the same venv;
+# snmpsim 1.2.2 imports pysmi without declaring it.
+SNMPSIM_VERSION=1.2.2
+if ! "$VENV/bin/python" -c "import snmpsim, pysmi, sys; sys.exit(snmpsim.__version__ != '$SNMPSIM_VERSION')" 2>/dev/null; then
+  log "installing snmpsim $SNMPSIM_VERSION in $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "snmpsim==$SNMPSIM_VERSION" "pysmi==2.0.0"
+else
+  log "snmpsim: present"
+fi
+
 # Rust: rustfmt and clippy for CI, rust-src for the eBPF target (built with RUSTC_BOOTSTRAP via aya-build).
 for component in rust-src rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then

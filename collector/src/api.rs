@@ -52,6 +52,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/series/data", get(series_data))
         .route("/api/v1/report", get(report))
         .route("/metrics", get(metrics))
+        .route("/api/v1/snmp/targets", get(crate::snmp::targets_handler))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/api/v1/health", get(health))

@@ -21,6 +21,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub api: ApiConfig,
     pub limits: LimitsConfig,
+    /// SNMP polling (issue 13): targets and limits, see crate::snmp.
+    pub snmp: crate::snmp::config::SnmpConfig,
 }
 
 /// Memory guards against spoofed or runaway input (docs/collector.md,
@@ -189,6 +191,8 @@ pub enum ConfigError {
         path: String,
         source: serde_norway::Error,
     },
+    #[error(transparent)]
+    Snmp(#[from] crate::snmp::config::SnmpConfigError),
     #[error("{field}: {message}")]
     Invalid {
         field: &'static str,
@@ -208,11 +212,13 @@ impl Config {
 
     /// Parses and validates YAML (`origin` names it in errors).
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let c: Config = serde_norway::from_str(text).map_err(|source| ConfigError::Parse {
+        let mut c: Config = serde_norway::from_str(text).map_err(|source| ConfigError::Parse {
             path: origin.into(),
             source,
         })?;
         c.validate()?;
+        // SNMP: reads the secret files, checks the credentials.
+        c.snmp.validate_and_load()?;
         Ok(c)
     }
 
@@ -281,6 +287,7 @@ impl Config {
                 "every token must be at least 16 characters".into(),
             );
         }
+        self.snmp.validate_limits()?;
         if !(self.api.percentile > 0.0 && self.api.percentile <= 100.0) {
             return bad(
                 "api.percentile",

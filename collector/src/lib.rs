@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod rrd;
 pub mod service;
 pub mod sflow;
+pub mod snmp;
 pub mod store;
 pub mod subnets;
 

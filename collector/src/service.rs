@@ -160,6 +160,8 @@ impl Collector {
     /// the background tasks. Must run inside a tokio runtime.
     pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Self> {
         cfg.validate()?;
+        // SNMP (issue 13): secret files readable, credentials valid.
+        crate::snmp::poller::check(&cfg.snmp)?;
         let now = clock();
         let subnets = Arc::new(SubnetTable::new(cfg.subnets.iter().copied())?);
         let allow = Arc::new(SubnetTable::new(cfg.sflow.allow.iter().copied())?);
@@ -251,6 +253,8 @@ impl Collector {
                 }
             }
         }));
+        // SNMP poller (issue 13): its own task, none without snmp.targets.
+        tasks.extend(crate::snmp::poller::spawn(shared.clone(), stop_rx.clone())?);
         tracing::info!(api = %api_addr, sflow = ?sflow_addrs, subnets = cfg.subnets.len(), "collector running");
         Ok(Self {
             shared,

@@ -187,6 +187,8 @@ pub struct Store {
     pub iface_over_total_limit: u64,
     /// ... or the agent's `limits.max_interfaces_per_agent` reached.
     pub iface_over_agent_limit: u64,
+    /// SNMP series (`snmp/...`, crate::snmp::series; not in snapshots yet).
+    pub snmp: crate::snmp::series::SnmpSeries,
 }
 
 impl Store {
@@ -223,6 +225,7 @@ impl Store {
             agent_ifaces: BTreeMap::new(),
             iface_over_total_limit: 0,
             iface_over_agent_limit: 0,
+            snmp: Default::default(),
         }
     }
 
@@ -354,6 +357,7 @@ impl Store {
     pub fn memory_bytes(&self) -> usize {
         self.subnet_def.memory_bytes() * self.subnets.len()
             + self.iface_def.memory_bytes() * self.ifaces.len()
+            + self.snmp.memory_bytes()
     }
 
     /// Agents with at least one interface series.
@@ -367,6 +371,9 @@ impl Store {
 
     /// Finds a series by id: `subnet/<prefix>` or `if/<agent>/<ifIndex>`.
     pub fn find(&self, id: &str) -> Option<(&Rrd, &'static [&'static str])> {
+        if let Some(rest) = id.strip_prefix("snmp/") {
+            return self.snmp.find(rest);
+        }
         if let Some(net) = id.strip_prefix("subnet/") {
             let net: IpNet = net.parse().ok()?;
             return self
@@ -418,6 +425,11 @@ impl Store {
                 &s.rrd,
             )
         }));
+        v.extend(
+            self.snmp
+                .ids()
+                .map(|(id, k, r)| info(id, k.series_kind(), k.ds(), r)),
+        );
         v
     }
 
