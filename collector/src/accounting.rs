@@ -84,6 +84,9 @@ pub struct AgentStats {
     /// Flow-sample sources of this agent in the drops map.
     #[serde(skip)]
     sources: usize,
+    /// When its last datagram arrived (unix seconds).
+    #[serde(skip)]
+    pub last_seen: u64,
 }
 
 /// Ingest statistics. Sums over shards are meaningful.
@@ -122,6 +125,9 @@ pub struct Stats {
     /// Interface readings of a new interface dropped because this shard
     /// already holds `series.max_interfaces` readings since the last flush.
     pub interface_readings_over_limit: u64,
+    /// Agents forgotten after `limits.agent_idle_expiry` seconds without a
+    /// datagram (their slot under `limits.max_agents` freed).
+    pub agents_expired: u64,
     /// Decode errors by "level.kind" (datagram, sample, record, header).
     pub errors: BTreeMap<String, u64>,
 }
@@ -147,7 +153,8 @@ impl Stats {
             sequence_lost,
             datagrams_over_agent_limit,
             flow_samples_over_source_limit,
-            interface_readings_over_limit
+            interface_readings_over_limit,
+            agents_expired
         );
         for (k, v) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += v;
@@ -281,6 +288,7 @@ impl Shard {
         }
         let a = self.agents.entry(agent).or_default();
         a.datagrams += 1;
+        a.last_seen = now;
         let lost_before = a.lost;
         track_sequence(a, dg.sequence);
         self.stats.sequence_lost = (self.stats.sequence_lost + a.lost).saturating_sub(lost_before);
@@ -421,6 +429,28 @@ impl Shard {
     }
 
     /// Hands over and clears the deltas and interface readings.
+    /// Forgets the agents whose last datagram arrived before `before` (unix
+    /// seconds): their statistics, sequence state and drops baselines, and
+    /// their slot in the shared agent count. Returns how many went.
+    pub fn expire(&mut self, before: u64) -> usize {
+        let gone: Vec<AgentKey> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.last_seen < before)
+            .map(|(k, _)| *k)
+            .collect();
+        if gone.is_empty() {
+            return 0;
+        }
+        for k in &gone {
+            self.agents.remove(k);
+        }
+        self.drops.retain(|s, _| !gone.contains(&s.agent));
+        self.limits.agents.fetch_sub(gone.len(), Ordering::Relaxed);
+        self.stats.agents_expired += gone.len() as u64;
+        gone.len()
+    }
+
     pub fn drain(&mut self) -> Drained {
         let mut out = Drained::default();
         for id in self.dirty.drain(..) {

@@ -168,6 +168,8 @@ fn limits_json(sh: &Shared, st: &crate::store::Store, total: &Stats) -> serde_js
             "max": l.max_agents,
             "in_use": sh.agent_count.load(std::sync::atomic::Ordering::Relaxed),
             "hits": total.datagrams_over_agent_limit,
+            "idle_expiry_s": l.agent_idle_expiry,
+            "expired": total.agents_expired,
         },
         "sources_per_agent": {
             "max": l.max_sources_per_agent,
@@ -452,6 +454,12 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
             ),
             (lim("interfaces_per_agent"), over_agent),
         ],
+    );
+    m(
+        "collector_agents_expired_total",
+        "counter",
+        "sFlow agents forgotten after limits.agent_idle_expiry seconds without a datagram.",
+        &[(String::new(), s.agents_expired)],
     );
     m(
         "collector_limit_in_use",

@@ -41,6 +41,10 @@ pub struct LimitsConfig {
     /// `series.max_interfaces`); readings of further interfaces are counted
     /// and dropped.
     pub max_interfaces_per_agent: usize,
+    /// Seconds without a datagram after which an agent is forgotten (its
+    /// statistics and its slot under `max_agents`; its series stay in the
+    /// store); 0: never. Agents send counter samples every 20-30 s.
+    pub agent_idle_expiry: u64,
 }
 
 impl Default for LimitsConfig {
@@ -49,6 +53,7 @@ impl Default for LimitsConfig {
             max_agents: 1024,
             max_sources_per_agent: 1024,
             max_interfaces_per_agent: 512,
+            agent_idle_expiry: 3600,
         }
     }
 }

@@ -61,9 +61,24 @@ impl Shared {
             .lock()
             .map(|i| i.shards.clone())
             .unwrap_or_default();
+        let idle = self.cfg.limits.agent_idle_expiry;
         let drained: Vec<_> = shards
             .iter()
-            .filter_map(|s| s.lock().ok().map(|mut s| s.drain()))
+            .filter_map(|s| {
+                s.lock().ok().map(|mut s| {
+                    if idle > 0 {
+                        let n = s.expire(now.saturating_sub(idle));
+                        if n > 0 {
+                            tracing::info!(
+                                agents = n,
+                                idle_s = idle,
+                                "idle sFlow agents forgotten"
+                            );
+                        }
+                    }
+                    s.drain()
+                })
+            })
             .collect();
         if let Ok(mut st) = self.store.write() {
             for d in drained {

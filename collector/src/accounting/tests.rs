@@ -326,3 +326,50 @@ fn agent_and_source_limits() {
     // 10 + 10 + 40 + 10 scaled packets out of 10.0.0.0/24.
     assert_eq!(totals(&mut a)[0].1.out_pkts, 70);
 }
+
+/// Agents idle past the expiry are forgotten, with their slot under the
+/// shared cap: a new agent is then taken; an active one stays.
+#[test]
+fn idle_agents_expire_and_free_their_slot() {
+    let limits = ShardLimits {
+        max_agents: 2,
+        max_sources_per_agent: 4,
+        max_interfaces: 10,
+        agents: Arc::new(AtomicUsize::new(0)),
+    };
+    let mut a = Shard::with_limits(table(), limits.clone());
+    let from = |agent: &str, seq: u32| {
+        datagram(&DatagramSpec {
+            agent: Some(ip(agent)),
+            sub_agent_id: 0,
+            sequence: seq,
+            uptime_ms: 0,
+            samples: vec![flow(seq, 10, 0, "10.0.0.5", "198.51.100.1", 100)],
+        })
+    };
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.1", 1), 100);
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.2", 1), 150);
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.3", 1), 160);
+    assert_eq!(a.stats.datagrams_over_agent_limit, 1);
+    assert_eq!(a.expire(120), 1, "192.0.2.1 idle since 100");
+    assert_eq!(limits.agents.load(Ordering::Relaxed), 1);
+    assert_eq!(a.stats.agents_expired, 1);
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.3", 2), 170);
+    assert_eq!(
+        a.stats.datagrams_over_agent_limit, 1,
+        "the freed slot is taken"
+    );
+    let mut agents: Vec<String> = a.agents().keys().map(|k| k.agent.to_string()).collect();
+    agents.sort();
+    assert_eq!(agents, ["192.0.2.2", "192.0.2.3"]);
+    assert_eq!(a.expire(150), 0, "seen at 150 and 170: none idle");
+    // A returning agent starts afresh (new sequence baseline, nothing lost).
+    a.expire(171);
+    assert_eq!(limits.agents.load(Ordering::Relaxed), 0);
+    a.datagram(ip("127.0.0.1"), &from("192.0.2.1", 500), 200);
+    let k = AgentKey {
+        agent: ip("192.0.2.1"),
+        sub_agent: 0,
+    };
+    assert_eq!((a.agents()[&k].lost, a.agents()[&k].datagrams), (0, 1));
+}
