@@ -447,3 +447,57 @@ fn an_update_never_reuses_a_set_edited_by_hand() {
         .stale_reused_sets(&other)
         .is_empty());
 }
+
+/// `content_hash` writes IPv4 addresses by hand: the hash must be the
+/// SHA-256 of exactly the text `Display` prints (set names in live tables
+/// carry it), for every octet width and for IPv6.
+#[test]
+fn content_hash_is_the_hash_of_the_display_text() {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    fn reference(v6: bool, ranges: &[(u128, u128)]) -> String {
+        let addr = |v: u128| -> String {
+            if v6 {
+                std::net::Ipv6Addr::from(v).to_string()
+            } else {
+                std::net::Ipv4Addr::from(v as u32).to_string()
+            }
+        };
+        let mut s = String::from(if v6 { "ipv6_addr " } else { "ipv4_addr " });
+        for (i, &(a, b)) in ranges.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&addr(a));
+            if a != b {
+                s.push('-');
+                s.push_str(&addr(b));
+            }
+        }
+        Sha256::digest(s.as_bytes())
+            .iter()
+            .take(4)
+            .fold(String::new(), |mut h, b| {
+                let _ = write!(h, "{b:02x}");
+                h
+            })
+    }
+    // Every octet value in every position, with single addresses and ranges.
+    let mut v4 = Vec::new();
+    for o in 0u32..=255 {
+        let a = (o << 24) | (o.wrapping_mul(7) % 256) << 16 | (o.wrapping_mul(13) % 256) << 8 | o;
+        v4.push((u128::from(a), u128::from(a) + u128::from(o % 3)));
+    }
+    v4.push((0, u128::from(u32::MAX)));
+    assert_eq!(content_hash(false, &v4), reference(false, &v4));
+    for chunk in v4.chunks(17) {
+        assert_eq!(content_hash(false, chunk), reference(false, chunk));
+    }
+    let v6 = [
+        (0x2001_0db8_u128 << 96, (0x2001_0db8_u128 << 96) + 0xffff),
+        (1, 1),
+        (u128::MAX, u128::MAX),
+    ];
+    assert_eq!(content_hash(true, &v6), reference(true, &v6));
+    assert_eq!(content_hash(false, &[]), reference(false, &[]));
+}
