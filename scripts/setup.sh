@@ -36,6 +36,9 @@ APT_PACKAGES=(
   # hostd's dns-resolver test runs its own systemd-resolved on a private bus
   # (hostd/hostd/tests/resolved.rs); see the resolv.conf save/restore below
   systemd-resolved
+  # collector remote-write test: a private Prometheus with its remote-write
+  # receiver (collector/tests/remote_write.rs)
+  prometheus
 )
 
 missing=()

@@ -10,7 +10,8 @@
 //! - [`rrd`]: the round-robin database (rrdtool semantics, checked against it).
 //!
 //! Edges: [`ingest`] (UDP sockets, recvmmsg), [`store`] (series registry and
-//! snapshots), [`api`] (HTTP+JSON, Prometheus), [`config`], and [`run`], which
+//! snapshots), [`api`] (HTTP+JSON, Prometheus), [`config`],
+//! [`remote_write`] (Prometheus remote-write to a TSDB), and [`run`], which
 //! ties them together until a shutdown future resolves.
 
 pub mod accounting;
@@ -18,6 +19,7 @@ pub mod api;
 pub mod config;
 pub mod header;
 pub mod ingest;
+pub mod remote_write;
 pub mod rrd;
 pub mod service;
 pub mod sflow;
