@@ -287,7 +287,7 @@ async fn prometheus_receives_series_and_an_outage_loses_nothing() {
             let mut seq = 0u32;
             while !stop.load(Ordering::SeqCst) {
                 seq += 1;
-                let oct = (seq % 5 == 0).then(|| seq as u64 * 12_345);
+                let oct = seq.is_multiple_of(5).then(|| seq as u64 * 12_345);
                 tx.send_to(&datagram_bytes(seq, oct), sflow).unwrap();
                 sent.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(50));
@@ -340,29 +340,31 @@ async fn prometheus_receives_series_and_an_outage_loses_nothing() {
     let mut prom = Prometheus::start(&dir, port);
     wait_ready(&client, port, &dir).await;
 
-    // A few more seconds of traffic, then stop it and let the last rows close.
+    // A few more seconds of traffic, then stop it. Rows up to `until` (2 s
+    // after the last datagram) are compared; the flusher goes on closing
+    // (zero) subnet rows after it. Samples are sent in the order they were
+    // collected, so once Prometheus holds the subnet row after `until`,
+    // every row up to `until` of every series has been sent.
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
     feeder.join().unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let until = collector::system_clock()() + 2;
     let t = Instant::now();
-    while rw.queue_len() > 0 {
-        assert!(t.elapsed() < Duration::from_secs(30), "queue not drained");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // The sender may still hold the last batch: wait for a flush with no new rows.
-    let t = Instant::now();
-    let mut last = rw.counters.samples_sent.load(Ordering::SeqCst);
-    let mut since = Instant::now();
-    while since.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let n = rw.counters.samples_sent.load(Ordering::SeqCst);
-        if n != last {
-            (last, since) = (n, Instant::now());
+    loop {
+        let r = raw_samples(&client, port, &sel, "10m").await;
+        if r.first()
+            .is_some_and(|(_, v)| v.contains_key(&((until as i64 + 1) * 1000)))
+        {
+            break;
         }
-        assert!(t.elapsed() < Duration::from_secs(30));
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "row {} not in prometheus",
+            until + 1
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-
+    let until_ms = until as i64 * 1000;
     // Every known row of the store is in Prometheus with its value.
     let mut outage_rows = 0;
     for (id, ds, sel) in [
@@ -380,7 +382,14 @@ async fn prometheus_receives_series_and_an_outage_loses_nothing() {
         let first = *got.keys().next().unwrap();
         // Rows from the first one written on (earlier rows were unknown or
         // closed before the collector started).
-        let want: BTreeMap<i64, f64> = want.range(first..).map(|(k, v)| (*k, *v)).collect();
+        let want: BTreeMap<i64, f64> = want
+            .range(first..=until_ms)
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        let got: BTreeMap<i64, f64> = got
+            .range(..=until_ms)
+            .map(|(k, v)| (*k, *v))
+            .collect();
         let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(k)).collect();
         assert!(missing.is_empty(), "{sel}: rows missing in prometheus: {missing:?}");
         for (t, v) in &want {
@@ -398,12 +407,14 @@ async fn prometheus_receives_series_and_an_outage_loses_nothing() {
     }
     // Totals: the bytes Prometheus holds are the bytes sent.
     let got = raw_samples(&client, port, &sel, "10m").await;
-    let total: f64 = got[0].1.values().sum();
+    let total: f64 = got[0].1.range(..=until_ms).map(|(_, v)| v).sum();
     let datagrams = sent.load(Ordering::SeqCst) as f64;
-    assert_eq!(
-        total,
-        datagrams * RATE as f64 * FRAME as f64,
-        "bytes in {DST_NET}"
+    // Rates are bytes over whole-second intervals: exact but for float
+    // rounding when a flush spanned more than one second.
+    let want_total = datagrams * RATE as f64 * FRAME as f64;
+    assert!(
+        (total - want_total).abs() <= want_total * 1e-9,
+        "bytes in {DST_NET}: {total} in prometheus, {want_total} sent"
     );
     let (stats, _, _) = c.shared().stats();
     assert_eq!(stats.flow_samples_attributed, datagrams as u64);

@@ -125,7 +125,7 @@ fn series_cfg() -> SeriesConfig {
     }
 }
 
-fn get<'a>(items: &'a [Item], name: &str, kv: &[(&str, &str)]) -> Vec<(i64, f64)> {
+fn get(items: &[Item], name: &str, kv: &[(&str, &str)]) -> Vec<(i64, f64)> {
     items
         .iter()
         .filter(|i| {
