@@ -285,7 +285,7 @@ impl Collector {
     }
 
     /// Clean shutdown: stop receiving, account what was received, flush,
-    /// snapshot, stop the API.
+    /// snapshot, stop the API, send what remote-write has queued.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop_tx.send(true);
         for t in self.tasks {
@@ -300,6 +300,9 @@ impl Collector {
             sh.snapshot()
         })
         .await??;
+        if let (Some(rw), Some(c)) = (&self.shared.remote_write, &self.shared.cfg.remote_write) {
+            rw.drain(Duration::from_secs(c.timeout)).await;
+        }
         tracing::info!("collector stopped");
         Ok(())
     }

@@ -443,6 +443,9 @@ async fn prometheus_receives_series_and_an_outage_loses_nothing() {
         rw.counters.requests_retried.load(Ordering::SeqCst),
     );
     c.shutdown().await.unwrap();
+    // The final flush's rows were delivered by the shutdown drain.
+    assert_eq!(rw.queue_len(), 0);
+    assert_eq!(rw.counters.dropped_shutdown.load(Ordering::SeqCst), 0);
     prom.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -619,6 +622,15 @@ async fn retries_honour_retry_after_and_back_off_and_4xx_is_dropped() {
     }
     stop_tx.send(true).unwrap();
     task.await.unwrap();
+
+    // Shutdown: the rows of the final flush go out in the drain.
+    store.flush_subnets(t0 + 60);
+    rw.collect(&store);
+    assert_eq!(rw.queue_len(), 4);
+    rw.drain(Duration::from_secs(5)).await;
+    assert_eq!(rw.counters.samples_sent.load(Ordering::SeqCst), 20);
+    assert_eq!(rw.counters.dropped_shutdown.load(Ordering::SeqCst), 0);
+    assert_eq!(rw.queue_len(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -650,4 +662,73 @@ fn queue_bound_drops_oldest_and_counts() {
         m.contains("collector_remote_write_queue_samples 10\n"),
         "{m}"
     );
+    // Nothing listens on port 1: the shutdown drain gives up, counting them.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(rw.drain(Duration::from_secs(2)));
+    assert_eq!(rw.counters.dropped_shutdown.load(Ordering::SeqCst), 10);
+    assert_eq!(rw.queue_len(), 0);
+}
+
+/// Benchmark (docs/BENCHMARKS.md goal: at least 100,000 samples/s): 2,500
+/// subnet series x 4 data sources x 30 rows = 300,000 samples queued at
+/// once, sent to a private Prometheus in batches of `batch_samples`.
+/// `cargo test --release -p collector --test remote_write -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by hand in release mode"]
+async fn bench_samples_per_second_into_prometheus() {
+    let dir = tempdir("bench");
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let port = free_port();
+    let mut prom = Prometheus::start(&dir, port);
+    wait_ready(&client, port, &dir).await;
+    let nets: Vec<ipnet::IpNet> = (0..2500u32)
+        .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap())
+        .collect();
+    let mut series = Config::default().series;
+    series.step = 10;
+    series.archives = vec![RraDef {
+        cf: Cf::Average,
+        steps: 1,
+        rows: 64,
+        xff: 0.5,
+    }];
+    let now = collector::system_clock()();
+    let t0 = now - now % 10 - 600;
+    for batch in [2000usize, 10_000] {
+        let mut store = Store::new(&series, &nets, t0);
+        let cfg = RemoteWriteConfig {
+            url: format!("http://127.0.0.1:{port}/api/v1/write"),
+            batch_samples: batch,
+            labels: BTreeMap::from([("run".into(), format!("b{batch}"))]),
+            ..Default::default()
+        };
+        let rw = RemoteWrite::new(&cfg, &store).unwrap();
+        store.flush_subnets(t0 + 300);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let start = Instant::now();
+        rw.collect(&store);
+        let collected = start.elapsed();
+        let task = tokio::spawn(rw.clone().run(stop_rx));
+        let total = 2500 * 4 * 30;
+        while rw.counters.samples_sent.load(Ordering::SeqCst) < total {
+            assert!(start.elapsed() < Duration::from_secs(120));
+            assert_eq!(rw.counters.dropped_rejected.load(Ordering::SeqCst), 0);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = start.elapsed();
+        let rate = total as f64 / took.as_secs_f64();
+        eprintln!(
+            "batch {batch}: {total} samples in {took:?} ({rate:.0}/s; collect {collected:?}), {} requests, {} retries",
+            rw.counters.requests_sent.load(Ordering::SeqCst),
+            rw.counters.requests_retried.load(Ordering::SeqCst)
+        );
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        assert!(rate >= 100_000.0, "{rate:.0} samples/s");
+    }
+    prom.kill();
+    let _ = std::fs::remove_dir_all(&dir);
 }

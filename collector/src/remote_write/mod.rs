@@ -9,7 +9,9 @@
 //! flush (rows are handed out as the store consolidates them) and
 //! [`RemoteWrite::run`] is the one sender task, which sends one batch at a
 //! time, oldest first, and retries a batch until it is accepted, rejected or
-//! the collector stops, so the receiver sees every series in time order.
+//! the collector stops, so the receiver sees every series in time order. At
+//! shutdown [`RemoteWrite::drain`] sends the rest (with the final flush's
+//! rows) once, within `timeout`.
 
 pub mod config;
 pub mod proto;
@@ -54,7 +56,7 @@ pub struct Counters {
     pub requests_retried: AtomicU64,
     pub dropped_queue_full: AtomicU64,
     pub dropped_rejected: AtomicU64,
-    /// Samples still queued or in flight when the collector stopped.
+    /// Samples not delivered by the shutdown drain.
     pub dropped_shutdown: AtomicU64,
 }
 
@@ -247,7 +249,6 @@ impl RemoteWrite {
             }
             let n = batch.len() as u64;
             let body = Bytes::from(proto::encode(&queue::request(&batch)));
-            drop(batch);
             loop {
                 let (outcome, why) = self.attempt(&client, &body).await;
                 match outcome {
@@ -269,7 +270,10 @@ impl RemoteWrite {
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
                             _ = stop.wait_for(|s| *s) => {
-                                self.counters.dropped_shutdown.fetch_add(n, Relaxed);
+                                // Left for `drain`, still the oldest.
+                                if let Ok(mut q) = self.queue.lock() {
+                                    q.requeue(batch);
+                                }
                                 break 'outer;
                             }
                         }
@@ -277,14 +281,58 @@ impl RemoteWrite {
                 }
             }
         }
-        let left = self.queue.lock().map(|q| q.len()).unwrap_or(0) as u64;
-        self.counters.dropped_shutdown.fetch_add(left, Relaxed);
+    }
+
+    /// At shutdown, after the sender stopped and the final flush queued the
+    /// last rows: sends what is queued, each batch once, within `budget`;
+    /// what is left (receiver down or slow) is dropped and counted.
+    pub async fn drain(&self, budget: Duration) {
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let deadline = tokio::time::Instant::now() + budget;
+        loop {
+            let batch = self.take();
+            if batch.is_empty() {
+                break;
+            }
+            let n = batch.len() as u64;
+            let body = Bytes::from(proto::encode(&queue::request(&batch)));
+            let outcome = tokio::time::timeout_at(deadline, self.attempt(&client, &body)).await;
+            match outcome {
+                Ok((Outcome::Sent, _)) => {
+                    self.counters.samples_sent.fetch_add(n, Relaxed);
+                    self.counters.requests_sent.fetch_add(1, Relaxed);
+                }
+                Ok((Outcome::Reject, why)) => {
+                    self.counters.dropped_rejected.fetch_add(n, Relaxed);
+                    tracing::error!(samples = n, response = %why, "remote-write batch rejected, dropped");
+                }
+                Ok((Outcome::Retry { .. }, _)) | Err(_) => {
+                    if let Ok(mut q) = self.queue.lock() {
+                        q.requeue(batch);
+                    }
+                    break;
+                }
+            }
+        }
+        let left = self.take_all();
         if left > 0 {
+            self.counters.dropped_shutdown.fetch_add(left, Relaxed);
             tracing::warn!(
                 samples = left,
-                "collector stopping: queued remote-write samples dropped"
+                "collector stopping: remote-write samples not delivered, dropped"
             );
         }
+    }
+
+    fn take_all(&self) -> u64 {
+        self.queue
+            .lock()
+            .map(|mut q| {
+                let n = q.len();
+                q.take(n).len() as u64
+            })
+            .unwrap_or(0)
     }
 
     /// Appends the remote-write counters in Prometheus text format.

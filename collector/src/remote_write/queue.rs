@@ -34,6 +34,14 @@ impl Queue {
         over as u64
     }
 
+    /// Puts a batch taken with [`Queue::take`] back in front (it is older
+    /// than everything queued since); the bound may be exceeded by it.
+    pub fn requeue(&mut self, batch: Vec<Item>) {
+        for it in batch.into_iter().rev() {
+            self.items.push_front(it);
+        }
+    }
+
     /// Removes and returns up to `n` of the oldest samples.
     pub fn take(&mut self, n: usize) -> Vec<Item> {
         let n = n.min(self.items.len());
