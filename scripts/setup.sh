@@ -39,6 +39,9 @@ APT_PACKAGES=(
   # collector graphs: the headless-browser test of the HTML page
   # (collector/tests/ui_browser.rs)
   chromium
+  # collector remote-write test: a private Prometheus with its remote-write
+  # receiver (collector/tests/remote_write.rs)
+  prometheus
 )
 
 missing=()

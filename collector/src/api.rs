@@ -544,6 +544,9 @@ async fn metrics(State(sh): State<Arc<Shared>>) -> Response {
             );
         }
     }
+    if let Some(rw) = &sh.remote_write {
+        rw.write_metrics(&mut o);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], o).into_response()
 }
 

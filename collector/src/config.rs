@@ -23,6 +23,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// SNMP polling (issue 13): targets and limits, see crate::snmp.
     pub snmp: crate::snmp::config::SnmpConfig,
+    /// Prometheus remote-write of the series (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_write: Option<crate::remote_write::RemoteWriteConfig>,
 }
 
 /// Memory guards against spoofed or runaway input (docs/collector.md,
@@ -298,6 +301,15 @@ impl Config {
                 "api.percentile",
                 format!("{} is not in (0, 100]", self.api.percentile),
             );
+        }
+        if let Some(rw) = &self.remote_write {
+            rw.validate()?;
+            if !self.series.archives.iter().any(|a| a.cf == Cf::Average) {
+                return bad(
+                    "series.archives",
+                    "remote_write needs an AVERAGE archive (its finest is what is written)".into(),
+                );
+            }
         }
         Ok(())
     }

@@ -11,7 +11,8 @@
 //!
 //! Edges: [`ingest`] (UDP sockets, recvmmsg), [`store`] (series registry and
 //! snapshots), [`api`] (HTTP+JSON, Prometheus), [`graph`] (PNG/SVG graphs
-//! and the HTML page), [`config`], and [`run`], which
+//! and the HTML page), [`config`], [`remote_write`] (Prometheus
+//! remote-write to a TSDB), and [`run`], which
 //! ties them together until a shutdown future resolves.
 
 pub mod accounting;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod graph;
 pub mod header;
 pub mod ingest;
+pub mod remote_write;
 pub mod rrd;
 pub mod service;
 pub mod sflow;

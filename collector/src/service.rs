@@ -41,6 +41,8 @@ pub struct Shared {
     pub restored: Option<RestoreReport>,
     /// Agents tracked by all shards (against `limits.max_agents`).
     pub agent_count: Arc<std::sync::atomic::AtomicUsize>,
+    /// Prometheus remote-write, when configured.
+    pub remote_write: Option<Arc<crate::remote_write::RemoteWrite>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -85,6 +87,9 @@ impl Shared {
                 st.apply(d);
             }
             st.flush_subnets(now);
+            if let Some(rw) = &self.remote_write {
+                rw.collect(&st);
+            }
         }
     }
 
@@ -202,6 +207,10 @@ impl Collector {
         };
         let mut store = store;
         store.max_interfaces_per_agent = cfg.limits.max_interfaces_per_agent;
+        let remote_write = match &cfg.remote_write {
+            Some(rw) => Some(crate::remote_write::RemoteWrite::new(rw, &store)?),
+            None => None,
+        };
         if cfg.sflow.allow.is_empty()
             && !cfg.sflow.allow_any
             && cfg.sflow.listen.iter().any(|a| !a.ip().is_loopback())
@@ -228,6 +237,7 @@ impl Collector {
             snapshots: Mutex::new(SnapshotStatus::default()),
             restored,
             agent_count,
+            remote_write,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
@@ -242,6 +252,10 @@ impl Collector {
                 tracing::error!(error = %e, "API server");
             }
         }));
+
+        if let Some(rw) = &shared.remote_write {
+            tasks.push(tokio::spawn(rw.clone().run(stop_rx.clone())));
+        }
 
         let sh = shared.clone();
         let mut rx = stop_rx.clone();
@@ -290,7 +304,7 @@ impl Collector {
     }
 
     /// Clean shutdown: stop receiving, account what was received, flush,
-    /// snapshot, stop the API.
+    /// snapshot, stop the API, send what remote-write has queued.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop_tx.send(true);
         for t in self.tasks {
@@ -305,6 +319,9 @@ impl Collector {
             sh.snapshot()
         })
         .await??;
+        if let (Some(rw), Some(c)) = (&self.shared.remote_write, &self.shared.cfg.remote_write) {
+            rw.drain(Duration::from_secs(c.timeout)).await;
+        }
         tracing::info!("collector stopped");
         Ok(())
     }
