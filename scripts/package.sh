@@ -8,6 +8,7 @@
 #   scripts/package.sh --hostd-bin PATH --collector-bin PATH
 #                                           package binaries built already (the tests
 #                                           pass their debug builds) instead of building
+#   scripts/package.sh --fast ...           faster .deb compression, larger files (tests)
 #
 # Needs cargo-deb and cargo-generate-rpm (scripts/setup.sh installs them),
 # and binutils' strip. The binaries are stripped into a staging target
@@ -19,8 +20,9 @@ OUT=""
 HOSTD_BIN=""
 COLLECTOR_BIN=""
 PACKAGES=()
+DEB_FLAGS=()
 
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
       shift 2 ;;
     --hostd-bin) HOSTD_BIN="$2"; shift 2 ;;
     --collector-bin) COLLECTOR_BIN="$2"; shift 2 ;;
+    --fast) DEB_FLAGS+=(--fast); shift ;;
     -h|--help) usage ;;
     *) echo "package.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -66,16 +69,16 @@ STAGE="$(mktemp -d "$OUT/.stage.XXXXXX")"
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/release"
 
-package() { # crate-dir binary-name source-binary
-  local dir="$1" name="$2" bin="$3"
+package() { # crate crate-dir binary-name source-binary
+  local crate="$1" dir="$2" name="$3" bin="$4"
   [ -x "$bin" ] || { echo "package.sh: $bin: no such executable" >&2; exit 1; }
   strip --strip-unneeded -o "$STAGE/release/$name" "$bin"
-  (cd "$ROOT" && CARGO_TARGET_DIR="$STAGE" cargo deb --no-build --no-strip \
+  (cd "$ROOT" && CARGO_TARGET_DIR="$STAGE" cargo deb --no-build --no-strip "${DEB_FLAGS[@]}" \
     --manifest-path "$dir/Cargo.toml" --output "$OUT/")
-  (cd "$ROOT" && cargo generate-rpm --package "$dir" --target-dir "$STAGE" --output "$OUT/")
+  (cd "$ROOT" && cargo generate-rpm --package "$crate" --target-dir "$STAGE" --output "$OUT/")
 }
 
-if want hostd; then package hostd/hostd hostd "$HOSTD_BIN"; fi
-if want hostd-collector; then package collector collector "$COLLECTOR_BIN"; fi
+if want hostd; then package hostd hostd/hostd hostd "$HOSTD_BIN"; fi
+if want hostd-collector; then package collector collector collector "$COLLECTOR_BIN"; fi
 
 ls -1 "$OUT"/*.deb "$OUT"/*.rpm

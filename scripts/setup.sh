@@ -38,7 +38,9 @@ APT_PACKAGES=(
   systemd-resolved
   # packaging (packaging/README.md): lintian checks the .deb, rpm lists the
   # .rpm (rpm -qlp), systemd-analyze verifies the units and scores them
-  lintian rpm systemd
+  # against the units they order themselves by (dbus.socket from dbus,
+  # systemd-udev-trigger.service from udev)
+  lintian rpm systemd dbus udev
 )
 
 missing=()
@@ -113,7 +115,7 @@ fi
 # packaging (packaging/README.md): cargo-deb and cargo-generate-rpm, pinned,
 # installed only when missing or of another version.
 CARGO_DEB_VERSION=3.8.0
-CARGO_GENERATE_RPM_VERSION=0.21.0
+CARGO_GENERATE_RPM_VERSION=0.21.1
 if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
   log "installing cargo-deb $CARGO_DEB_VERSION"
   cargo install --locked "cargo-deb@$CARGO_DEB_VERSION"

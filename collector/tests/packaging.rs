@@ -66,6 +66,7 @@ fn collector_deb_and_rpm() {
     assert!(rpm_scripts(&b.rpm).contains("systemctl --no-reload enable hostd-collector.service"));
 
     let r = unpack_root(&b);
+    changelog_matches(&b.deb, &r, "hostd-collector");
     verify_units(&r, &["hostd-collector.service"]);
     let e = exposure(&r, "hostd-collector.service", 1.5);
     eprintln!("hostd-collector.service: exposure {e}");

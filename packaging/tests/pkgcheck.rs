@@ -43,7 +43,7 @@ pub fn build(root: &Path, scratch: &Path, package: &str, bin_flag: &str, bin: &s
     std::fs::create_dir_all(&out).expect("scratch dir");
     run(Command::new(root.join("scripts/package.sh"))
         .current_dir(root)
-        .args(["--package", package, bin_flag, bin, "--out"])
+        .args(["--fast", "--package", package, bin_flag, bin, "--out"])
         .arg(&out));
     let find = |ext: &str| {
         let found: Vec<PathBuf> = std::fs::read_dir(&out)
@@ -183,4 +183,19 @@ pub fn exposure(root: &Path, unit: &str, max: f64) -> f64 {
         .unwrap_or_else(|| panic!("unreadable exposure: {line}"));
     assert!(value <= max, "{unit}: exposure {value} > {max}");
     value
+}
+
+/// The changelog's latest entry is the package's version (cargo-deb takes
+/// the version from Cargo.toml, the changelog is written by hand).
+pub fn changelog_matches(deb: &Path, root: &Path, package: &str) {
+    let version = run(Command::new("dpkg-deb").arg("-f").arg(deb).arg("Version"));
+    let changelog =
+        run(Command::new("zcat")
+            .arg(root.join(format!("usr/share/doc/{package}/changelog.Debian.gz"))));
+    let first = changelog.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("{package} ({}) ", version.trim())),
+        "packaging/debian/{package}/changelog needs an entry for {}: {first}",
+        version.trim()
+    );
 }

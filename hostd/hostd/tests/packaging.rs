@@ -107,6 +107,7 @@ fn hostd_deb_and_rpm() {
 
     // Units, installed into a throwaway root.
     let r = unpack_root(&b);
+    changelog_matches(&b.deb, &r, "hostd");
     verify_units(&r, &["hostd.service", "hostd-boot.service"]);
     for (unit, max) in MAX_EXPOSURE {
         let e = exposure(&r, unit, *max);
