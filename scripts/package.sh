@@ -69,16 +69,17 @@ STAGE="$(mktemp -d "$OUT/.stage.XXXXXX")"
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/release"
 
-package() { # crate crate-dir binary-name source-binary
-  local crate="$1" dir="$2" name="$3" bin="$4"
+package() { # crate-dir binary-name source-binary
+  local dir="$1" name="$2" bin="$3"
   [ -x "$bin" ] || { echo "package.sh: $bin: no such executable" >&2; exit 1; }
   strip --strip-unneeded -o "$STAGE/release/$name" "$bin"
   (cd "$ROOT" && CARGO_TARGET_DIR="$STAGE" cargo deb --no-build --no-strip "${DEB_FLAGS[@]}" \
     --manifest-path "$dir/Cargo.toml" --output "$OUT/")
-  (cd "$ROOT" && cargo generate-rpm --package "$crate" --target-dir "$STAGE" --output "$OUT/")
+  # cargo-generate-rpm's --package opens <package>/Cargo.toml: the crate's directory.
+  (cd "$ROOT" && cargo generate-rpm --package "$dir" --target-dir "$STAGE" --output "$OUT/")
 }
 
-if want hostd; then package hostd hostd/hostd hostd "$HOSTD_BIN"; fi
-if want hostd-collector; then package collector collector collector "$COLLECTOR_BIN"; fi
+if want hostd; then package hostd/hostd hostd "$HOSTD_BIN"; fi
+if want hostd-collector; then package collector collector "$COLLECTOR_BIN"; fi
 
 ls -1 "$OUT"/*.deb "$OUT"/*.rpm

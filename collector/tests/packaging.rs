@@ -40,7 +40,7 @@ fn collector_deb_and_rpm() {
     }
     // The configuration may hold API tokens: root-only, read through
     // LoadCredential by the dynamic user.
-    assert!(deb_entry(&b.deb, "/etc/hostd/collector.yaml").starts_with("-rw------- root/root"));
+    assert!(deb_entry(&b.deb, "/etc/hostd/collector.yaml").starts_with("-rw------- 0/0 "));
     assert_eq!(
         deb_control(&b.deb, "conffiles").lines().collect::<Vec<_>>(),
         ["/etc/hostd/collector.yaml"]
