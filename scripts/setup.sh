@@ -42,6 +42,11 @@ APT_PACKAGES=(
   # collector remote-write test: a private Prometheus with its remote-write
   # receiver (collector/tests/remote_write.rs)
   prometheus
+  # packaging (packaging/README.md): lintian checks the .deb, rpm lists the
+  # .rpm (rpm -qlp), systemd-analyze verifies the units and scores them
+  # against the units they order themselves by (dbus.socket from dbus,
+  # systemd-udev-trigger.service from udev)
+  lintian rpm systemd dbus udev
 )
 
 missing=()
@@ -121,6 +126,23 @@ if ! command -v bpf-linker >/dev/null 2>&1 || ! bpf-linker --version 2>/dev/null
     --no-default-features --features llvm-22
 else
   log "bpf-linker: present"
+fi
+
+# packaging (packaging/README.md): cargo-deb and cargo-generate-rpm, pinned,
+# installed only when missing or of another version.
+CARGO_DEB_VERSION=3.8.0
+CARGO_GENERATE_RPM_VERSION=0.21.1
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  log "installing cargo-deb $CARGO_DEB_VERSION"
+  cargo install --locked "cargo-deb@$CARGO_DEB_VERSION"
+else
+  log "cargo-deb: present"
+fi
+if ! cargo generate-rpm --version 2>/dev/null | grep -q "$CARGO_GENERATE_RPM_VERSION"; then
+  log "installing cargo-generate-rpm $CARGO_GENERATE_RPM_VERSION"
+  cargo install --locked "cargo-generate-rpm@$CARGO_GENERATE_RPM_VERSION"
+else
+  log "cargo-generate-rpm: present"
 fi
 
 log "ready"
