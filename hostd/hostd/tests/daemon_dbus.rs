@@ -807,6 +807,12 @@ fn commit_confirmed_confirm_rollback_expiry_probes_and_kill9() {
     });
     assert!(!has(&h, "10.79.0.1/24"), "probe-confirmed document kept");
     let _ = listener.0.kill();
+    let _ = listener.0.wait();
+    // socat's forked children may hold the listening socket a moment
+    // longer (under load): the probe must find the port closed.
+    wait_for("listener gone", Duration::from_secs(10), || {
+        !run("ip", &["netns", "exec", &h.ns, "ss", "-ltn"]).contains("127.0.0.1:7777")
+    });
     let o = h.hostd(&[
         "apply",
         &path(&next),

@@ -388,7 +388,7 @@ pub(crate) fn check_interfaces<'a>(
 /// while the only failures are such patch ports and their peers are now
 /// rows, it asks ovs-vswitchd to reconfigure once more and waits a bounded
 /// time for the errors to clear, so a missing peer still fails the apply.
-async fn check_deferred_patches(
+pub(crate) async fn check_deferred_patches(
     ovs: &Ovs,
     deferred: &[BTreeSet<String>],
     timeout: Duration,
@@ -413,16 +413,25 @@ async fn check_deferred_patches(
                 })
             })
     };
+    // Check first, then decide: the cache may show an error only after a
+    // first look (monitor updates arrive on their own), so a stale error
+    // is recognised whenever the check fails, not only before it.
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(50);
-    while stale_only(ovs) && Instant::now() < deadline {
+    loop {
+        if check_interfaces(ovs, names.clone()).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline || !stale_only(ovs) {
+            return check_interfaces(ovs, names);
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = ovs.client.transact_applied(&[], left).await;
-        let names = names.clone();
+        let waiting = names.clone();
         let _ = ovs
             .client
             .wait_until("patch peers resolved", pause.min(left), move |c| {
-                names.iter().all(|n| {
+                waiting.iter().all(|n| {
                     c.by_name("Interface", n)
                         .is_some_and(|(_, r)| r.str("error").is_none())
                 })
@@ -430,7 +439,6 @@ async fn check_deferred_patches(
             .await;
         pause = (pause * 2).min(Duration::from_secs(1));
     }
-    check_interfaces(ovs, names)
 }
 
 /// Patch interfaces whose peer a later step adds: ovs-vswitchd reports

@@ -90,8 +90,9 @@ impl Session {
                     });
                 }
             }
-            let late =
-                exec::check_interfaces(&self.ovs, deferred.iter().flatten().map(String::as_str));
+            // The same bounded wait for stale "No usable peer" errors as
+            // `exec::apply` (a patch port added before its peer).
+            let late = exec::check_deferred_patches(&self.ovs, &deferred, opts.step_timeout).await;
             late.map_err(|e| StepFailed {
                 executed: n,
                 cause: format!("OVS, after the last step (patch peers): {e}"),
