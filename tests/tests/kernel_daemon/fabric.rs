@@ -556,7 +556,8 @@ fn fabric_in_the_lab() {
                 .unwrap_or_default();
         let aggs: Vec<&str> = p
             .lines()
-            .filter(|l| l.trim_start().starts_with("Aggregator ID:"))
+            .map(str::trim)
+            .filter(|l| l.starts_with("Aggregator ID:"))
             .collect();
         // The bond's active aggregator, then one line per port.
         aggs.len() == 3
@@ -567,9 +568,21 @@ fn fabric_in_the_lab() {
                 .filter(|l| l.trim_start().starts_with("Partner Mac Address:"))
                 .any(|l| l.contains("00:00:00:00:00:00"))
     };
-    wait_until("LACP negotiated", scaled(Duration::from_secs(60)), || {
+    if lab::wait::try_wait_until(scaled(Duration::from_secs(10)), || {
         lacp(&srv, "bond0") && lacp(&sw, &lag)
-    });
+    })
+    .is_err()
+    {
+        panic!(
+            "LACP not negotiated:\n{}\n{}",
+            srv.ns
+                .try_run(&["cat", "/proc/net/bonding/bond0"])
+                .unwrap_or_default(),
+            sw.ns
+                .try_run(&["cat", &format!("/proc/net/bonding/{lag}")])
+                .unwrap_or_default()
+        );
+    }
     println!(
         "LACP negotiated ({lag}) {:?} after confirmation",
         t.elapsed()
