@@ -11,6 +11,11 @@
 //! management path answers again; `kill -9` of the daemon in the middle of a
 //! 400-VLAN commit-confirmed apply, and while one waits, converges to the
 //! confirmed state after restart.
+//!
+//! `fleet_in_the_lab` (kernel_daemon/fleet.rs): the daemon as the fleet
+//! agent of two real `controller serve` processes; `fabric_in_the_lab`
+//! (kernel_daemon/fabric.rs): the fabric service configuring a server and
+//! its Linux switch from LLDP and an intent.
 
 use std::{
     path::{Path, PathBuf},
@@ -25,6 +30,20 @@ use lab::{
     wait_until, NetNs,
 };
 use serde_json::Value;
+
+#[path = "kernel_daemon/fabric.rs"]
+mod fabric;
+#[path = "kernel_daemon/fleet.rs"]
+mod fleet;
+
+/// The tests of this binary one at a time: each runs a daemon whose
+/// timings (fights, deadlines) a second one beside it on the VM's two
+/// emulated CPUs would disturb.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 const NAME: &str = "org.hostnet.Hostd1";
 const PATH: &str = "/org/hostnet/Hostd1";
@@ -312,6 +331,7 @@ fn setup() -> (Server, Bus) {
 
 #[test]
 fn daemon_in_the_lab() {
+    let _one_at_a_time = serial();
     let (mut s, _bus) = setup();
     let _ = &s.sw;
     s.start();
