@@ -5,7 +5,9 @@
 //! cannot hide itself.
 //!
 //! Everything that is configuration is compared. [`IGNORED`] lists each key
-//! left out, with the reason; nothing else is dropped.
+//! left out, with the reason, and [`without_kernel_derived`] the values the
+//! kernel derives by itself (IPv6 link-locals, a running STP's ageing
+//! time), with the reason; nothing else is dropped.
 
 use std::time::Duration;
 
@@ -146,7 +148,50 @@ pub fn snapshot(ns: &NetNs) -> Value {
     if let Some(r) = v.get_mut("route6").and_then(Value::as_array_mut) {
         r.retain(|x| !(x["table"] == "local" && x["type"] == "local"));
     }
+    without_kernel_derived(&mut v);
     v
+}
+
+/// Leaves out what the kernel derives on its own at moments an apply does
+/// not control, with its configuration still compared:
+/// - IPv6 link-local addresses and their `fe80::/64` kernel routes: made
+///   from `addr_gen_mode` (compared) the first time a link has carrier,
+///   which a bridge may get for a moment in the middle of an apply and its
+///   rollback (a port with carrier joins, then leaves), and kept after;
+/// - `ageing_time` of a bridge running STP: during a topology change STP
+///   replaces it by twice the forward delay, and netlink reports only the
+///   value in force (the configured one is compared while STP is off).
+pub fn without_kernel_derived(v: &mut Value) {
+    if let Some(links) = v.get_mut("addr").and_then(Value::as_array_mut) {
+        for l in links {
+            if let Some(a) = l.get_mut("addr_info").and_then(Value::as_array_mut) {
+                a.retain(|x| !(x["family"] == "inet6" && x["scope"] == "link"));
+            }
+        }
+    }
+    if let Some(r) = v.get_mut("route6").and_then(Value::as_array_mut) {
+        r.retain(|x| {
+            !(x["protocol"] == "kernel" && x["dst"].as_str().is_some_and(|d| d == "fe80::/64"))
+        });
+    }
+    if let Some(links) = v.get_mut("link").and_then(Value::as_array_mut) {
+        for l in links {
+            let Some(data) = l
+                .get_mut("linkinfo")
+                .and_then(|i| i.get_mut("info_data"))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            if data
+                .get("stp_state")
+                .and_then(Value::as_u64)
+                .is_some_and(|s| s != 0)
+            {
+                data.remove("ageing_time");
+            }
+        }
+    }
 }
 
 /// The differences between two snapshots (for failure messages): per
@@ -284,5 +329,30 @@ mod tests {
         assert!(d.contains(r#"+ route4: {"dst":"10.0.0.0/24"}"#), "{d}");
         assert!(!d.contains("x2"), "{d}");
         assert_eq!(diff(&a, &a), "");
+    }
+
+    #[test]
+    fn kernel_derived_link_local_and_stp_ageing_are_left_out() {
+        let mut v = json!({
+            "addr": [{"ifname": "br0", "addr_info": [
+                {"family": "inet6", "local": "fe80::1", "scope": "link"},
+                {"family": "inet6", "local": "2001:db8::1", "scope": "global"},
+            ]}],
+            "route6": [
+                {"dst": "fe80::/64", "dev": "br0", "protocol": "kernel"},
+                {"dst": "2001:db8::/64", "dev": "br0", "protocol": "kernel"},
+            ],
+            "link": [
+                {"ifname": "br0", "linkinfo": {"info_data": {"stp_state": 1, "ageing_time": 3800}}},
+                {"ifname": "br1", "linkinfo": {"info_data": {"stp_state": 0, "ageing_time": 30000}}},
+            ],
+        });
+        super::without_kernel_derived(&mut v);
+        assert_eq!(v["addr"][0]["addr_info"].as_array().map(Vec::len), Some(1));
+        assert_eq!(v["route6"].as_array().map(Vec::len), Some(1));
+        assert!(v["link"][0]["linkinfo"]["info_data"]
+            .get("ageing_time")
+            .is_none());
+        assert_eq!(v["link"][1]["linkinfo"]["info_data"]["ageing_time"], 30000);
     }
 }
