@@ -154,7 +154,8 @@ pub fn snapshot(ns: &NetNs) -> Value {
 
 /// Leaves out what the kernel derives on its own at moments an apply does
 /// not control, with its configuration still compared:
-/// - IPv6 link-local addresses and their `fe80::/64` kernel routes: made
+/// - IPv6 link-local addresses, their `fe80::/64` kernel routes and the
+///   link's `ff00::/8` multicast route (table local): made
 ///   from `addr_gen_mode` (compared) the first time a link has carrier,
 ///   which a bridge may get for a moment in the middle of an apply and its
 ///   rollback (a port with carrier joins, then leaves), and kept after;
@@ -171,7 +172,10 @@ pub fn without_kernel_derived(v: &mut Value) {
     }
     if let Some(r) = v.get_mut("route6").and_then(Value::as_array_mut) {
         r.retain(|x| {
-            !(x["protocol"] == "kernel" && x["dst"].as_str().is_some_and(|d| d == "fe80::/64"))
+            !(x["protocol"] == "kernel"
+                && x["dst"]
+                    .as_str()
+                    .is_some_and(|d| d == "fe80::/64" || d == "ff00::/8"))
         });
     }
     if let Some(links) = v.get_mut("link").and_then(Value::as_array_mut) {
@@ -340,6 +344,7 @@ mod tests {
             ]}],
             "route6": [
                 {"dst": "fe80::/64", "dev": "br0", "protocol": "kernel"},
+                {"dst": "ff00::/8", "dev": "br0", "protocol": "kernel", "table": "local", "type": "multicast"},
                 {"dst": "2001:db8::/64", "dev": "br0", "protocol": "kernel"},
             ],
             "link": [

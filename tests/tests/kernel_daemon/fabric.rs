@@ -210,6 +210,16 @@ impl Ctl {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// `fleet show AGENT`, or `None` while the controller does not know
+    /// the agent yet (not enrolled) or answers otherwise than JSON.
+    fn try_show(&self, agent: &str) -> Option<Value> {
+        let o = self.cmd(&["fleet", "show", agent]).output().ok()?;
+        if !o.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&o.stdout).ok()
+    }
+
     fn show(&self, agent: &str) -> Value {
         serde_json::from_str(&self.run(&["fleet", "show", agent])).expect("fleet show JSON")
     }
@@ -480,8 +490,10 @@ fn fabric_in_the_lab() {
         "both agents connected, the server's LLDP in its inventory",
         scaled(Duration::from_secs(60)),
         || {
-            let s = ctl.show("srv1");
-            let w = ctl.show("sw1");
+            // An agent not enrolled yet is not an error while waiting.
+            let (Some(s), Some(w)) = (ctl.try_show("srv1"), ctl.try_show("sw1")) else {
+                return false;
+            };
             s["summary"]["connected"] == true
                 && w["summary"]["connected"] == true
                 && neighbour(&s["inventory"], "eth0").is_some()
